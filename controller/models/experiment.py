@@ -1,0 +1,150 @@
+"""The Experiment resource: a user-level A/B test and feature rollout."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from controller.models.common import DNS_LABEL_PATTERN, Condition, Duration, Model, StatusModel, cel
+
+WEIGHT_TOLERANCE = 1e-6
+
+
+class ExperimentMetric(Model):
+    """Per-branch counts from Prometheus (or pushed by the SDK)."""
+
+    exposures: str = Field(
+        description="PromQL returning one sample per branch (label 'branch'): users exposed."
+    )
+    conversions: str | None = Field(
+        default=None, description="PromQL returning one sample per branch (label 'branch'): users converted."
+    )
+
+
+class AutoClose(Model):
+    """Close the experiment automatically on a decision."""
+
+    on_winner: bool = Field(default=False, description="Close to the winning branch.")
+    on_harm: bool = Field(
+        default=True, description="Close to control when a treatment is significantly worse."
+    )
+
+
+class ExperimentSpec(Model):
+    """Desired state of an Experiment."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("!has(self.closeOn) || self.closeOn in self.branches", "closeOn must name one of the branches"),
+            ("!has(self.control) || self.control in self.branches", "control must name one of the branches"),
+        )
+    )
+
+    key: str = Field(
+        description="Experiment key used by applications and the SDK.", min_length=1, max_length=128
+    )
+    seed: str | None = Field(default=None, description="Hashing seed (defaults to key).")
+    rollout: float = Field(
+        default=100.0, description="Percent of users in the experiment (To Users).", ge=0, le=100
+    )
+    audience: list[str] = Field(
+        default_factory=list, description="If set, only users in these groups are in (e.g. qa, admin)."
+    )
+    branches: dict[str, float] = Field(description="Branch name to weight; weights sum to 1.", min_length=2)
+    control: str | None = Field(
+        default=None, description="Control branch (default: 'control' if present, else the first)."
+    )
+    metric: ExperimentMetric | None = Field(default=None, description="Where per-branch counts come from.")
+    min_samples: int = Field(default=1000, description="Samples per branch before any decision.", ge=1)
+    alpha: float = Field(default=0.05, description="Significance level.", gt=0, lt=0.5)
+    close_on: str | None = Field(default=None, description="Close the experiment: everyone gets this branch.")
+    auto_close: AutoClose = Field(default_factory=AutoClose, description="Automatic closing on a decision.")
+    interval: Duration = Field(
+        default=timedelta(seconds=30), description="How often the report is refreshed."
+    )
+    hash_version: Literal[1, 2] = Field(default=2, description="GrowthBook hashing version.")
+
+    @field_validator("branches")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        import re
+
+        for name, w in v.items():
+            if not re.fullmatch(DNS_LABEL_PATTERN, name):
+                raise ValueError(f"branch name {name!r} must be a lowercase DNS label")
+            if not math.isfinite(w) or w < 0:
+                raise ValueError(f"branch {name!r}: weight must be a finite number >= 0 (got {w})")
+        total = sum(v.values())
+        if abs(total - 1.0) > WEIGHT_TOLERANCE:
+            raise ValueError(f"branch weights must sum to 1 (got {total:g})")
+        return v
+
+    @model_validator(mode="after")
+    def _refs(self) -> ExperimentSpec:
+        if self.control is not None and self.control not in self.branches:
+            raise ValueError(
+                f"control {self.control!r} is not one of the branches ({', '.join(self.branches)})"
+            )
+        if self.close_on is not None and self.close_on not in self.branches:
+            raise ValueError(
+                f"closeOn {self.close_on!r} is not one of the branches ({', '.join(self.branches)})"
+            )
+        return self
+
+    @property
+    def control_branch(self) -> str:
+        """The control branch: explicit, else 'control' if present, else the first branch."""
+        if self.control:
+            return self.control
+        return "control" if "control" in self.branches else next(iter(self.branches))
+
+    @property
+    def hash_seed(self) -> str:
+        """The seed used for hashing."""
+        return self.seed or self.key
+
+
+class ReportRow(StatusModel):
+    """One row of the experiment report."""
+
+    branch: str = Field(description="Branch name.")
+    samples: int = Field(default=0, description="Exposed users.")
+    conversions: float | None = Field(default=None, description="Converted users.")
+    mean: float | None = Field(default=None, description="Conversion rate or metric mean.")
+    variance: float | None = Field(default=None, description="Variance of the metric.")
+    p_value: float | None = Field(default=None, description="Two-sided p-value against control.")
+    significance: float | None = Field(default=None, description="(1 - pValue) x 100.")
+    lift: float | None = Field(default=None, description="Absolute lift over control.")
+    lift_percent: float | None = Field(default=None, description="Relative lift over control, percent.")
+    ci: list[float] | None = Field(
+        default=None, description="Confidence interval of the relative lift, percent."
+    )
+
+
+class SrmStatus(StatusModel):
+    """Sample ratio mismatch check against the configured weights."""
+
+    p_value: float | None = Field(default=None, description="Chi-square p-value.")
+    ok: bool = Field(default=True, description="False when the observed split departs from the weights.")
+
+
+class ExperimentStatus(StatusModel):
+    """Observed state of an Experiment; written only by the controller."""
+
+    report: list[ReportRow] = Field(default_factory=list, description="The report, one row per branch.")
+    srm: SrmStatus | None = Field(default=None, description="Sample ratio mismatch check.")
+    decision: str = Field(
+        default="Running", description="Running, Winner:<b>, Harm:<b>, NoSignificance, Closed:<b>."
+    )
+    p_value: float | None = Field(default=None, description="Smallest p-value among treatments.")
+    closed_on: str | None = Field(default=None, description="Branch everyone gets, when closed.")
+    config_map: str | None = Field(default=None, description="ConfigMap the live config is published to.")
+    updated_at: datetime | None = Field(default=None, description="When the report was last refreshed.")
+    message: str | None = Field(default=None, description="Latest human-readable message.")
+    observed_generation: int | None = Field(default=None, description="Spec generation last acted on.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Published, ReportAvailable."
+    )

@@ -1,0 +1,393 @@
+"""The Release resource: one Git revision pushed through phases, judged by gates."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from controller.models.common import (
+    DNS_LABEL_PATTERN,
+    REPO_PATTERN,
+    REVISION_PATTERN,
+    Condition,
+    Duration,
+    LabelSelector,
+    Model,
+    SecretRef,
+    StatusModel,
+    cel,
+)
+
+
+class GitSource(Model):
+    """Where the manifests come from."""
+
+    repo: str = Field(
+        description="Git repository URL: http(s)://, ssh://, git://, file:// or scp-like user@host:path.",
+        pattern=REPO_PATTERN,
+        max_length=2048,
+    )
+    branch: str = Field(default="main", description="Branch the revision lives on; reverts are pushed here.")
+    path: str = Field(
+        default="deploy/", description="Directory of plain YAML manifests inside the repository."
+    )
+    secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret with git credentials: username/password or token, or ssh-privatekey + known_hosts.",
+    )
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, v: str) -> str:
+        if not v or v.startswith(("-", "/")) or ".." in v or any(c in v for c in " ~^:?*[\\"):
+            raise ValueError(f"invalid branch name {v!r}")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, v: str) -> str:
+        if v.startswith("/") or any(part == ".." for part in v.split("/")):
+            raise ValueError(f"path {v!r} must be relative to the repository root and must not contain '..'")
+        return v
+
+
+class ReleaseSource(GitSource):
+    """The Git revision a Release pushes."""
+
+    revision: str = Field(
+        description="Full commit SHA to push (40 hex characters).", pattern=REVISION_PATTERN
+    )
+
+
+class PrometheusRef(Model):
+    """Prometheus endpoint used by gates; defaults to the controller's configured URL."""
+
+    url: str = Field(description="Base URL of the Prometheus HTTP API.", pattern=r"^https?://.+")
+
+
+class Phase(Model):
+    """One step of the push: which Deployments it changes and how long to watch afterwards."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "[has(self.deployments), has(self.selector), has(self.remaining) && self.remaining]"
+                ".filter(x, x).size() == 1",
+                "set exactly one of deployments, selector or remaining",
+            ),
+        )
+    )
+
+    name: str = Field(
+        description="Phase name, unique within the Release.", pattern=DNS_LABEL_PATTERN, max_length=63
+    )
+    deployments: list[str] | None = Field(
+        default=None, description="Deployment names this phase pushes.", min_length=1, max_length=256
+    )
+    selector: LabelSelector | None = Field(
+        default=None, description="Select the phase's Deployments by label."
+    )
+    remaining: bool = Field(
+        default=False, description="Every Deployment in the manifests not pushed by earlier phases."
+    )
+    hold: Duration = Field(
+        default=timedelta(0),
+        description="Observe gates this long after the phase is Available before moving on (e.g. 60s, 2m).",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> Phase:
+        chosen = [
+            n for n, v in (("deployments", self.deployments), ("selector", self.selector)) if v is not None
+        ]
+        if self.remaining:
+            chosen.append("remaining")
+        if len(chosen) != 1:
+            listed = ", ".join(chosen) if chosen else "none"
+            raise ValueError(
+                f"phase {self.name!r}: set exactly one of deployments, selector or remaining (got {listed})"
+            )
+        return self
+
+
+class ExperimentGate(Model):
+    """Fail the push when an Experiment shows harm."""
+
+    name: str = Field(description="Experiment name in the Release's namespace.", pattern=DNS_LABEL_PATTERN)
+    fail_on: Literal["harm", "srm", "harmOrSrm"] = Field(
+        default="harm", description="harm: a treatment is significantly worse; srm: sample ratio mismatch."
+    )
+
+
+class Gate(Model):
+    """A metric check evaluated during every hold and the watch window."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("has(self.query) != has(self.experiment)", "set exactly one of query or experiment"),
+            (
+                "!has(self.query) || has(self.min) || has(self.max) || has(self.maxIncreasePercent)"
+                " || has(self.maxDecreasePercent)",
+                "a query gate needs at least one bound: min, max, maxIncreasePercent or maxDecreasePercent",
+            ),
+            ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not be greater than max"),
+        )
+    )
+
+    name: str = Field(
+        description="Gate name, unique within the Release.", pattern=DNS_LABEL_PATTERN, max_length=63
+    )
+    query: str | None = Field(
+        default=None,
+        description="PromQL returning one number; {{ phase }}, {{ revision }}, {{ namespace }} are templated.",
+        min_length=1,
+    )
+    experiment: ExperimentGate | None = Field(
+        default=None, description="Judge by an Experiment instead of a query."
+    )
+    min: float | None = Field(default=None, description="Fail when the value is below this.")
+    max: float | None = Field(default=None, description="Fail when the value is above this.")
+    max_increase_percent: float | None = Field(
+        default=None, description="Fail when post-push exceeds pre-push by more than this percent.", ge=0
+    )
+    max_decrease_percent: float | None = Field(
+        default=None, description="Fail when post-push is below pre-push by more than this percent.", ge=0
+    )
+    interval: Duration = Field(default=timedelta(seconds=10), description="How often the gate is evaluated.")
+    failure_limit: int = Field(default=0, description="Consecutive breaches tolerated before failing.", ge=0)
+    inconclusive_limit: int = Field(
+        default=6, description="Consecutive no-data/error readings tolerated before failing.", ge=0
+    )
+    dry_run: bool = Field(default=False, description="Record readings but never fail the push.")
+    phases: list[str] | None = Field(
+        default=None,
+        description="Only evaluate during these phases (and the watch window if 'watch' is listed).",
+    )
+
+    @field_validator("min", "max", "max_increase_percent", "max_decrease_percent")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("bound must be a finite number")
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, v: timedelta) -> timedelta:
+        if v < timedelta(milliseconds=100):
+            raise ValueError("interval must be at least 100ms")
+        return v
+
+    @model_validator(mode="after")
+    def _source_and_bounds(self) -> Gate:
+        if (self.query is None) == (self.experiment is None):
+            raise ValueError(f"gate {self.name!r}: set exactly one of query or experiment")
+        bounds = (self.min, self.max, self.max_increase_percent, self.max_decrease_percent)
+        if self.query is not None and all(b is None for b in bounds):
+            raise ValueError(
+                f"gate {self.name!r}: set at least one bound (min, max, maxIncreasePercent, maxDecreasePercent)"
+            )
+        if self.experiment is not None and any(b is not None for b in bounds):
+            raise ValueError(f"gate {self.name!r}: an experiment gate takes no numeric bounds")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"gate {self.name!r}: min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class OnFailure(Model):
+    """What stopline does when a gate fails."""
+
+    rollback: bool = Field(
+        default=True, description="Restore the exact pre-push objects of every touched Deployment."
+    )
+    revert_commit: bool = Field(default=True, description="Push a git revert of the revision to the branch.")
+    lock: bool = Field(default=True, description="Set the owning Track's commit lock.")
+
+
+class ReleaseTemplate(Model):
+    """Everything a Release needs besides its source; also the Track's template."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("self.phases.all(p, self.phases.exists_one(q, q.name == p.name))", "phase names must be unique"),
+            (
+                "!has(self.gates) || self.gates.all(g, self.gates.exists_one(h, h.name == g.name))",
+                "gate names must be unique",
+            ),
+            (
+                "self.phases.all(p, !has(p.remaining) || !p.remaining || p.name == self.phases[self.phases.size() - 1].name)",
+                "only the last phase may set remaining: true",
+            ),
+        )
+    )
+
+    prometheus: PrometheusRef | None = Field(
+        default=None, description="Prometheus for gates (controller default)."
+    )
+    phases: list[Phase] = Field(description="Phases, pushed in order.", min_length=1, max_length=32)
+    gates: list[Gate] = Field(
+        default_factory=list, description="Gates judged during holds and the watch window.", max_length=64
+    )
+    watch: Duration = Field(default=timedelta(0), description="Keep gates on this long after the last phase.")
+    progress_deadline: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Fail the push when a phase is not Available within this time.",
+    )
+    on_failure: OnFailure = Field(
+        default_factory=OnFailure, description="Rollback, revert and lock switches."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ReleaseTemplate:
+        for kind, names in (("phase", [p.name for p in self.phases]), ("gate", [g.name for g in self.gates])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
+        remaining = [p.name for p in self.phases if p.remaining]
+        if len(remaining) > 1:
+            raise ValueError(f"only one phase may set remaining: true (got {', '.join(remaining)})")
+        if remaining and not self.phases[-1].remaining:
+            raise ValueError(f"the remaining phase {remaining[0]!r} must be the last phase")
+        phase_names = {p.name for p in self.phases} | {"watch"}
+        for g in self.gates:
+            unknown = sorted(set(g.phases or ()) - phase_names)
+            if unknown:
+                raise ValueError(f"gate {g.name!r} lists unknown phase(s): {', '.join(unknown)}")
+        return self
+
+
+class ReleaseSpec(ReleaseTemplate):
+    """Desired state of a Release."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            *ReleaseTemplate.model_config["json_schema_extra"]["x-kubernetes-validations"],  # type: ignore[index]
+            (
+                "self.source == oldSelf.source",
+                "spec.source is immutable: create a new Release for another revision",
+            ),
+        )
+    )
+
+    source: ReleaseSource = Field(description="Repository, branch, revision and manifest path.")
+
+
+ReleasePhase = Literal[
+    "Pending",
+    "Progressing",
+    "Holding",
+    "Watching",
+    "Succeeded",
+    "RollingBack",
+    "RolledBack",
+    "Failed",
+    "Paused",
+]
+PhaseState = Literal["Pending", "Progressing", "Holding", "Passed", "Failed", "RolledBack"]
+Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
+
+
+class PhaseStatus(StatusModel):
+    """Progress of one phase."""
+
+    name: str = Field(description="Phase name.")
+    state: PhaseState = Field(
+        default="Pending", description="Pending, Progressing, Holding, Passed, Failed, RolledBack."
+    )
+    started_at: datetime | None = Field(default=None, description="When stopline started changing the phase.")
+    available_at: datetime | None = Field(default=None, description="When every Deployment was Available.")
+    hold_until: datetime | None = Field(default=None, description="When the hold ends.")
+    completed_at: datetime | None = Field(default=None, description="When the phase passed or failed.")
+    deployments: list[str] = Field(default_factory=list, description="Deployments this phase pushes.")
+
+
+class GaugeRow(StatusModel):
+    """One row of the push monitoring gauges table: a gate in a phase."""
+
+    gate: str = Field(description="Gate name.")
+    phase: str = Field(description="Phase name, or 'watch'.")
+    pre_push: float | None = Field(
+        default=None, description="Value captured just before the phase changed anything."
+    )
+    post_push: float | None = Field(default=None, description="Latest value during the hold.")
+    delta: float | None = Field(default=None, description="postPush - prePush.")
+    delta_percent: float | None = Field(default=None, description="Delta relative to |prePush|, in percent.")
+    threshold: str = Field(default="", description="The bounds, e.g. '>6 or >+25%'.")
+    verdict: Verdict = Field(default="Inconclusive", description="Pass, Fail, Inconclusive or Error.")
+    breaches: int = Field(default=0, description="Consecutive breaching readings.")
+    inconclusive: int = Field(default=0, description="Consecutive readings without data.")
+    readings: int = Field(default=0, description="Readings taken in this phase.")
+    message: str = Field(default="", description="Why the verdict is what it is.")
+    dry_run: bool = Field(default=False, description="The gate is in dry-run mode.")
+    at: datetime | None = Field(default=None, description="Time of the latest reading.")
+
+
+class SnapshotStatus(StatusModel):
+    """Where the pre-push copies of touched Deployments are kept."""
+
+    config_map: str = Field(description="ConfigMap (owned by the Release) holding the pre-push objects.")
+    deployments: list[str] = Field(default_factory=list, description="Deployments captured so far.")
+    absent: list[str] = Field(
+        default_factory=list, description="Deployments that did not exist before the push."
+    )
+
+
+RevertState = Literal["Pending", "Pushed", "AlreadyReverted", "Conflict", "Error", "Skipped"]
+
+
+class RevertStatus(StatusModel):
+    """The git revert of the bad revision."""
+
+    state: RevertState = Field(
+        default="Pending", description="Pending, Pushed, AlreadyReverted, Conflict, Error, Skipped."
+    )
+    commit: str | None = Field(default=None, description="SHA of the revert commit on the branch.")
+    pushed_at: datetime | None = Field(default=None, description="When it was pushed.")
+    message: str | None = Field(default=None, description="Commit message subject.")
+    reason: str | None = Field(default=None, description="Why it could not be pushed.")
+    attempts: int = Field(default=0, description="Push attempts so far.")
+
+
+class FailureStatus(StatusModel):
+    """Why the push failed."""
+
+    gate: str | None = Field(default=None, description="The gate that failed, if any.")
+    phase: str | None = Field(default=None, description="Phase (or 'watch') in which it failed.")
+    reason: str = Field(
+        description="Machine-friendly reason: GateFailed, Aborted, ProgressDeadlineExceeded, ..."
+    )
+    message: str = Field(description="Human-readable summary with the numbers.")
+    at: datetime | None = Field(default=None, description="When the failure was detected.")
+
+
+class ReleaseStatus(StatusModel):
+    """Observed state of a Release; written only by the controller."""
+
+    phase: ReleasePhase = Field(default="Pending", description="Overall state of the push.")
+    current_phase: str | None = Field(default=None, description="Phase being pushed or held (or 'watch').")
+    failed_gate: str | None = Field(default=None, description="Gate that stopped the push.")
+    observed_generation: int | None = Field(default=None, description="Spec generation last acted on.")
+    phases: list[PhaseStatus] = Field(default_factory=list, description="Per-phase progress.")
+    gauges: list[GaugeRow] = Field(
+        default_factory=list, description="Push monitoring gauges: one row per gate per phase."
+    )
+    snapshot: SnapshotStatus | None = Field(default=None, description="Pre-push copies of touched objects.")
+    revert: RevertStatus | None = Field(default=None, description="The git revert, when one was needed.")
+    failure: FailureStatus | None = Field(default=None, description="Why the push failed.")
+    watch_until: datetime | None = Field(default=None, description="End of the watch window.")
+    rolled_back_at: datetime | None = Field(
+        default=None, description="When every touched Deployment was restored."
+    )
+    started_at: datetime | None = Field(default=None, description="When the push started.")
+    completed_at: datetime | None = Field(default=None, description="When the push reached a final state.")
+    paused_from: ReleasePhase | None = Field(default=None, description="State to resume into after a pause.")
+    skipped_commits: list[str] = Field(
+        default_factory=list, description="Commits batched into this push by a Track."
+    )
+    message: str | None = Field(default=None, description="Latest human-readable message.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, GatesPassing, RolledBack, GitReverted."
+    )

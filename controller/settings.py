@@ -1,0 +1,48 @@
+"""Controller settings, loaded once at startup from the environment (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "stopline" / "repos"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the controller reads from its environment."""
+
+    prometheus_url: str | None = None
+    repo_cache: Path = field(default_factory=_default_cache)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8480
+    webhook_secret: str | None = None
+    experiments_configmap: str = "stopline-experiments"
+    max_threads: int = 32
+    release_tick_seconds: float = 0.25
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``STOPLINE_*`` environment variables."""
+        env = dict(os.environ if environ is None else environ)
+        defaults = cls()
+        return cls(
+            prometheus_url=env.get("STOPLINE_PROMETHEUS_URL") or None,
+            repo_cache=Path(env["STOPLINE_REPO_CACHE"]) if env.get("STOPLINE_REPO_CACHE") else defaults.repo_cache,
+            http_host=env.get("STOPLINE_HTTP_HOST", defaults.http_host),
+            http_port=int(env.get("STOPLINE_HTTP_PORT", defaults.http_port)),
+            webhook_secret=env.get("STOPLINE_WEBHOOK_SECRET") or None,
+            experiments_configmap=env.get("STOPLINE_EXPERIMENTS_CONFIGMAP", defaults.experiments_configmap),
+            max_threads=int(env.get("STOPLINE_MAX_THREADS", defaults.max_threads)),
+            release_tick_seconds=float(env.get("STOPLINE_RELEASE_TICK", defaults.release_tick_seconds)),
+        )
