@@ -147,9 +147,7 @@ class LabelSelector(Model):
     @model_validator(mode="after")
     def _not_empty(self) -> LabelSelector:
         if not self.match_labels and not self.match_expressions:
-            raise ValueError(
-                "selector needs matchLabels or matchExpressions (an empty selector matches everything)"
-            )
+            raise ValueError("selector needs matchLabels or matchExpressions (an empty selector matches everything)")
         return self
 
     def matches(self, labels: dict[str, str]) -> bool:

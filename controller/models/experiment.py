@@ -16,9 +16,7 @@ WEIGHT_TOLERANCE = 1e-6
 class ExperimentMetric(Model):
     """Per-branch counts from Prometheus (or pushed by the SDK)."""
 
-    exposures: str = Field(
-        description="PromQL returning one sample per branch (label 'branch'): users exposed."
-    )
+    exposures: str = Field(description="PromQL returning one sample per branch (label 'branch'): users exposed.")
     conversions: str | None = Field(
         default=None, description="PromQL returning one sample per branch (label 'branch'): users converted."
     )
@@ -28,9 +26,7 @@ class AutoClose(Model):
     """Close the experiment automatically on a decision."""
 
     on_winner: bool = Field(default=False, description="Close to the winning branch.")
-    on_harm: bool = Field(
-        default=True, description="Close to control when a treatment is significantly worse."
-    )
+    on_harm: bool = Field(default=True, description="Close to control when a treatment is significantly worse.")
 
 
 class ExperimentSpec(Model):
@@ -43,13 +39,9 @@ class ExperimentSpec(Model):
         )
     )
 
-    key: str = Field(
-        description="Experiment key used by applications and the SDK.", min_length=1, max_length=128
-    )
+    key: str = Field(description="Experiment key used by applications and the SDK.", min_length=1, max_length=128)
     seed: str | None = Field(default=None, description="Hashing seed (defaults to key).")
-    rollout: float = Field(
-        default=100.0, description="Percent of users in the experiment (To Users).", ge=0, le=100
-    )
+    rollout: float = Field(default=100.0, description="Percent of users in the experiment (To Users).", ge=0, le=100)
     audience: list[str] = Field(
         default_factory=list, description="If set, only users in these groups are in (e.g. qa, admin)."
     )
@@ -62,9 +54,7 @@ class ExperimentSpec(Model):
     alpha: float = Field(default=0.05, description="Significance level.", gt=0, lt=0.5)
     close_on: str | None = Field(default=None, description="Close the experiment: everyone gets this branch.")
     auto_close: AutoClose = Field(default_factory=AutoClose, description="Automatic closing on a decision.")
-    interval: Duration = Field(
-        default=timedelta(seconds=30), description="How often the report is refreshed."
-    )
+    interval: Duration = Field(default=timedelta(seconds=30), description="How often the report is refreshed.")
     hash_version: Literal[1, 2] = Field(default=2, description="GrowthBook hashing version.")
 
     @field_validator("branches")
@@ -85,13 +75,9 @@ class ExperimentSpec(Model):
     @model_validator(mode="after")
     def _refs(self) -> ExperimentSpec:
         if self.control is not None and self.control not in self.branches:
-            raise ValueError(
-                f"control {self.control!r} is not one of the branches ({', '.join(self.branches)})"
-            )
+            raise ValueError(f"control {self.control!r} is not one of the branches ({', '.join(self.branches)})")
         if self.close_on is not None and self.close_on not in self.branches:
-            raise ValueError(
-                f"closeOn {self.close_on!r} is not one of the branches ({', '.join(self.branches)})"
-            )
+            raise ValueError(f"closeOn {self.close_on!r} is not one of the branches ({', '.join(self.branches)})")
         return self
 
     @property
@@ -119,9 +105,7 @@ class ReportRow(StatusModel):
     significance: float | None = Field(default=None, description="(1 - pValue) x 100.")
     lift: float | None = Field(default=None, description="Absolute lift over control.")
     lift_percent: float | None = Field(default=None, description="Relative lift over control, percent.")
-    ci: list[float] | None = Field(
-        default=None, description="Confidence interval of the relative lift, percent."
-    )
+    ci: list[float] | None = Field(default=None, description="Confidence interval of the relative lift, percent.")
 
 
 class SrmStatus(StatusModel):
@@ -136,15 +120,11 @@ class ExperimentStatus(StatusModel):
 
     report: list[ReportRow] = Field(default_factory=list, description="The report, one row per branch.")
     srm: SrmStatus | None = Field(default=None, description="Sample ratio mismatch check.")
-    decision: str = Field(
-        default="Running", description="Running, Winner:<b>, Harm:<b>, NoSignificance, Closed:<b>."
-    )
+    decision: str = Field(default="Running", description="Running, Winner:<b>, Harm:<b>, NoSignificance, Closed:<b>.")
     p_value: float | None = Field(default=None, description="Smallest p-value among treatments.")
     closed_on: str | None = Field(default=None, description="Branch everyone gets, when closed.")
     config_map: str | None = Field(default=None, description="ConfigMap the live config is published to.")
     updated_at: datetime | None = Field(default=None, description="When the report was last refreshed.")
     message: str | None = Field(default=None, description="Latest human-readable message.")
     observed_generation: int | None = Field(default=None, description="Spec generation last acted on.")
-    conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Published, ReportAvailable."
-    )
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Published, ReportAvailable.")

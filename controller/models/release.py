@@ -31,9 +31,7 @@ class GitSource(Model):
         max_length=2048,
     )
     branch: str = Field(default="main", description="Branch the revision lives on; reverts are pushed here.")
-    path: str = Field(
-        default="deploy/", description="Directory of plain YAML manifests inside the repository."
-    )
+    path: str = Field(default="deploy/", description="Directory of plain YAML manifests inside the repository.")
     secret_ref: SecretRef | None = Field(
         default=None,
         description="Secret with git credentials: username/password or token, or ssh-privatekey + known_hosts.",
@@ -57,9 +55,7 @@ class GitSource(Model):
 class ReleaseSource(GitSource):
     """The Git revision a Release pushes."""
 
-    revision: str = Field(
-        description="Full commit SHA to push (40 hex characters).", pattern=REVISION_PATTERN
-    )
+    revision: str = Field(description="Full commit SHA to push (40 hex characters).", pattern=REVISION_PATTERN)
 
 
 class PrometheusRef(Model):
@@ -81,15 +77,11 @@ class Phase(Model):
         )
     )
 
-    name: str = Field(
-        description="Phase name, unique within the Release.", pattern=DNS_LABEL_PATTERN, max_length=63
-    )
+    name: str = Field(description="Phase name, unique within the Release.", pattern=DNS_LABEL_PATTERN, max_length=63)
     deployments: list[str] | None = Field(
         default=None, description="Deployment names this phase pushes.", min_length=1, max_length=256
     )
-    selector: LabelSelector | None = Field(
-        default=None, description="Select the phase's Deployments by label."
-    )
+    selector: LabelSelector | None = Field(default=None, description="Select the phase's Deployments by label.")
     remaining: bool = Field(
         default=False, description="Every Deployment in the manifests not pushed by earlier phases."
     )
@@ -100,9 +92,7 @@ class Phase(Model):
 
     @model_validator(mode="after")
     def _exactly_one_target(self) -> Phase:
-        chosen = [
-            n for n, v in (("deployments", self.deployments), ("selector", self.selector)) if v is not None
-        ]
+        chosen = [n for n, v in (("deployments", self.deployments), ("selector", self.selector)) if v is not None]
         if self.remaining:
             chosen.append("remaining")
         if len(chosen) != 1:
@@ -137,17 +127,13 @@ class Gate(Model):
         )
     )
 
-    name: str = Field(
-        description="Gate name, unique within the Release.", pattern=DNS_LABEL_PATTERN, max_length=63
-    )
+    name: str = Field(description="Gate name, unique within the Release.", pattern=DNS_LABEL_PATTERN, max_length=63)
     query: str | None = Field(
         default=None,
         description="PromQL returning one number; {{ phase }}, {{ revision }}, {{ namespace }} are templated.",
         min_length=1,
     )
-    experiment: ExperimentGate | None = Field(
-        default=None, description="Judge by an Experiment instead of a query."
-    )
+    experiment: ExperimentGate | None = Field(default=None, description="Judge by an Experiment instead of a query.")
     min: float | None = Field(default=None, description="Fail when the value is below this.")
     max: float | None = Field(default=None, description="Fail when the value is above this.")
     max_increase_percent: float | None = Field(
@@ -200,33 +186,30 @@ class Gate(Model):
 class OnFailure(Model):
     """What stopline does when a gate fails."""
 
-    rollback: bool = Field(
-        default=True, description="Restore the exact pre-push objects of every touched Deployment."
-    )
+    rollback: bool = Field(default=True, description="Restore the exact pre-push objects of every touched Deployment.")
     revert_commit: bool = Field(default=True, description="Push a git revert of the revision to the branch.")
     lock: bool = Field(default=True, description="Set the owning Track's commit lock.")
+
+
+_TEMPLATE_RULES: tuple[tuple[str, str], ...] = (
+    ("self.phases.all(p, self.phases.exists_one(q, q.name == p.name))", "phase names must be unique"),
+    (
+        "!has(self.gates) || self.gates.all(g, self.gates.exists_one(h, h.name == g.name))",
+        "gate names must be unique",
+    ),
+    (
+        "self.phases.all(p, !has(p.remaining) || !p.remaining || p.name == self.phases[self.phases.size() - 1].name)",
+        "only the last phase may set remaining: true",
+    ),
+)
 
 
 class ReleaseTemplate(Model):
     """Everything a Release needs besides its source; also the Track's template."""
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            ("self.phases.all(p, self.phases.exists_one(q, q.name == p.name))", "phase names must be unique"),
-            (
-                "!has(self.gates) || self.gates.all(g, self.gates.exists_one(h, h.name == g.name))",
-                "gate names must be unique",
-            ),
-            (
-                "self.phases.all(p, !has(p.remaining) || !p.remaining || p.name == self.phases[self.phases.size() - 1].name)",
-                "only the last phase may set remaining: true",
-            ),
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=cel(*_TEMPLATE_RULES))
 
-    prometheus: PrometheusRef | None = Field(
-        default=None, description="Prometheus for gates (controller default)."
-    )
+    prometheus: PrometheusRef | None = Field(default=None, description="Prometheus for gates (controller default).")
     phases: list[Phase] = Field(description="Phases, pushed in order.", min_length=1, max_length=32)
     gates: list[Gate] = Field(
         default_factory=list, description="Gates judged during holds and the watch window.", max_length=64
@@ -236,9 +219,7 @@ class ReleaseTemplate(Model):
         default=timedelta(minutes=10),
         description="Fail the push when a phase is not Available within this time.",
     )
-    on_failure: OnFailure = Field(
-        default_factory=OnFailure, description="Rollback, revert and lock switches."
-    )
+    on_failure: OnFailure = Field(default_factory=OnFailure, description="Rollback, revert and lock switches.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> ReleaseTemplate:
@@ -264,7 +245,7 @@ class ReleaseSpec(ReleaseTemplate):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            *ReleaseTemplate.model_config["json_schema_extra"]["x-kubernetes-validations"],  # type: ignore[index]
+            *_TEMPLATE_RULES,
             (
                 "self.source == oldSelf.source",
                 "spec.source is immutable: create a new Release for another revision",
@@ -309,9 +290,7 @@ class GaugeRow(StatusModel):
 
     gate: str = Field(description="Gate name.")
     phase: str = Field(description="Phase name, or 'watch'.")
-    pre_push: float | None = Field(
-        default=None, description="Value captured just before the phase changed anything."
-    )
+    pre_push: float | None = Field(default=None, description="Value captured just before the phase changed anything.")
     post_push: float | None = Field(default=None, description="Latest value during the hold.")
     delta: float | None = Field(default=None, description="postPush - prePush.")
     delta_percent: float | None = Field(default=None, description="Delta relative to |prePush|, in percent.")
@@ -330,9 +309,7 @@ class SnapshotStatus(StatusModel):
 
     config_map: str = Field(description="ConfigMap (owned by the Release) holding the pre-push objects.")
     deployments: list[str] = Field(default_factory=list, description="Deployments captured so far.")
-    absent: list[str] = Field(
-        default_factory=list, description="Deployments that did not exist before the push."
-    )
+    absent: list[str] = Field(default_factory=list, description="Deployments that did not exist before the push.")
 
 
 RevertState = Literal["Pending", "Pushed", "AlreadyReverted", "Conflict", "Error", "Skipped"]
@@ -351,14 +328,21 @@ class RevertStatus(StatusModel):
     attempts: int = Field(default=0, description="Push attempts so far.")
 
 
+class UndoStatus(StatusModel):
+    """What the rollback did."""
+
+    at: datetime | None = Field(default=None, description="When the restore was carried out.")
+    restored: list[str] = Field(default_factory=list, description="Deployments restored to their snapshot.")
+    deleted: list[str] = Field(default_factory=list, description="Deployments the push had created, deleted.")
+    error: str | None = Field(default=None, description="Why the restore was incomplete.")
+
+
 class FailureStatus(StatusModel):
     """Why the push failed."""
 
     gate: str | None = Field(default=None, description="The gate that failed, if any.")
     phase: str | None = Field(default=None, description="Phase (or 'watch') in which it failed.")
-    reason: str = Field(
-        description="Machine-friendly reason: GateFailed, Aborted, ProgressDeadlineExceeded, ..."
-    )
+    reason: str = Field(description="Machine-friendly reason: GateFailed, Aborted, ProgressDeadlineExceeded, ...")
     message: str = Field(description="Human-readable summary with the numbers.")
     at: datetime | None = Field(default=None, description="When the failure was detected.")
 
@@ -378,15 +362,16 @@ class ReleaseStatus(StatusModel):
     revert: RevertStatus | None = Field(default=None, description="The git revert, when one was needed.")
     failure: FailureStatus | None = Field(default=None, description="Why the push failed.")
     watch_until: datetime | None = Field(default=None, description="End of the watch window.")
-    rolled_back_at: datetime | None = Field(
-        default=None, description="When every touched Deployment was restored."
-    )
+    undo: UndoStatus | None = Field(default=None, description="What the rollback restored and deleted.")
+    rolled_back_at: datetime | None = Field(default=None, description="When every touched Deployment was restored.")
     started_at: datetime | None = Field(default=None, description="When the push started.")
     completed_at: datetime | None = Field(default=None, description="When the push reached a final state.")
     paused_from: ReleasePhase | None = Field(default=None, description="State to resume into after a pause.")
-    skipped_commits: list[str] = Field(
-        default_factory=list, description="Commits batched into this push by a Track."
+    pause_reason: Literal["User", "Inconclusive"] | None = Field(
+        default=None, description="User: paused by annotation; Inconclusive: a gate has no data."
     )
+    promoted: str | None = Field(default=None, description="Last promote token acted on.")
+    skipped_commits: list[str] = Field(default_factory=list, description="Commits batched into this push by a Track.")
     message: str | None = Field(default=None, description="Latest human-readable message.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, GatesPassing, RolledBack, GitReverted."

@@ -31,12 +31,8 @@ class TrackSpec(Model):
     """Desired state of a Track."""
 
     source: GitSource = Field(description="Repository, branch and manifest path to follow.")
-    poll_interval: Duration = Field(
-        default=timedelta(seconds=15), description="How often the branch tip is read."
-    )
-    webhook: Webhook | None = Field(
-        default=None, description="Accept push webhooks (in addition to polling)."
-    )
+    poll_interval: Duration = Field(default=timedelta(seconds=15), description="How often the branch tip is read.")
+    webhook: Webhook | None = Field(default=None, description="Accept push webhooks (in addition to polling).")
     history_limit: int = Field(default=50, description="How many pushes status.history keeps.", ge=1, le=1000)
     suspend: bool = Field(default=False, description="Stop creating Releases (the tip is still observed).")
     template: ReleaseTemplate = Field(description="Release spec without source; every push uses it.")
@@ -79,9 +75,7 @@ class HistoryEntry(StatusModel):
     revision: str = Field(description="Revision pushed.")
     release: str = Field(description="Release name.")
     result: HistoryResult = Field(description="Outcome.")
-    at: datetime | None = Field(
-        default=None, description="When the push finished (or started, if in progress)."
-    )
+    at: datetime | None = Field(default=None, description="When the push finished (or started, if in progress).")
     started_at: datetime | None = Field(default=None, description="When the push started.")
     duration_seconds: float | None = Field(default=None, description="How long the push took.")
     skipped: list[str] = Field(default_factory=list, description="Commits batched into this push.")
@@ -92,22 +86,16 @@ class HistoryEntry(StatusModel):
 class TrackStatus(StatusModel):
     """Observed state of a Track; written only by the controller."""
 
-    last_seen: str | None = Field(
-        default=None, description="Branch tip last observed.", pattern=REVISION_PATTERN
-    )
+    last_seen: str | None = Field(default=None, description="Branch tip last observed.", pattern=REVISION_PATTERN)
     last_seen_at: datetime | None = Field(default=None, description="When the tip was last read.")
     current: str | None = Field(default=None, description="Release in flight.")
     last_good: str | None = Field(default=None, description="Last revision that passed every gate.")
     last_pushed: str | None = Field(default=None, description="Last revision a Release was created for.")
-    pending: list[str] = Field(
-        default_factory=list, description="Commits waiting for the next push (oldest first)."
-    )
+    pending: list[str] = Field(default_factory=list, description="Commits waiting for the next push (oldest first).")
     commit_lock: CommitLock = Field(default_factory=CommitLock, description="Commit lock status.")
     push_lock: PushLock = Field(default_factory=PushLock, description="Push lock status.")
     history: list[HistoryEntry] = Field(default_factory=list, description="Last pushes, newest first.")
-    ignored_reverts: list[str] = Field(
-        default_factory=list, description="Revert commits stopline pushed itself."
-    )
+    ignored_reverts: list[str] = Field(default_factory=list, description="Revert commits stopline pushed itself.")
     observed_generation: int | None = Field(default=None, description="Spec generation last acted on.")
     message: str | None = Field(default=None, description="Latest human-readable message.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Locked, SourceReachable.")

@@ -1,0 +1,183 @@
+"""Gate verdicts: pure functions over a gate, its pre-push value and a measurement.
+
+One reading gives a per-reading verdict (Pass / Fail / Inconclusive / Error); the limits
+(``failureLimit`` consecutive breaches, ``inconclusiveLimit`` consecutive no-data readings) are applied
+in :func:`record` — the only place that decides whether a gate has *tripped* and must stop the push.
+
+Delta percent is relative to ``|prePush|`` so a negative baseline still reads naturally. From a
+pre-push value of exactly 0 any increase is an infinite increase: it breaches ``maxIncreasePercent``
+(and any decrease breaches ``maxDecreasePercent``); ``deltaPercent`` is then left empty.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from controller.models.release import Gate, GaugeRow, Verdict
+
+_TEMPLATE = re.compile(r"\{\{\s*(phase|revision|namespace)\s*\}\}")
+_ANY_TEMPLATE = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One reading from a metrics provider. ``value`` is None when there was no data."""
+
+    value: float | None
+    at: datetime
+    error: str | None = None
+    invalid_query: bool = False
+
+    @property
+    def usable(self) -> bool:
+        """True when the value is a finite number."""
+        return self.error is None and self.value is not None and math.isfinite(self.value)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict of one reading."""
+
+    verdict: Verdict
+    message: str
+    delta: float | None = None
+    delta_percent: float | None = None
+
+
+def render_query(query: str, *, phase: str, revision: str, namespace: str) -> str:
+    """Fill ``{{ phase }}``, ``{{ revision }}`` and ``{{ namespace }}``; reject any other placeholder."""
+    values = {"phase": phase, "revision": revision, "namespace": namespace}
+    unknown = [m for m in _ANY_TEMPLATE.findall(query) if m not in values]
+    if unknown:
+        raise ValueError(f"unknown template variable(s) in query: {', '.join(sorted(set(unknown)))}")
+    return _TEMPLATE.sub(lambda m: values[m.group(1)], query)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def threshold_text(gate: Gate) -> str:
+    """The bounds as the gauges table shows them, e.g. ``>6 or >+25%``."""
+    if gate.experiment is not None:
+        return f"experiment {gate.experiment.name}: {gate.experiment.fail_on}"
+    parts: list[str] = []
+    if gate.max is not None:
+        parts.append(f">{_fmt(gate.max)}")
+    if gate.min is not None:
+        parts.append(f"<{_fmt(gate.min)}")
+    if gate.max_increase_percent is not None:
+        parts.append(f">+{_fmt(gate.max_increase_percent)}%")
+    if gate.max_decrease_percent is not None:
+        parts.append(f"<-{_fmt(gate.max_decrease_percent)}%")
+    return " or ".join(parts)
+
+
+def deltas(pre: float | None, post: float) -> tuple[float | None, float | None]:
+    """``(delta, delta percent)`` of post against pre; percent is None when pre is 0 and post is not."""
+    if pre is None or not math.isfinite(pre):
+        return None, None
+    delta = post - pre
+    if pre == 0:
+        return delta, (0.0 if delta == 0 else None)
+    return delta, delta / abs(pre) * 100.0
+
+
+def judge(gate: Gate, pre: float | None, measurement: Measurement) -> Judgement:
+    """The verdict of a single reading of a query gate against its bounds."""
+    if measurement.invalid_query:
+        return Judgement("Error", f"query rejected: {measurement.error}")
+    if measurement.error is not None:
+        return Judgement("Inconclusive", f"no reading: {measurement.error}")
+    value = measurement.value
+    if value is None:
+        return Judgement("Inconclusive", "no data")
+    if not math.isfinite(value):
+        return Judgement("Inconclusive", f"value is {value}")
+    delta, pct = deltas(pre, value)
+    breaches: list[str] = []
+    if gate.max is not None and value > gate.max:
+        breaches.append(f"{value:.2f} > {_fmt(gate.max)}")
+    if gate.min is not None and value < gate.min:
+        breaches.append(f"{value:.2f} < {_fmt(gate.min)}")
+    relative = gate.max_increase_percent is not None or gate.max_decrease_percent is not None
+    if relative and delta is None:
+        if not (gate.max is not None or gate.min is not None):
+            return Judgement("Inconclusive", "no pre-push value to compare with")
+    elif delta is not None:
+        up, down = gate.max_increase_percent, gate.max_decrease_percent
+        if up is not None and delta > 0 and (pct is None or pct > up):
+            shown = "+inf" if pct is None else f"+{pct:.2f}"
+            breaches.append(f"{shown}% > +{_fmt(up)}% (pre-push {pre:.2f})")
+        if down is not None and delta < 0 and (pct is None or -pct > down):
+            shown = "-inf" if pct is None else f"{pct:.2f}"
+            breaches.append(f"{shown}% < -{_fmt(down)}% (pre-push {pre:.2f})")
+    if breaches:
+        return Judgement("Fail", "; ".join(breaches), delta, pct)
+    return Judgement("Pass", f"{value:.2f} within {threshold_text(gate)}", delta, pct)
+
+
+def judge_experiment(gate: Gate, decision: str | None, srm_ok: bool | None) -> Judgement:
+    """The verdict of an experiment gate from the Experiment's decision and SRM check."""
+    assert gate.experiment is not None
+    if decision is None:
+        return Judgement("Inconclusive", f"experiment {gate.experiment.name} has no report yet")
+    harm = decision.startswith("Harm:")
+    srm = srm_ok is False
+    fail_on = gate.experiment.fail_on
+    if (harm and fail_on in ("harm", "harmOrSrm")) or (srm and fail_on in ("srm", "harmOrSrm")):
+        what = decision if harm else "sample ratio mismatch"
+        return Judgement("Fail", f"experiment {gate.experiment.name}: {what}")
+    return Judgement("Pass", f"experiment {gate.experiment.name}: {decision}")
+
+
+def tripped(gate: Gate, row: GaugeRow) -> bool:
+    """Whether the gate's consecutive breaches or inconclusive readings are past their limits."""
+    if gate.dry_run:
+        return False
+    return row.breaches > gate.failure_limit or row.inconclusive > gate.inconclusive_limit
+
+
+def new_row(gate: Gate, phase: str, pre: float | None) -> GaugeRow:
+    """An empty gauges row for a gate in a phase, with its pre-push value."""
+    return GaugeRow(
+        gate=gate.name, phase=phase, pre_push=pre, threshold=threshold_text(gate), dry_run=gate.dry_run
+    )
+
+
+def record(
+    gate: Gate, row: GaugeRow, measurement_value: float | None, judgement: Judgement, at: datetime
+) -> GaugeRow:
+    """Fold one reading into the gauges row: counters, latest values, verdict and message."""
+    breaches = row.breaches + 1 if judgement.verdict == "Fail" else 0
+    inconclusive = row.inconclusive + 1 if judgement.verdict in ("Inconclusive", "Error") else 0
+    verdict: Verdict = judgement.verdict
+    message = judgement.message
+    if judgement.verdict == "Fail" and breaches <= gate.failure_limit:
+        message = f"{message} (breach {breaches} of {gate.failure_limit} tolerated)"
+    if inconclusive and inconclusive > gate.inconclusive_limit:
+        verdict = "Fail"
+        message = f"{message}: inconclusive {inconclusive} times in a row (limit {gate.inconclusive_limit})"
+    if gate.dry_run and verdict == "Fail":
+        message = f"{message} [dry run: not acted on]"
+    post = (
+        measurement_value
+        if measurement_value is not None and math.isfinite(measurement_value)
+        else row.post_push
+    )
+    return row.model_copy(
+        update={
+            "post_push": post,
+            "delta": judgement.delta if judgement.delta is not None else row.delta,
+            "delta_percent": judgement.delta_percent if judgement.delta is not None else row.delta_percent,
+            "verdict": verdict,
+            "breaches": breaches,
+            "inconclusive": inconclusive,
+            "readings": row.readings + 1,
+            "message": message,
+            "at": at,
+        }
+    )

@@ -1,0 +1,226 @@
+"""What the planner can ask for (actions), what it sees (facts) and what execution reports (outcomes).
+
+All frozen dataclasses; pure data, no I/O. Status-only actions (``Begin``, ``MarkAvailable``,
+``CompletePhase``, ``FailPush``, ``MarkRolledBack``, ``SetPause``, ...) need no adapter: the executor
+passes them straight to the status reducer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.gates.evaluate import Measurement
+
+# Annotations users (or `stopline promote|abort|pause|resume`) set on a Release.
+ANNOTATION_PROMOTE = "stopline.dev/promote"
+ANNOTATION_ABORT = "stopline.dev/abort"
+ANNOTATION_PAUSED = "stopline.dev/paused"
+WATCH_PHASE = "watch"
+
+
+# ---------------------------------------------------------------- facts (observations)
+@dataclass(frozen=True)
+class ManifestDeployment:
+    """A Deployment as written in the manifests at the revision."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifests:
+    """What the revision's manifests contain, or why they cannot be used."""
+
+    deployments: tuple[ManifestDeployment, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveDeployment:
+    """The live state of a Deployment as far as the rollout is concerned."""
+
+    name: str
+    exists: bool = True
+    available: bool = False
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the planner may look at besides spec and status."""
+
+    now: datetime
+    manifests: Manifests | None = None
+    live: Mapping[str, LiveDeployment] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    generation: int | None = None
+
+
+# ---------------------------------------------------------------- actions
+@dataclass(frozen=True)
+class Begin:
+    """Resolve which Deployments each phase pushes and start the push."""
+
+    phases: tuple[tuple[str, tuple[str, ...]], ...]
+    unassigned: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Copy the live objects of a phase's Deployments before anything changes them."""
+
+    phase: str
+    deployments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CaptureBaseline:
+    """Read every gate once before the phase changes anything (the pre-push values)."""
+
+    phase: str
+    gates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApplyPhase:
+    """Server-side apply the phase's Deployments from the manifests."""
+
+    phase: str
+    deployments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MarkAvailable:
+    """Every Deployment of the phase is Available: start the hold."""
+
+    phase: str
+
+
+@dataclass(frozen=True)
+class EvaluateGates:
+    """Read the gates that are due and fold the readings into the gauges."""
+
+    phase: str
+    gates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompletePhase:
+    """The phase's hold is over and its gates pass (or the user promoted)."""
+
+    phase: str
+    promoted: str | None = None
+
+
+@dataclass(frozen=True)
+class FailPush:
+    """Stop the push: record why, then roll back / revert as configured."""
+
+    reason: str
+    message: str
+    gate: str | None = None
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class Undo:
+    """Restore snapshots, delete what the push created, and revert the commit — concurrently."""
+
+    restore: tuple[str, ...]
+    delete: tuple[str, ...]
+    revert: bool
+
+
+@dataclass(frozen=True)
+class MarkRolledBack:
+    """Every restored Deployment is Available again (or the deadline passed)."""
+
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SetPause:
+    """The user paused or resumed the push (annotation ``stopline.dev/paused``)."""
+
+    paused: bool
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do until ``until`` (or until something changes)."""
+
+    until: datetime | None
+    reason: str
+
+
+Action = (
+    Begin
+    | Snapshot
+    | CaptureBaseline
+    | ApplyPhase
+    | MarkAvailable
+    | EvaluateGates
+    | CompletePhase
+    | FailPush
+    | Undo
+    | MarkRolledBack
+    | SetPause
+    | Wait
+)
+
+
+# ---------------------------------------------------------------- outcomes
+@dataclass(frozen=True)
+class Done:
+    """A status-only action, or an I/O action with nothing to report."""
+
+
+@dataclass(frozen=True)
+class SnapshotTaken:
+    """Which Deployments were copied, and which did not exist yet."""
+
+    config_map: str
+    taken: tuple[str, ...]
+    absent: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Readings:
+    """Gate readings by gate name; experiment gates carry the decision instead of a value."""
+
+    values: Mapping[str, Measurement]
+    experiments: Mapping[str, tuple[str | None, bool | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RevertResult:
+    """What the Git revert did."""
+
+    state: str  # Pushed | AlreadyReverted | Conflict | Error | Skipped
+    commit: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Undone:
+    """Result of :class:`Undo`."""
+
+    restored: tuple[str, ...]
+    deleted: tuple[str, ...]
+    revert: RevertResult | None
+    restore_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ActionFailed:
+    """The action could not be carried out. ``permanent`` failures fail the push."""
+
+    message: str
+    permanent: bool = False
+
+
+Outcome = Done | SnapshotTaken | Readings | Undone | ActionFailed
