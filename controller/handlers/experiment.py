@@ -1,0 +1,1 @@
+"""Experiment wiring (the reconciler lands with the Experiments issue)."""

@@ -1,0 +1,1 @@
+"""Track wiring (the reconciler lands with the Track issue)."""

@@ -1,0 +1,125 @@
+"""stopline's own resources and the small core reads around them (Secrets, ConfigMaps)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from controller.errors import ClusterError, InvalidSpec
+from controller.models.common import API_GROUP, API_VERSION
+
+
+def _error(what: str, exc: ApiException) -> ClusterError:
+    try:
+        detail = json.loads(exc.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        detail = ""
+    return ClusterError(f"{what}: {exc.status} {exc.reason or ''} {detail}".strip())
+
+
+class Objects:
+    """Custom-object and core reads/writes used by the reconcilers."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._custom: Any = client.CustomObjectsApi(api_client)
+        self._core: Any = client.CoreV1Api(api_client)
+
+    # ---------------------------------------------------------------- custom objects
+    def _patch_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, plural, name, patch, _content_type="application/merge-patch+json"
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # deleted meanwhile: nothing left to report on
+            raise _error(f"patch {plural}/{name} status", exc) from exc
+
+    async def patch_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """JSON-merge-patch the status subresource."""
+        await asyncio.to_thread(self._patch_status, plural, namespace, name, patch)
+
+    def _patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        try:
+            self._custom.patch_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, plural, name, patch, _content_type="application/merge-patch+json"
+            )
+        except ApiException as exc:
+            raise _error(f"patch {plural}/{name}", exc) from exc
+
+    async def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """JSON-merge-patch the object (metadata/spec)."""
+        await asyncio.to_thread(self._patch, plural, namespace, name, patch)
+
+    def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self._custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _error(f"read {plural}/{name}", exc) from exc
+        return obj
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A stopline object, or None."""
+        return await asyncio.to_thread(self._get, plural, namespace, name)
+
+    def _create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self._custom.create_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, plural, body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return None  # already exists: creation is idempotent by name
+            if exc.status == 422:
+                raise InvalidSpec(str(_error(f"create {plural}", exc))) from exc
+            raise _error(f"create {plural}", exc) from exc
+        return obj
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a stopline object; None when one with that name already exists."""
+        return await asyncio.to_thread(self._create, plural, namespace, body)
+
+    # ---------------------------------------------------------------- core
+    def _secret(self, namespace: str, name: str) -> dict[str, bytes]:
+        try:
+            secret = self._core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise InvalidSpec(f"Secret {namespace}/{name} not found") from exc
+            raise _error(f"read Secret {namespace}/{name}", exc) from exc
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
+        """Decoded data of a Secret (never logged)."""
+        return await asyncio.to_thread(self._secret, namespace, name)
+
+    def _merge_configmap(self, namespace: str, name: str, data: dict[str, str | None], labels: dict[str, str]) -> None:
+        body = {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "data": data}
+        try:
+            self._core.patch_namespaced_config_map(name, namespace, body)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _error(f"patch ConfigMap {namespace}/{name}", exc) from exc
+            created = {**body, "data": {k: v for k, v in data.items() if v is not None}}
+            try:
+                self._core.create_namespaced_config_map(namespace, created)
+            except ApiException as exc2:
+                if exc2.status == 409:
+                    self._core.patch_namespaced_config_map(name, namespace, body)
+                    return
+                raise _error(f"create ConfigMap {namespace}/{name}", exc2) from exc2
+
+    async def merge_configmap(
+        self, namespace: str, name: str, data: dict[str, str | None], labels: dict[str, str]
+    ) -> None:
+        """Set (or, with None, remove) keys of a shared ConfigMap without touching the others."""
+        await asyncio.to_thread(self._merge_configmap, namespace, name, data, labels)

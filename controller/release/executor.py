@@ -1,0 +1,250 @@
+"""Observe the world for the planner and carry out exactly one action through the adapters.
+
+The adapters are small protocols so unit tests can hand in fakes; the real ones live in
+``controller/kube``, ``controller/gates/providers`` and ``controller/gitops`` (wired in ``controller/wiring.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from controller.errors import StoplineError
+from controller.gates.evaluate import Measurement, render_query
+from controller.gates.providers.base import MetricsProvider
+from controller.models.release import ReleaseSpec, ReleaseStatus
+from controller.release.actions import (
+    Action,
+    ActionFailed,
+    ApplyPhase,
+    CaptureBaseline,
+    Done,
+    EvaluateGates,
+    Facts,
+    LiveDeployment,
+    ManifestDeployment,
+    Manifests,
+    Outcome,
+    Readings,
+    RevertResult,
+    Snapshot,
+    SnapshotTaken,
+    Undo,
+    Undone,
+)
+from controller.release.messages import revert_message
+from controller.release.plan import gates_for, machine_state, needs_manifests
+from controller.release.status import snapshot_configmap_name
+
+
+@dataclass(frozen=True)
+class ReleaseRef:
+    """Identity of the Release being worked on."""
+
+    namespace: str
+    name: str
+    uid: str
+    api_version: str = "stopline.dev/v1alpha1"
+    kind: str = "Release"
+
+    def owner(self) -> dict[str, str]:
+        """Owner-reference fields for objects the Release creates."""
+        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name, "uid": self.uid}
+
+
+class ClusterPort(Protocol):
+    """Kubernetes operations a Release needs."""
+
+    async def states(self, namespace: str, names: Iterable[str]) -> dict[str, LiveDeployment]: ...
+
+    async def snapshot(
+        self, namespace: str, configmap: str, owner: Mapping[str, str], names: Iterable[str]
+    ) -> tuple[list[str], list[str]]: ...
+
+    async def apply(self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str) -> None: ...
+
+    async def restore(
+        self, namespace: str, configmap: str, restore: Iterable[str], delete: Iterable[str], release: str
+    ) -> tuple[list[str], list[str]]: ...
+
+
+class GitPort(Protocol):
+    """Git operations a Release needs (credentials resolved by the adapter)."""
+
+    async def manifests(self, namespace: str, spec: ReleaseSpec) -> list[dict[str, Any]]: ...
+
+    async def revert(
+        self, namespace: str, spec: ReleaseSpec, message: str, trailers: Mapping[str, str]
+    ) -> RevertResult: ...
+
+
+class ExperimentsPort(Protocol):
+    """Reads an Experiment's decision for experiment gates."""
+
+    async def decision(self, namespace: str, name: str) -> tuple[str | None, bool | None]: ...
+
+
+def deployments_in(manifests: Iterable[Mapping[str, Any]], namespace: str) -> Manifests:
+    """The Deployments a revision defines, or why the manifests cannot be pushed into ``namespace``."""
+    found: list[ManifestDeployment] = []
+    for doc in manifests:
+        if doc.get("kind") != "Deployment":
+            continue
+        meta = doc.get("metadata") or {}
+        name = meta.get("name")
+        if not name:
+            return Manifests(error="a Deployment in the manifests has no metadata.name")
+        ns = meta.get("namespace")
+        if ns and ns != namespace:
+            return Manifests(
+                error=f"Deployment {name} is for namespace {ns}; a Release may only touch its own ({namespace})"
+            )
+        found.append(ManifestDeployment(name=str(name), labels=dict(meta.get("labels") or {})))
+    names = [d.name for d in found]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        return Manifests(error=f"Deployment(s) defined twice in the manifests: {', '.join(dupes)}")
+    return Manifests(deployments=tuple(found))
+
+
+class Executor:
+    """Observe and act for Releases; one instance is shared by every Release."""
+
+    def __init__(
+        self,
+        *,
+        cluster: ClusterPort,
+        git: GitPort,
+        metrics: MetricsProvider,
+        experiments: ExperimentsPort | None,
+        default_prometheus: str | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.cluster = cluster
+        self.git = git
+        self.metrics = metrics
+        self.experiments = experiments
+        self.default_prometheus = default_prometheus
+        self.clock = clock
+
+    # ------------------------------------------------------------------ observe
+    async def observe(
+        self,
+        ref: ReleaseRef,
+        spec: ReleaseSpec,
+        status: ReleaseStatus,
+        annotations: Mapping[str, str],
+        generation: int | None = None,
+    ) -> Facts:
+        """The facts the planner needs now — and only those (no API call in a hold)."""
+        manifests: Manifests | None = None
+        if needs_manifests(status):
+            try:
+                manifests = deployments_in(await self.git.manifests(ref.namespace, spec), ref.namespace)
+            except StoplineError as exc:
+                manifests = Manifests(error=str(exc))
+        names: list[str] = []
+        state = machine_state(status)
+        if state == "RollingBack" and status.undo is not None:
+            names = list(status.undo.restored)
+        elif state in ("Progressing", "Holding"):
+            current = next((p for p in status.phases if p.name == status.current_phase), None)
+            if current is not None and current.state == "Progressing":
+                names = list(current.deployments)
+        live = await self.cluster.states(ref.namespace, names) if names else {}
+        return Facts(
+            now=self.clock(), manifests=manifests, live=live, annotations=dict(annotations), generation=generation
+        )
+
+    # ------------------------------------------------------------------ act
+    async def execute(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Action) -> Outcome:
+        """Carry out one action; failures come back as :class:`ActionFailed`, never raised."""
+        try:
+            return await self._execute(ref, spec, status, action)
+        except StoplineError as exc:
+            return ActionFailed(str(exc), permanent=_permanent(exc))
+
+    async def _execute(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Action) -> Outcome:
+        if isinstance(action, Snapshot):
+            cm = snapshot_configmap_name(ref.name)
+            taken, absent = await self.cluster.snapshot(ref.namespace, cm, ref.owner(), action.deployments)
+            return SnapshotTaken(cm, tuple(taken), tuple(absent))
+        if isinstance(action, CaptureBaseline | EvaluateGates):
+            return await self.read_gates(ref, spec, action.phase, action.gates)
+        if isinstance(action, ApplyPhase):
+            docs = await self.git.manifests(ref.namespace, spec)
+            wanted = set(action.deployments)
+            chosen = [
+                d for d in docs if d.get("kind") == "Deployment" and (d.get("metadata") or {}).get("name") in wanted
+            ]
+            await self.cluster.apply(ref.namespace, chosen, ref.name)
+            return Done()
+        if isinstance(action, Undo):
+            return await self.undo(ref, spec, status, action)
+        return Done()
+
+    async def read_gates(self, ref: ReleaseRef, spec: ReleaseSpec, phase: str, names: Iterable[str]) -> Readings:
+        """Read the named gates concurrently (identical queries are shared by the provider)."""
+        wanted = set(names)
+        gates = [g for g in gates_for(spec, phase) if g.name in wanted]
+        url = spec.prometheus.url if spec.prometheus else self.default_prometheus
+        values: dict[str, Measurement] = {}
+        experiments: dict[str, tuple[str | None, bool | None]] = {}
+
+        async def one(gate_name: str, query: str) -> None:
+            if url is None:
+                values[gate_name] = Measurement(None, self.clock(), error="no Prometheus URL configured")
+                return
+            try:
+                rendered = render_query(query, phase=phase, revision=spec.source.revision, namespace=ref.namespace)
+            except ValueError as exc:
+                values[gate_name] = Measurement(None, self.clock(), error=str(exc), invalid_query=True)
+                return
+            values[gate_name] = await self.metrics.query(url, rendered)
+
+        async def exp(gate_name: str, experiment: str) -> None:
+            if self.experiments is None:
+                experiments[gate_name] = (None, None)
+                return
+            experiments[gate_name] = await self.experiments.decision(ref.namespace, experiment)
+
+        tasks = [one(g.name, g.query) for g in gates if g.query is not None]
+        tasks += [exp(g.name, g.experiment.name) for g in gates if g.experiment is not None]
+        await asyncio.gather(*tasks)
+        return Readings(values, experiments)
+
+    async def undo(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Undo) -> Undone:
+        """Restore the cluster and push the revert at the same time; either may fail on its own."""
+
+        async def restore() -> tuple[list[str], list[str], str | None]:
+            if not action.restore and not action.delete:
+                return [], [], None
+            cm = status.snapshot.config_map if status.snapshot else snapshot_configmap_name(ref.name)
+            try:
+                restored, deleted = await self.cluster.restore(
+                    ref.namespace, cm, action.restore, action.delete, ref.name
+                )
+            except StoplineError as exc:
+                return [], [], str(exc)
+            return restored, deleted, None
+
+        async def revert() -> RevertResult | None:
+            if not action.revert:
+                return None
+            message, trailers = revert_message(spec, status, ref.namespace, ref.name)
+            try:
+                return await self.git.revert(ref.namespace, spec, message, trailers)
+            except StoplineError as exc:
+                return RevertResult("Error", reason=str(exc), attempts=1)
+
+        (restored, deleted, error), reverted = await asyncio.gather(restore(), revert())
+        return Undone(tuple(restored), tuple(deleted), reverted, error)
+
+
+def _permanent(exc: StoplineError) -> bool:
+    from controller.errors import InvalidSpec, ManifestError, SnapshotTooLarge
+
+    return isinstance(exc, InvalidSpec | ManifestError | SnapshotTooLarge)
