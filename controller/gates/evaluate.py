@@ -143,14 +143,10 @@ def tripped(gate: Gate, row: GaugeRow) -> bool:
 
 def new_row(gate: Gate, phase: str, pre: float | None) -> GaugeRow:
     """An empty gauges row for a gate in a phase, with its pre-push value."""
-    return GaugeRow(
-        gate=gate.name, phase=phase, pre_push=pre, threshold=threshold_text(gate), dry_run=gate.dry_run
-    )
+    return GaugeRow(gate=gate.name, phase=phase, pre_push=pre, threshold=threshold_text(gate), dry_run=gate.dry_run)
 
 
-def record(
-    gate: Gate, row: GaugeRow, measurement_value: float | None, judgement: Judgement, at: datetime
-) -> GaugeRow:
+def record(gate: Gate, row: GaugeRow, measurement_value: float | None, judgement: Judgement, at: datetime) -> GaugeRow:
     """Fold one reading into the gauges row: counters, latest values, verdict and message."""
     breaches = row.breaches + 1 if judgement.verdict == "Fail" else 0
     inconclusive = row.inconclusive + 1 if judgement.verdict in ("Inconclusive", "Error") else 0
@@ -163,11 +159,7 @@ def record(
         message = f"{message}: inconclusive {inconclusive} times in a row (limit {gate.inconclusive_limit})"
     if gate.dry_run and verdict == "Fail":
         message = f"{message} [dry run: not acted on]"
-    post = (
-        measurement_value
-        if measurement_value is not None and math.isfinite(measurement_value)
-        else row.post_push
-    )
+    post = measurement_value if measurement_value is not None and math.isfinite(measurement_value) else row.post_push
     return row.model_copy(
         update={
             "post_push": post,

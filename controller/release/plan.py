@@ -87,9 +87,7 @@ def resolve_phases(spec: ReleaseSpec, manifests: Manifests) -> Begin | FailPush:
                 )
             names = [n for n in phase.deployments if n not in taken]
         elif phase.selector is not None:
-            names = sorted(
-                n for n, d in by_name.items() if n not in taken and phase.selector.matches(dict(d.labels))
-            )
+            names = sorted(n for n, d in by_name.items() if n not in taken and phase.selector.matches(dict(d.labels)))
         else:
             names = sorted(n for n in by_name if n not in taken)
         taken.update(names)
@@ -167,9 +165,7 @@ def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
         to_snap = tuple(d for d in current.deployments if d not in snapped and d not in absent)
         if to_snap:
             return Snapshot(current.name, to_snap)
-        missing = tuple(
-            g.name for g in gates_for(spec, current.name) if row_for(status, g.name, current.name) is None
-        )
+        missing = tuple(g.name for g in gates_for(spec, current.name) if row_for(status, g.name, current.name) is None)
         if missing:
             return CaptureBaseline(current.name, missing)
         return ApplyPhase(current.name, tuple(current.deployments))
@@ -213,9 +209,7 @@ def _plan_gates(
     for g in gates:
         row = rows[g.name]
         if row is not None and tripped(g, row):
-            return FailPush(
-                "GateFailed", f"gate {g.name} {row.message} in phase {phase}", gate=g.name, phase=phase
-            )
+            return FailPush("GateFailed", f"gate {g.name} {row.message} in phase {phase}", gate=g.name, phase=phase)
     due: list[str] = []
     next_due: list[datetime] = []
     for g in gates:
@@ -262,7 +256,5 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
         if pending and now < deadline:
             return Wait(deadline, f"waiting for restored {', '.join(pending)} to become Available")
         if pending:
-            return MarkRolledBack(
-                f"restored, but {', '.join(pending)} not Available after {spec.progress_deadline}"
-            )
+            return MarkRolledBack(f"restored, but {', '.join(pending)} not Available after {spec.progress_deadline}")
     return MarkRolledBack()

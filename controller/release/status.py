@@ -47,12 +47,8 @@ def snapshot_configmap_name(release: str) -> str:
     return f"{release[:244]}-snapshot"
 
 
-def _cond(
-    status: ReleaseStatus, type_: str, value: ConditionStatus, reason: str, message: str, now: datetime
-) -> None:
-    status.conditions = set_condition(
-        status.conditions, type_, value, reason, message, now, status.observed_generation
-    )
+def _cond(status: ReleaseStatus, type_: str, value: ConditionStatus, reason: str, message: str, now: datetime) -> None:
+    status.conditions = set_condition(status.conditions, type_, value, reason, message, now, status.observed_generation)
 
 
 def _set_phase(status: ReleaseStatus, phase: ReleasePhase) -> None:
@@ -107,9 +103,7 @@ def _inconclusive_overlay(spec: ReleaseSpec, status: ReleaseStatus, phase: str, 
         status.message = f"gates conclusive again in {phase}"
 
 
-def reduce(
-    spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Outcome, now: datetime
-) -> ReleaseStatus:
+def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Outcome, now: datetime) -> ReleaseStatus:
     """The status after ``action`` ran with ``outcome``."""
     s = status.model_copy(deep=True)
     if isinstance(outcome, ActionFailed):
@@ -168,15 +162,11 @@ def reduce(
     return s
 
 
-def _fold_readings(
-    spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, out: Readings, now: datetime
-) -> None:
+def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, out: Readings, now: datetime) -> None:
     for gate in gates_for(spec, action.phase):
         if gate.name not in action.gates:
             continue
-        row = row_for(s, gate.name, action.phase) or new_row(
-            gate, action.phase, _baseline(s, gate.name, action.phase)
-        )
+        row = row_for(s, gate.name, action.phase) or new_row(gate, action.phase, _baseline(s, gate.name, action.phase))
         if gate.experiment is not None:
             decision, srm_ok = out.experiments.get(gate.name, (None, None))
             _upsert_row(s, record(gate, row, None, judge_experiment(gate, decision, srm_ok), now))
@@ -244,9 +234,7 @@ def _fail(spec: ReleaseSpec, s: ReleaseStatus, action: FailPush, now: datetime) 
 
 def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now: datetime) -> None:
     if action.restore or action.delete or s.undo is None:
-        s.undo = UndoStatus(
-            at=now, restored=list(out.restored), deleted=list(out.deleted), error=out.restore_error
-        )
+        s.undo = UndoStatus(at=now, restored=list(out.restored), deleted=list(out.deleted), error=out.restore_error)
         if out.restore_error:
             _cond(s, "RolledBack", "False", "RestoreFailed", out.restore_error, now)
     if out.revert is not None:
