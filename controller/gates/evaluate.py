@@ -1,8 +1,9 @@
 """Gate verdicts: pure functions over a gate, its pre-push value and a measurement.
 
-One reading gives a per-reading verdict (Pass / Fail / Inconclusive / Error); the limits
-(``failureLimit`` consecutive breaches, ``inconclusiveLimit`` consecutive no-data readings) are applied
-in :func:`record` — the only place that decides whether a gate has *tripped* and must stop the push.
+One reading gives a per-reading verdict (Pass / Fail / Inconclusive / Error); the limits are applied
+in :func:`record` — the only place that decides whether a gate has *tripped* and must stop the push:
+``failureLimit`` counts breaches since the last Pass (readings without data neither add to nor clear
+the count), ``inconclusiveLimit`` counts consecutive readings without data.
 
 Delta percent is relative to ``|prePush|`` so a negative baseline still reads naturally. From a
 pre-push value of exactly 0 any increase is an infinite increase: it breaches ``maxIncreasePercent``
@@ -125,12 +126,14 @@ def judge_experiment(gate: Gate, decision: str | None, srm_ok: bool | None) -> J
     assert gate.experiment is not None
     if decision is None:
         return Judgement("Inconclusive", f"experiment {gate.experiment.name} has no report yet")
-    harm = decision.startswith("Harm:")
-    srm = srm_ok is False
     fail_on = gate.experiment.fail_on
-    if (harm and fail_on in ("harm", "harmOrSrm")) or (srm and fail_on in ("srm", "harmOrSrm")):
-        what = decision if harm else "sample ratio mismatch"
-        return Judgement("Fail", f"experiment {gate.experiment.name}: {what}")
+    reasons: list[str] = []
+    if decision.startswith("Harm:") and fail_on in ("harm", "harmOrSrm"):
+        reasons.append(decision)
+    if srm_ok is False and fail_on in ("srm", "harmOrSrm"):
+        reasons.append("sample ratio mismatch")
+    if reasons:
+        return Judgement("Fail", f"experiment {gate.experiment.name}: {'; '.join(reasons)}")
     return Judgement("Pass", f"experiment {gate.experiment.name}: {decision}")
 
 
@@ -148,7 +151,9 @@ def new_row(gate: Gate, phase: str, pre: float | None) -> GaugeRow:
 
 def record(gate: Gate, row: GaugeRow, measurement_value: float | None, judgement: Judgement, at: datetime) -> GaugeRow:
     """Fold one reading into the gauges row: counters, latest values, verdict and message."""
-    breaches = row.breaches + 1 if judgement.verdict == "Fail" else 0
+    # A reading without data neither confirms nor clears a breach: only a Pass resets the count, so a
+    # metric that flaps between breaching and missing cannot slip past failureLimit.
+    breaches = {"Fail": row.breaches + 1, "Pass": 0}.get(judgement.verdict, row.breaches)
     inconclusive = row.inconclusive + 1 if judgement.verdict in ("Inconclusive", "Error") else 0
     verdict: Verdict = judgement.verdict
     message = judgement.message
