@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,6 +129,8 @@ class Runtime:
     prometheus: PrometheusProvider
     executor: Executor
     clock: Callable[[], datetime]
+    wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    track_annotations: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
 
 def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:

@@ -56,6 +56,8 @@ class CommitLock(StatusModel):
     by: str | None = Field(default=None, description="Who locked or last unlocked it.")
     unlocked_at: datetime | None = Field(default=None, description="When it was last unlocked.")
     unlock_reason: str | None = Field(default=None, description="Why it was unlocked.")
+    last_unlock: str | None = Field(default=None, description="Last stopline.dev/unlock annotation acted on.")
+    last_lock: str | None = Field(default=None, description="Last stopline.dev/lock annotation acted on.")
 
 
 class PushLock(StatusModel):

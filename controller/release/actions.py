@@ -17,6 +17,7 @@ from controller.gates.evaluate import Measurement
 ANNOTATION_PROMOTE = "stopline.dev/promote"
 ANNOTATION_ABORT = "stopline.dev/abort"
 ANNOTATION_PAUSED = "stopline.dev/paused"
+ANNOTATION_SKIPPED = "stopline.dev/skipped-commits"  # set by a Track: commits batched into this push
 WATCH_PHASE = "watch"
 
 
@@ -65,6 +66,7 @@ class Begin:
 
     phases: tuple[tuple[str, tuple[str, ...]], ...]
     unassigned: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

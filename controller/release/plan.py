@@ -8,6 +8,7 @@ user pauses the push or a gate has no data. Each phase goes Pending → (snapsho
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from controller.gates.evaluate import tripped
@@ -16,6 +17,7 @@ from controller.release.actions import (
     ANNOTATION_ABORT,
     ANNOTATION_PAUSED,
     ANNOTATION_PROMOTE,
+    ANNOTATION_SKIPPED,
     WATCH_PHASE,
     Action,
     ApplyPhase,
@@ -144,7 +146,9 @@ def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
     if not status.phases:
         if facts.manifests is None:
             return Wait(None, "reading manifests")
-        return resolve_phases(spec, facts.manifests)
+        begin = resolve_phases(spec, facts.manifests)
+        skipped = tuple(c for c in facts.annotations.get(ANNOTATION_SKIPPED, "").split(",") if c)
+        return replace(begin, skipped=skipped) if isinstance(begin, Begin) and skipped else begin
 
     pause = _user_pause(status, facts)
     if pause is not None:

@@ -117,6 +117,7 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
         s.phases = [PhaseStatus(name=n, deployments=list(d)) for n, d in action.phases]
         s.started_at = s.started_at or now
         s.current_phase = action.phases[0][0]
+        s.skipped_commits = list(action.skipped)
         s.phase = "Progressing"
         s.message = f"pushing {spec.source.revision[:7]} in {len(action.phases)} phase(s)"
         if action.unassigned:
