@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from controller.gates.evaluate import tripped
+from controller.models.common import format_duration
 from controller.models.release import Gate, GaugeRow, PhaseStatus, ReleasePhase, ReleaseSpec, ReleaseStatus
 from controller.release.actions import (
     ANNOTATION_ABORT,
@@ -87,7 +88,7 @@ def resolve_phases(spec: ReleaseSpec, manifests: Manifests) -> Begin | FailPush:
                     f"{spec.source.revision[:7]}",
                     phase=phase.name,
                 )
-            names = [n for n in phase.deployments if n not in taken]
+            names = [n for n in dict.fromkeys(phase.deployments) if n not in taken]
         elif phase.selector is not None:
             names = sorted(n for n, d in by_name.items() if n not in taken and phase.selector.matches(dict(d.labels)))
         else:
@@ -193,7 +194,7 @@ def _plan_rollout(spec: ReleaseSpec, current: PhaseStatus, facts: Facts) -> Acti
         waiting = [n for n, d in zip(current.deployments, live, strict=True) if d is None or not d.available]
         return FailPush(
             "ProgressDeadlineExceeded",
-            f"phase {current.name}: {', '.join(waiting)} not Available after {spec.progress_deadline}",
+            f"phase {current.name}: {', '.join(waiting)} not Available after {format_duration(spec.progress_deadline)}",
             phase=current.name,
         )
     return Wait(deadline, f"waiting for phase {current.name} to become Available")
@@ -260,5 +261,7 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
         if pending and now < deadline:
             return Wait(deadline, f"waiting for restored {', '.join(pending)} to become Available")
         if pending:
-            return MarkRolledBack(f"restored, but {', '.join(pending)} not Available after {spec.progress_deadline}")
+            return MarkRolledBack(
+                f"restored, but {', '.join(pending)} not Available after {format_duration(spec.progress_deadline)}"
+            )
     return MarkRolledBack()

@@ -1,0 +1,844 @@
+"""The planner, state in → exact next action out: one parametrized case per situation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sim import (
+    FOUR_DEPLOYMENTS,
+    at,
+    make_spec,
+    phase_status,
+    release_status,
+    row,
+)
+
+from controller.models.release import PhaseState, ReleaseSpec, ReleaseStatus, RevertStatus, UndoStatus
+from controller.release.actions import (
+    ANNOTATION_ABORT,
+    ANNOTATION_PAUSED,
+    ANNOTATION_PROMOTE,
+    Action,
+    ApplyPhase,
+    Begin,
+    CaptureBaseline,
+    CompletePhase,
+    EvaluateGates,
+    Facts,
+    FailPush,
+    LiveDeployment,
+    ManifestDeployment,
+    Manifests,
+    MarkAvailable,
+    MarkRolledBack,
+    SetPause,
+    Snapshot,
+    Undo,
+    Wait,
+)
+from controller.release.plan import plan, resolve_phases
+
+LOAD = {"name": "load", "query": "avg(node_load1)", "max": 6, "maxIncreasePercent": 25, "interval": "10s"}
+REGS = {"name": "registrations", "query": "sum(rate(reg[1m]))", "maxDecreasePercent": 20, "interval": "30s"}
+SPEC = make_spec(gates=[LOAD, REGS])
+NO_GATES = make_spec(gates=[])
+WATCHED = make_spec(gates=[LOAD, REGS], watch="10m")
+LIMITS = make_spec(gates=[{**LOAD, "failureLimit": 2}, REGS])
+DRY = make_spec(gates=[{**LOAD, "dryRun": True}, REGS])
+CHAT_ONLY = make_spec(gates=[{**LOAD, "phases": ["chat"]}])
+NO_ROLLBACK = make_spec(gates=[LOAD], onFailure={"rollback": False})
+NO_REVERT = make_spec(gates=[LOAD], onFailure={"revertCommit": False})
+
+RESOLVED = {"canary": ["web-canary"], "chat": ["chat-a", "chat-b"], "everything-else": ["web"]}
+MANIFESTS = Manifests(tuple(ManifestDeployment(n, labels) for n, labels in FOUR_DEPLOYMENTS.items()))
+GATES = ("load", "registrations")
+
+
+def phases(**states: PhaseState) -> list[Any]:
+    """The three resolved phases; named ones in the given state (Passed/Failed/Holding ones were applied)."""
+    out = []
+    for name, deps in RESOLVED.items():
+        state = states.get(name.replace("-", "_"), "Pending")
+        applied = state != "Pending"
+        out.append(
+            phase_status(
+                name,
+                state,
+                deps,
+                started_at=at(0) if applied else None,
+                available_at=at(5) if state in ("Holding", "Passed") else None,
+                hold_until=at(65) if state in ("Holding", "Passed") else None,
+            )
+        )
+    return out
+
+
+def holding(rows: list[Any], *, current: str = "canary", phase: Any = "Holding", **extra: Any) -> ReleaseStatus:
+    """Canary (or the named phase) applied and held, everything snapshotted so far, with these gauges."""
+    states: dict[str, PhaseState] = {"canary": "Holding"}
+    if current == "chat":
+        states = {"canary": "Passed", "chat": "Holding"}
+    return release_status(
+        phase, current, phases(**states), gauges=rows, snapshot=["web-canary", "chat-a", "chat-b"], **extra
+    )
+
+
+def read(gate: str, when: float, verdict: Any = "Pass", phase: str = "canary", **kw: Any) -> Any:
+    return row(gate, phase, pre=4.0, post=4.1, verdict=verdict, readings=3, when=at(when), **kw)
+
+
+def captured(phase: str = "canary") -> list[Any]:
+    return [row(g, phase, pre=4.0) for g in GATES]
+
+
+def live(available: bool = True, **overrides: bool | str | None) -> dict[str, LiveDeployment]:
+    """Every Deployment live; overrides: name=True/False (available), name=None (missing), name='reason' (failed)."""
+    out = {n: LiveDeployment(n, available=available) for n in FOUR_DEPLOYMENTS}
+    for key, value in overrides.items():
+        name = key.replace("_", "-")
+        if value is None:
+            out.pop(name)
+        elif isinstance(value, str):
+            out[name] = LiveDeployment(name, available=False, failure=value)
+        else:
+            out[name] = LiveDeployment(name, available=value)
+    return out
+
+
+def facts(
+    now: float = 0,
+    *,
+    manifests: Manifests | None = MANIFESTS,
+    deployments: Mapping[str, LiveDeployment] | None = None,
+    **annotations: str,
+) -> Facts:
+    keys = {"promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT, "paused": ANNOTATION_PAUSED}
+    return Facts(
+        now=at(now),
+        manifests=manifests,
+        live=live() if deployments is None else deployments,
+        annotations={keys[k]: v for k, v in annotations.items()},
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    spec: ReleaseSpec
+    status: ReleaseStatus
+    facts: Facts
+    expected: Action
+
+
+def cases(*items: Case) -> Any:
+    return pytest.mark.parametrize("case", items, ids=[c.id for c in items])
+
+
+def manifests(*names: str, **labelled: dict[str, str]) -> Manifests:
+    found = [ManifestDeployment(n) for n in names] + [ManifestDeployment(n, lab) for n, lab in labelled.items()]
+    return Manifests(tuple(found))
+
+
+# ---------------------------------------------------------------- Pending: resolve the phases
+@cases(
+    Case("pending-without-manifests", SPEC, ReleaseStatus(), facts(manifests=None), Wait(None, "reading manifests")),
+    Case(
+        "resolve-deployments-selector-remaining",
+        SPEC,
+        ReleaseStatus(),
+        facts(),
+        Begin((("canary", ("web-canary",)), ("chat", ("chat-a", "chat-b")), ("everything-else", ("web",))), ()),
+    ),
+    Case(
+        "resolve-first-phase-wins",
+        make_spec(
+            [
+                {"name": "a", "deployments": ["web", "chat-a"]},
+                {"name": "b", "selector": {"matchLabels": {"tier": "chat"}}},
+                {"name": "c", "deployments": ["chat-b", "web-canary", "web"]},
+            ]
+        ),
+        ReleaseStatus(),
+        facts(),
+        Begin((("a", ("web", "chat-a")), ("b", ("chat-b",)), ("c", ("web-canary",))), ()),
+    ),
+    Case(
+        "resolve-without-remaining-lists-unassigned",
+        make_spec(
+            [
+                {"name": "canary", "deployments": ["web-canary"]},
+                {"name": "chat", "selector": {"matchLabels": {"tier": "chat"}}},
+            ]
+        ),
+        ReleaseStatus(),
+        facts(),
+        Begin((("canary", ("web-canary",)), ("chat", ("chat-a", "chat-b"))), ("web",)),
+    ),
+    Case(
+        "resolve-selector-match-expressions",
+        make_spec(
+            [
+                {
+                    "name": "web",
+                    "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]},
+                },
+                {"name": "rest", "remaining": True},
+            ]
+        ),
+        ReleaseStatus(),
+        facts(),
+        Begin((("web", ("web", "web-canary")), ("rest", ("chat-a", "chat-b"))), ()),
+    ),
+    Case(
+        "resolve-selector-matching-nothing-is-an-empty-phase",
+        make_spec([{"name": "db", "selector": {"matchLabels": {"tier": "db"}}}, {"name": "rest", "remaining": True}]),
+        ReleaseStatus(),
+        facts(),
+        Begin((("db", ()), ("rest", ("chat-a", "chat-b", "web", "web-canary"))), ()),
+    ),
+    Case(
+        "resolve-name-listed-twice-pushed-once",
+        make_spec(
+            [{"name": "canary", "deployments": ["web-canary", "web-canary"]}, {"name": "rest", "remaining": True}]
+        ),
+        ReleaseStatus(),
+        facts(),
+        Begin((("canary", ("web-canary",)), ("rest", ("chat-a", "chat-b", "web"))), ()),
+    ),
+    Case(
+        "deployment-missing-from-manifests",
+        make_spec(
+            [{"name": "canary", "deployments": ["web-canary", "nope", "gone"]}, {"name": "rest", "remaining": True}]
+        ),
+        ReleaseStatus(),
+        facts(),
+        FailPush(
+            "ManifestError", "phase canary: Deployment(s) nope, gone not in the manifests at 3f9c2e1", phase="canary"
+        ),
+    ),
+    Case(
+        "empty-manifests",
+        SPEC,
+        ReleaseStatus(),
+        facts(manifests=Manifests()),
+        FailPush("ManifestError", "no Deployment found under deploy/"),
+    ),
+    Case(
+        "unreadable-manifests",
+        SPEC,
+        ReleaseStatus(),
+        facts(manifests=Manifests(error="deploy/web.yaml: mapping values are not allowed here")),
+        FailPush("ManifestError", "deploy/web.yaml: mapping values are not allowed here"),
+    ),
+    Case(
+        "abort-before-anything",
+        SPEC,
+        ReleaseStatus(),
+        facts(manifests=None, abort="wrong revision"),
+        FailPush("Aborted", "aborted by user: wrong revision"),
+    ),
+)
+def test_resolve(case: Case) -> None:
+    assert plan(case.spec, case.status, case.facts) == case.expected
+
+
+def test_resolve_phases_is_the_planners_resolution() -> None:
+    assert resolve_phases(SPEC, MANIFESTS) == plan(SPEC, ReleaseStatus(), facts())
+
+
+# ---------------------------------------------------------------- one phase: snapshot → … → complete
+AFTER_BEGIN = release_status("Progressing", "canary", phases())
+
+
+@cases(
+    Case("snapshot-first", SPEC, AFTER_BEGIN, facts(), Snapshot("canary", ("web-canary",))),
+    Case(
+        "snapshot-only-what-is-missing",
+        SPEC,
+        release_status("Progressing", "chat", phases(canary="Passed"), snapshot=["web-canary", "chat-a"]),
+        facts(),
+        Snapshot("chat", ("chat-b",)),
+    ),
+    Case(
+        "absent-deployments-count-as-snapshotted",
+        SPEC,
+        release_status(
+            "Progressing", "chat", phases(canary="Passed"), snapshot=["web-canary"], absent=["chat-a", "chat-b"]
+        ),
+        facts(),
+        CaptureBaseline("chat", GATES),
+    ),
+    Case(
+        "capture-baseline-after-snapshot",
+        SPEC,
+        release_status("Progressing", "canary", phases(), snapshot=["web-canary"]),
+        facts(),
+        CaptureBaseline("canary", GATES),
+    ),
+    Case(
+        "capture-only-missing-rows",
+        SPEC,
+        release_status(
+            "Progressing", "canary", phases(), snapshot=["web-canary"], gauges=[row("load", "canary", pre=4.0)]
+        ),
+        facts(),
+        CaptureBaseline("canary", ("registrations",)),
+    ),
+    Case(
+        "capture-skips-gates-of-other-phases",
+        CHAT_ONLY,
+        release_status("Progressing", "canary", phases(), snapshot=["web-canary"]),
+        facts(),
+        ApplyPhase("canary", ("web-canary",)),
+    ),
+    Case(
+        "earlier-phase-rows-do-not-count-as-baseline",
+        SPEC,
+        release_status(
+            "Progressing",
+            "chat",
+            phases(canary="Passed"),
+            snapshot=["web-canary", "chat-a", "chat-b"],
+            gauges=captured("canary"),
+        ),
+        facts(),
+        CaptureBaseline("chat", GATES),
+    ),
+    Case(
+        "apply-after-baseline",
+        SPEC,
+        release_status("Progressing", "canary", phases(), snapshot=["web-canary"], gauges=captured()),
+        facts(),
+        ApplyPhase("canary", ("web-canary",)),
+    ),
+    Case(
+        "apply-baseline-without-data-still-applies",
+        SPEC,
+        release_status(
+            "Progressing", "canary", phases(), snapshot=["web-canary"], gauges=[row(g, "canary") for g in GATES]
+        ),
+        facts(),
+        ApplyPhase("canary", ("web-canary",)),
+    ),
+    Case(
+        "wait-while-rolling-out",
+        SPEC,
+        release_status(
+            "Progressing", "canary", phases(canary="Progressing"), snapshot=["web-canary"], gauges=captured()
+        ),
+        facts(3, deployments=live(web_canary=False)),
+        Wait(at(600), "waiting for phase canary to become Available"),
+    ),
+    Case(
+        "wait-while-not-yet-created",
+        SPEC,
+        release_status(
+            "Progressing", "canary", phases(canary="Progressing"), snapshot=[], absent=["web-canary"], gauges=captured()
+        ),
+        facts(3, deployments=live(web_canary=None)),
+        Wait(at(600), "waiting for phase canary to become Available"),
+    ),
+    Case(
+        "mark-available",
+        SPEC,
+        release_status(
+            "Progressing", "canary", phases(canary="Progressing"), snapshot=["web-canary"], gauges=captured()
+        ),
+        facts(5),
+        MarkAvailable("canary"),
+    ),
+    Case(
+        "available-needs-every-deployment",
+        SPEC,
+        release_status(
+            "Progressing",
+            "chat",
+            phases(canary="Passed", chat="Progressing"),
+            snapshot=["web-canary", "chat-a", "chat-b"],
+        ),
+        facts(5, deployments=live(chat_b=False)),
+        Wait(at(600), "waiting for phase chat to become Available"),
+    ),
+    Case(
+        "rollout-failure",
+        SPEC,
+        release_status("Progressing", "chat", phases(canary="Passed", chat="Progressing")),
+        facts(5, deployments=live(chat_b="ImagePullBackOff")),
+        FailPush("RolloutFailed", "chat-b: ImagePullBackOff", phase="chat"),
+    ),
+    Case(
+        "progress-deadline-exceeded",
+        SPEC,
+        release_status("Progressing", "chat", phases(canary="Passed", chat="Progressing")),
+        facts(600, deployments=live(chat_a=False, chat_b=None)),
+        FailPush("ProgressDeadlineExceeded", "phase chat: chat-a, chat-b not Available after 10m", phase="chat"),
+    ),
+    Case(
+        "evaluate-when-hold-starts",
+        SPEC,
+        holding(captured()),
+        facts(5),
+        EvaluateGates("canary", GATES),
+    ),
+    Case(
+        "evaluate-only-due-gates",
+        SPEC,
+        holding([read("load", 5), read("registrations", 5)]),
+        facts(15),
+        EvaluateGates("canary", ("load",)),
+    ),
+    Case(
+        "wait-for-next-due-gate",
+        SPEC,
+        holding([read("load", 5), read("registrations", 5)]),
+        facts(10),
+        Wait(at(15), "holding canary"),
+    ),
+    Case(
+        "wait-for-hold-end-when-sooner",
+        SPEC,
+        holding([read("load", 60), read("registrations", 50)]),
+        facts(62),
+        Wait(at(65), "holding canary"),
+    ),
+    Case(
+        "complete-at-hold-end",
+        SPEC,
+        holding([read("load", 60), read("registrations", 50)]),
+        facts(65),
+        CompletePhase("canary"),
+    ),
+    Case(
+        "evaluate-due-before-completing",
+        SPEC,
+        holding([read("load", 55), read("registrations", 50)]),
+        facts(65),
+        EvaluateGates("canary", ("load",)),
+    ),
+    Case(
+        "inconclusive-never-completes",
+        SPEC,
+        holding([read("load", 60, "Inconclusive", inconclusive=2), read("registrations", 50)]),
+        facts(65),
+        Wait(at(70), "holding canary: waiting for conclusive gate readings"),
+    ),
+    Case(
+        "tolerated-breach-does-not-complete",
+        LIMITS,
+        holding([read("load", 60, "Fail", breaches=1), read("registrations", 50)]),
+        facts(65),
+        Wait(at(70), "holding canary: waiting for conclusive gate readings"),
+    ),
+    Case(
+        "breach-fails",
+        SPEC,
+        holding([read("load", 20, "Fail", breaches=1, message="7.20 > 6"), read("registrations", 5)]),
+        facts(20),
+        FailPush("GateFailed", "gate load 7.20 > 6 in phase canary", gate="load", phase="canary"),
+    ),
+    Case(
+        "breach-within-failure-limit-keeps-evaluating",
+        LIMITS,
+        holding([read("load", 20, "Fail", breaches=2), read("registrations", 5)]),
+        facts(30),
+        EvaluateGates("canary", ("load",)),
+    ),
+    Case(
+        "breach-past-failure-limit-fails",
+        LIMITS,
+        holding([read("load", 20, "Fail", breaches=3, message="7.20 > 6"), read("registrations", 5)]),
+        facts(20),
+        FailPush("GateFailed", "gate load 7.20 > 6 in phase canary", gate="load", phase="canary"),
+    ),
+    Case(
+        "inconclusive-past-limit-fails",
+        SPEC,
+        holding([read("load", 60, "Fail", inconclusive=7, message="no data: inconclusive 7 times in a row (limit 6)")]),
+        facts(60),
+        FailPush(
+            "GateFailed",
+            "gate load no data: inconclusive 7 times in a row (limit 6) in phase canary",
+            gate="load",
+            phase="canary",
+        ),
+    ),
+    Case(
+        "dry-run-breach-never-fails",
+        DRY,
+        holding([read("load", 60, "Fail", breaches=5, dry_run=True), read("registrations", 50)]),
+        facts(65),
+        CompletePhase("canary"),
+    ),
+    Case("no-gates-waits-for-hold", NO_GATES, holding([]), facts(5), Wait(at(65), "holding canary")),
+    Case("no-gates-completes-at-hold-end", NO_GATES, holding([]), facts(65), CompletePhase("canary")),
+    Case(
+        "chat-phase-gates-only",
+        CHAT_ONLY,
+        holding([]),
+        facts(65),
+        CompletePhase("canary"),
+    ),
+    Case(
+        "internal-error-unknown-current-phase",
+        SPEC,
+        release_status("Holding", "ghost", phases(canary="Holding")),
+        facts(5),
+        FailPush("InternalError", "current phase 'ghost' is not in status.phases"),
+    ),
+)
+def test_phase_steps(case: Case) -> None:
+    assert plan(case.spec, case.status, case.facts) == case.expected
+
+
+# ---------------------------------------------------------------- annotations: promote, pause, abort
+PAUSED_HOLDING = dict(phase="Paused", paused_from="Holding", pause_reason="User")
+
+
+@cases(
+    Case(
+        "promote-skips-hold",
+        SPEC,
+        holding([read("load", 20), read("registrations", 20)]),
+        facts(25, promote="t1"),
+        CompletePhase("canary", promoted="t1"),
+    ),
+    Case(
+        "promote-same-token-again-does-nothing",
+        SPEC,
+        holding([read("load", 20), read("registrations", 20)], promoted="t1"),
+        facts(25, promote="t1"),
+        Wait(at(30), "holding canary"),
+    ),
+    Case(
+        "promote-reads-due-gates-first",
+        SPEC,
+        holding(captured()),
+        facts(5, promote="t1"),
+        EvaluateGates("canary", GATES),
+    ),
+    Case(
+        "promote-cannot-override-a-breach",
+        SPEC,
+        holding([read("load", 20, "Fail", breaches=1, message="7.20 > 6"), read("registrations", 20)]),
+        facts(25, promote="t1"),
+        FailPush("GateFailed", "gate load 7.20 > 6 in phase canary", gate="load", phase="canary"),
+    ),
+    Case(
+        "promote-ends-watch",
+        WATCHED,
+        release_status(
+            "Watching",
+            "watch",
+            phases(canary="Passed", chat="Passed", everything_else="Passed"),
+            gauges=[read("load", 20, phase="watch"), read("registrations", 20, phase="watch")],
+            watch_until=at(600),
+        ),
+        facts(25, promote="t2"),
+        CompletePhase("watch", promoted="t2"),
+    ),
+    Case(
+        "pause-annotation",
+        SPEC,
+        holding([read("load", 20), read("registrations", 20)]),
+        facts(25, paused="true"),
+        SetPause(True),
+    ),
+    Case(
+        "pause-annotation-while-inconclusive-is-a-user-pause",
+        SPEC,
+        holding(
+            [read("load", 20, "Inconclusive"), read("registrations", 20)],
+            phase="Paused",
+            paused_from="Holding",
+            pause_reason="Inconclusive",
+        ),
+        facts(25, paused="yes"),
+        SetPause(True),
+    ),
+    Case(
+        "pause-annotation-false-is-no-pause",
+        SPEC,
+        holding([read("load", 20), read("registrations", 20)]),
+        facts(25, paused="false"),
+        Wait(at(30), "holding canary"),
+    ),
+    Case(
+        "resume",
+        SPEC,
+        holding([read("load", 20), read("registrations", 20)], **PAUSED_HOLDING),
+        facts(25),
+        SetPause(False),
+    ),
+    Case(
+        "paused-no-new-phase-starts",
+        SPEC,
+        release_status(
+            "Paused",
+            "chat",
+            phases(canary="Passed"),
+            snapshot=["web-canary"],
+            paused_from="Progressing",
+            pause_reason="User",
+        ),
+        facts(70, paused="true"),
+        Wait(None, "paused before phase chat"),
+    ),
+    Case(
+        "paused-rollout-in-flight-continues",
+        SPEC,
+        release_status(
+            "Paused", "canary", phases(canary="Progressing"), paused_from="Progressing", pause_reason="User"
+        ),
+        facts(5, paused="true"),
+        MarkAvailable("canary"),
+    ),
+    Case(
+        "paused-gates-still-evaluated",
+        SPEC,
+        holding([read("load", 20), read("registrations", 20)], **PAUSED_HOLDING),
+        facts(30, paused="true"),
+        EvaluateGates("canary", ("load",)),
+    ),
+    Case(
+        "paused-hold-over-does-not-complete",
+        SPEC,
+        holding([read("load", 60), read("registrations", 50)], **PAUSED_HOLDING),
+        facts(65, paused="true"),
+        Wait(at(70), "paused in canary"),
+    ),
+    Case(
+        "paused-breach-still-fails",
+        SPEC,
+        holding(
+            [read("load", 20, "Fail", breaches=1, message="7.20 > 6"), read("registrations", 20)], **PAUSED_HOLDING
+        ),
+        facts(20, paused="true"),
+        FailPush("GateFailed", "gate load 7.20 > 6 in phase canary", gate="load", phase="canary"),
+    ),
+    Case(
+        "abort-while-progressing",
+        SPEC,
+        release_status("Progressing", "chat", phases(canary="Passed", chat="Progressing")),
+        facts(70, abort="bad numbers"),
+        FailPush("Aborted", "aborted by user: bad numbers", phase="chat"),
+    ),
+    Case(
+        "abort-while-holding",
+        SPEC,
+        holding([read("load", 20), read("registrations", 20)]),
+        facts(25, abort="bad numbers"),
+        FailPush("Aborted", "aborted by user: bad numbers", phase="canary"),
+    ),
+    Case(
+        "abort-while-paused",
+        SPEC,
+        holding([read("load", 20), read("registrations", 20)], **PAUSED_HOLDING),
+        facts(25, abort="x", paused="true"),
+        FailPush("Aborted", "aborted by user: x", phase="canary"),
+    ),
+    Case(
+        "abort-blank-is-ignored",
+        SPEC,
+        holding([read("load", 20), read("registrations", 20)]),
+        facts(25, abort="  "),
+        Wait(at(30), "holding canary"),
+    ),
+)
+def test_annotations(case: Case) -> None:
+    assert plan(case.spec, case.status, case.facts) == case.expected
+
+
+# ---------------------------------------------------------------- watch window and final states
+ALL_PASSED = phases(canary="Passed", chat="Passed", everything_else="Passed")
+
+
+@cases(
+    Case(
+        "watch-starts-evaluating",
+        WATCHED,
+        release_status("Watching", "watch", ALL_PASSED, gauges=captured(), watch_until=at(600)),
+        facts(65),
+        EvaluateGates("watch", GATES),
+    ),
+    Case(
+        "watch-waits",
+        WATCHED,
+        release_status(
+            "Watching",
+            "watch",
+            ALL_PASSED,
+            gauges=[read("load", 65, phase="watch"), read("registrations", 65, phase="watch")],
+            watch_until=at(600),
+        ),
+        facts(70),
+        Wait(at(75), "holding watch"),
+    ),
+    Case(
+        "watch-breach-fails",
+        WATCHED,
+        release_status(
+            "Watching",
+            "watch",
+            ALL_PASSED,
+            gauges=[
+                read("load", 65, "Fail", phase="watch", breaches=1, message="7.20 > 6"),
+                read("registrations", 65, phase="watch"),
+            ],
+            watch_until=at(600),
+        ),
+        facts(65),
+        FailPush("GateFailed", "gate load 7.20 > 6 in phase watch", gate="load", phase="watch"),
+    ),
+    Case(
+        "watch-completes",
+        WATCHED,
+        release_status(
+            "Watching",
+            "watch",
+            ALL_PASSED,
+            gauges=[read("load", 595, phase="watch"), read("registrations", 590, phase="watch")],
+            watch_until=at(600),
+        ),
+        facts(600),
+        CompletePhase("watch"),
+    ),
+    Case(
+        "succeeded-is-final",
+        SPEC,
+        release_status("Succeeded", None, ALL_PASSED),
+        facts(900),
+        Wait(None, "release succeeded"),
+    ),
+    Case(
+        "rolled-back-is-final",
+        SPEC,
+        release_status("RolledBack", None, phases(canary="Failed")),
+        facts(900, abort="x"),
+        Wait(None, "release rolledback"),
+    ),
+    Case("failed-is-final", SPEC, release_status("Failed"), facts(900, paused="true"), Wait(None, "release failed")),
+)
+def test_watch_and_final(case: Case) -> None:
+    assert plan(case.spec, case.status, case.facts) == case.expected
+
+
+# ---------------------------------------------------------------- rolling back
+def rolling_back(
+    *,
+    undo: UndoStatus | None = None,
+    revert: RevertStatus | None = None,
+    snapshot: list[str] | None = None,
+    absent: tuple[str, ...] = ("new-svc",),
+) -> ReleaseStatus:
+    snap = ["chat-a", "chat-b", "web-canary"] if snapshot is None else snapshot
+    return release_status(
+        "RollingBack",
+        "chat",
+        phases(canary="Passed", chat="Failed"),
+        snapshot=snap,
+        absent=absent,
+        undo=undo,
+        revert=revert,
+    )
+
+
+RESTORED = UndoStatus(at=at(100), restored=["chat-a", "chat-b", "web-canary"], deleted=["new-svc"])
+PUSHED = RevertStatus(state="Pushed", commit="a" * 40, pushed_at=at(100), attempts=1)
+
+
+def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
+    return RevertStatus(state=state, pushed_at=at(when), attempts=attempts, reason="fake")
+
+
+@cases(
+    Case(
+        "undo-restores-every-snapshot-and-deletes-created",
+        SPEC,
+        rolling_back(),
+        facts(100),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), True),
+    ),
+    Case("undo-without-rollback-still-reverts", NO_ROLLBACK, rolling_back(), facts(100), Undo((), (), True)),
+    Case(
+        "undo-without-revert",
+        NO_REVERT,
+        rolling_back(),
+        facts(100),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), False),
+    ),
+    Case(
+        "abort-while-rolling-back-changes-nothing",
+        SPEC,
+        rolling_back(),
+        facts(100, abort="x", paused="true"),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), True),
+    ),
+    Case(
+        "wait-for-restored-to-be-available",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=PUSHED),
+        facts(101, deployments=live(chat_b=False, web_canary=False)),
+        Wait(at(700), "waiting for restored chat-b, web-canary to become Available"),
+    ),
+    Case(
+        "mark-rolled-back-when-available",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=PUSHED),
+        facts(103),
+        MarkRolledBack(),
+    ),
+    Case(
+        "mark-rolled-back-at-restore-deadline",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=PUSHED),
+        facts(700, deployments=live(web_canary=False)),
+        MarkRolledBack("restored, but web-canary not Available after 10m"),
+    ),
+    Case(
+        "restore-error-ends-rollback",
+        SPEC,
+        rolling_back(undo=UndoStatus(at=at(100), restored=["chat-a"], error="chat-b: forbidden"), revert=PUSHED),
+        facts(101, deployments=live(chat_a=False)),
+        MarkRolledBack(),
+    ),
+    Case(
+        "revert-error-waits-to-retry",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=revert_status("Error", 1)),
+        facts(101),
+        Wait(at(105), "retrying the git revert"),
+    ),
+    Case(
+        "revert-error-retried",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=revert_status("Error", 4)),
+        facts(105),
+        Undo((), (), True),
+    ),
+    Case(
+        "revert-error-settles-after-max-attempts",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=revert_status("Error", 5)),
+        facts(105),
+        MarkRolledBack(),
+    ),
+    Case(
+        "revert-conflict-is-not-retried",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=revert_status("Conflict", 1)),
+        facts(105),
+        MarkRolledBack(),
+    ),
+    Case(
+        "revert-already-reverted-is-settled",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=revert_status("AlreadyReverted", 1)),
+        facts(105),
+        MarkRolledBack(),
+    ),
+)
+def test_rollback(case: Case) -> None:
+    assert plan(case.spec, case.status, case.facts) == case.expected
