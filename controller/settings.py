@@ -38,7 +38,9 @@ class Settings:
         defaults = cls()
         return cls(
             prometheus_url=env.get("STOPLINE_PROMETHEUS_URL") or None,
-            repo_cache=Path(env["STOPLINE_REPO_CACHE"]) if env.get("STOPLINE_REPO_CACHE") else defaults.repo_cache,
+            repo_cache=Path(env["STOPLINE_REPO_CACHE"])
+            if env.get("STOPLINE_REPO_CACHE")
+            else defaults.repo_cache,
             http_host=env.get("STOPLINE_HTTP_HOST", defaults.http_host),
             http_port=int(env.get("STOPLINE_HTTP_PORT", defaults.http_port)),
             webhook_secret=env.get("STOPLINE_WEBHOOK_SECRET") or None,

@@ -19,6 +19,7 @@ from controller.kube.deployments import Deployments
 from controller.kube.objects import Objects
 from controller.models.common import SecretRef
 from controller.models.release import GitSource, ReleaseSpec
+from controller.models.track import TrackSpec
 from controller.release.actions import RevertResult
 from controller.release.executor import Executor
 from controller.settings import Settings
@@ -131,6 +132,8 @@ class Runtime:
     clock: Callable[[], datetime]
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     track_annotations: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    tracks: dict[tuple[str, str], TrackSpec] = field(default_factory=dict)
+    http: Any = None
 
 
 def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:

@@ -8,8 +8,12 @@ import logging
 from typing import Any
 
 import kopf
+from aiohttp import web
 
+from controller.errors import StoplineError
 from controller.settings import Settings
+from controller.track.webhook import TrackTarget
+from controller.web import server
 from controller.wiring import Runtime, build_runtime
 
 log = logging.getLogger("stopline")
@@ -28,8 +32,47 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=cfg.max_threads, thread_name_prefix="stopline-io")
     )
-    memo.runtime = build_runtime(cfg)
+    rt = build_runtime(cfg)
+    memo.runtime = rt
+    rt.http = await serve(rt)
     log.info("stopline started: prometheus=%s repo-cache=%s", cfg.prometheus_url, cfg.repo_cache)
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: Any, **_: Any) -> None:
+    """Stop the HTTP endpoint."""
+    rt = runtime(memo)
+    if rt.http is not None:
+        await rt.http.cleanup()
+
+
+async def serve(rt: Runtime) -> web.AppRunner:
+    """The HTTP endpoint: health, push webhook, lock API (and what later modules register)."""
+    app = server.base_app()
+
+    async def targets() -> list[TrackTarget]:
+        out: list[TrackTarget] = []
+        for (ns, name), spec in list(rt.tracks.items()):
+            secret = rt.settings.webhook_secret
+            if spec.webhook is not None and spec.webhook.secret_ref is not None:
+                try:
+                    data = await rt.objects.secret_data(ns, spec.webhook.secret_ref.name)
+                    secret = data.get("secret", b"").decode() or secret
+                except StoplineError as exc:
+                    log.warning("track %s/%s: webhook secret unreadable: %s", ns, name, exc)
+                    secret = "\0unreadable"  # never matches: refuse rather than accept unsigned
+            out.append(TrackTarget(ns, name, spec.source.repo, spec.source.branch, secret))
+        return out
+
+    def wake(ns: str, name: str) -> None:
+        rt.wakers.setdefault((ns, name), asyncio.Event()).set()
+
+    async def track_status(ns: str, name: str) -> dict[str, Any] | None:
+        return await rt.objects.get("tracks", ns, name)
+
+    server.register_webhook(app, targets, wake)
+    server.register_lock_api(app, track_status)
+    return await server.start(app, rt.settings.http_host, rt.settings.http_port)
 
 
 def runtime(memo: Any) -> Runtime:

@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from controller.handlers.startup import runtime
 from controller.models.common import API_GROUP, API_VERSION
+from controller.models.track import TrackSpec
 from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK, LABEL_TRACK
 from controller.track.runner import TrackRef, run_track, wait_or_wake
 
@@ -42,19 +44,26 @@ async def follow(
         kopf.event(body, type=type_, reason=reason, message=message[:1000])
 
     async def wait(seconds: float) -> None:
+        try:
+            rt.tracks[(namespace, name)] = TrackSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            rt.tracks.pop((namespace, name), None)
         await wait_or_wake(event, seconds, stopped.wait)
 
-    await run_track(
-        ref,
-        lambda: body,
-        patch_status,
-        rt.git,
-        rt.objects,
-        clock=rt.clock,
-        wait=wait,
-        emit=emit,
-        stopped=stopped.is_set,
-    )
+    try:
+        await run_track(
+            ref,
+            lambda: body,
+            patch_status,
+            rt.git,
+            rt.objects,
+            clock=rt.clock,
+            wait=wait,
+            emit=emit,
+            stopped=stopped.is_set,
+        )
+    finally:
+        rt.tracks.pop((namespace, name), None)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "releases", labels={LABEL_TRACK: kopf.PRESENT})

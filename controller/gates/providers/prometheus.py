@@ -66,7 +66,7 @@ class PrometheusProvider:
 
     def _client(self, url: str) -> PrometheusConnect:
         if url not in self._clients:
-            self._clients[url] = PrometheusConnect(url=url, disable_ssl=False, timeout=int(math.ceil(self._timeout)))
+            self._clients[url] = PrometheusConnect(url=url, disable_ssl=False, timeout=math.ceil(self._timeout))
         return self._clients[url]
 
     def _query_blocking(self, url: str, query: str) -> Measurement:
