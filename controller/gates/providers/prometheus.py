@@ -17,6 +17,7 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
+from controller.errors import MetricsError
 from controller.gates.evaluate import Measurement
 
 
@@ -80,6 +81,34 @@ class PrometheusProvider:
         except (requests.RequestException, OSError) as exc:
             return Measurement(None, at, error=f"prometheus unreachable: {type(exc).__name__}")
         return parse_result(result, at)
+
+    def _vector_blocking(self, url: str, query: str, label: str) -> dict[str, float]:
+        try:
+            result = self._client(url).custom_query(query)
+        except PrometheusApiClientException as exc:
+            raise MetricsError(f"query rejected: {str(exc)[:300]}") from exc
+        except (requests.RequestException, OSError) as exc:
+            raise MetricsError(f"prometheus unreachable: {type(exc).__name__}") from exc
+        out: dict[str, float] = {}
+        for series in result if isinstance(result, list) else []:
+            if not isinstance(series, dict):
+                continue
+            key = (series.get("metric") or {}).get(label)
+            value = series.get("value")
+            if key is None or not isinstance(value, list) or len(value) != 2:
+                continue
+            try:
+                number = float(value[1])
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(number):
+                out[str(key)] = out.get(str(key), 0.0) + number
+        return out
+
+    async def query_by(self, url: str, query: str, label: str) -> dict[str, float]:
+        """An instant vector as ``{value of label: number}``; raises MetricsError when it cannot be read."""
+        self.requests += 1
+        return await asyncio.to_thread(self._vector_blocking, url, query, label)
 
     async def query(self, url: str, query: str) -> Measurement:
         """Run an instant query; shares in-flight requests and very recent answers."""

@@ -1,0 +1,106 @@
+"""Experiment reconciliation, the pure part: spec → published config; counts → report, decision, status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from controller.experiments.decide import Decision, decide
+from controller.experiments.hashing import ExperimentConfig
+from controller.experiments.report import BranchCounts, Report, build_report
+from controller.models.common import set_condition
+from controller.models.experiment import ExperimentSpec, ExperimentStatus, ReportRow, SrmStatus
+
+
+def configmap_key(spec: ExperimentSpec) -> str:
+    """The key of this experiment in the shared, published ConfigMap (``<key>.json``)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.key)
+    return f"{safe}.json"
+
+
+def published_config(spec: ExperimentSpec, status: ExperimentStatus) -> ExperimentConfig:
+    """What the SDK reads. A close decided by the controller (autoClose) counts like ``closeOn``."""
+    return ExperimentConfig(
+        key=spec.key,
+        seed=spec.hash_seed,
+        rollout=spec.rollout,
+        branches=tuple(spec.branches.items()),
+        audience=tuple(spec.audience),
+        closed_on=spec.close_on or status.closed_on,
+        hash_version=spec.hash_version,
+        enabled=True,
+    )
+
+
+def counts_from(
+    spec: ExperimentSpec, exposures: Mapping[str, float], conversions: Mapping[str, float] | None
+) -> list[BranchCounts]:
+    """Per-branch counts from the metric series (missing branches count as 0), control first."""
+    order = [spec.control_branch, *[b for b in spec.branches if b != spec.control_branch]]
+    out: list[BranchCounts] = []
+    for b in order:
+        n = round(exposures.get(b, 0.0))
+        c = round((conversions or {}).get(b, 0.0))
+        out.append(BranchCounts.binomial(b, min(c, n), n))
+    return out
+
+
+def evaluate(
+    spec: ExperimentSpec, exposures: Mapping[str, float], conversions: Mapping[str, float] | None
+) -> tuple[Report, Decision]:
+    """The report and decision for the current counts."""
+    control = spec.control_branch
+    report = build_report(counts_from(spec, exposures, conversions), dict(spec.branches), spec.alpha, control)
+    decision = decide(
+        report,
+        min_samples=spec.min_samples,
+        alpha=spec.alpha,
+        close_on=spec.close_on,
+        on_winner=spec.auto_close.on_winner,
+        on_harm=spec.auto_close.on_harm,
+        control=control,
+    )
+    return report, decision
+
+
+def with_report(
+    spec: ExperimentSpec,
+    status: ExperimentStatus,
+    report: Report,
+    decision: Decision,
+    now: datetime,
+    generation: int | None,
+) -> ExperimentStatus:
+    """Status carrying the report, SRM check and decision; a first auto-close sets ``closedOn``."""
+    s = status.model_copy(deep=True)
+    s.report = [ReportRow.model_validate(r.to_dict()) for r in report.rows]
+    s.srm = SrmStatus.model_validate(report.srm.to_dict()) if report.srm is not None else None
+    p_values = [r.p_value for r in report.rows if r.p_value is not None]
+    s.p_value = min(p_values) if p_values else None
+    if spec.close_on is None and s.closed_on is None and decision.close_to is not None:
+        s.closed_on = decision.close_to
+    if spec.close_on is not None:
+        s.closed_on = spec.close_on
+    s.decision = f"Closed:{s.closed_on}" if s.closed_on and decision.state != "Closed" else decision.label
+    s.message = decision.reason
+    s.updated_at = now
+    s.observed_generation = generation
+    s.conditions = set_condition(
+        s.conditions, "ReportAvailable", "True", decision.state, decision.reason, now, generation
+    )
+    return s
+
+
+def without_report(
+    spec: ExperimentSpec, status: ExperimentStatus, reason: str, now: datetime, generation: int | None
+) -> ExperimentStatus:
+    """Status when no counts could be read (no metric configured, Prometheus down)."""
+    s = status.model_copy(deep=True)
+    if spec.close_on is not None:
+        s.closed_on = spec.close_on
+        s.decision = f"Closed:{spec.close_on}"
+    s.message = reason
+    s.updated_at = now
+    s.observed_generation = generation
+    s.conditions = set_condition(s.conditions, "ReportAvailable", "False", "NoData", reason, now, generation)
+    return s
