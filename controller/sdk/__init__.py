@@ -1,0 +1,45 @@
+"""stopline experiments SDK for applications: which branch does this user get?
+
+Importable without kopf or kubernetes (it needs only ``prometheus_client``)::
+
+    from controller.sdk import Experiments
+
+    experiments = Experiments.from_path("/etc/stopline/experiments")   # the mounted ConfigMap
+    branch = experiments.expose(user.id, "GDCEurope2011", groups=user.groups)
+    if branch == "enhanced":
+        ...
+    else:                     # "control", or None: not in the experiment → the default experience
+        ...
+    experiments.convert("GDCEurope2011", branch)                        # when the user converts
+
+Published format
+----------------
+The controller publishes every live Experiment to a ConfigMap; its key ``experiments.json``
+(``controller.experiments.hashing.PUBLISHED_KEY``) holds::
+
+    {"experiments": [
+      {"key": "GDCEurope2011", "seed": "GDCEurope2011", "rollout": 10,
+       "audience": [], "branches": {"control": 0.5, "enhanced": 0.5},
+       "closeOn": null, "hashVersion": 2, "enabled": true}
+    ]}
+
+``rollout`` is a percentage (0..100) of the users allowed by ``audience`` (empty: everyone;
+otherwise users in at least one of the groups); ``branches`` maps name → weight in order, weights
+summing to 1; ``closeOn`` names the branch everyone gets once the experiment is closed;
+``hashVersion`` is GrowthBook's (1 or 2). Unknown keys are ignored. Mount the ConfigMap as a volume;
+the SDK reads every ``*.json`` in the directory, so one ``<key>.json`` per experiment (each a single
+config object) works too, and re-reads when the files change.
+
+Assignment is GrowthBook-compatible (see ``controller.experiments.hashing``): a GrowthBook SDK given
+the same seed, hash version, weights and coverage puts each user in the same branch.
+
+Counters: ``stopline_experiment_exposures_total{experiment,branch}`` and
+``stopline_experiment_conversions_total{experiment,branch}`` in the given ``CollectorRegistry``
+(default: the global registry) — expose them with the app's usual ``/metrics`` endpoint.
+"""
+
+from controller.experiments.hashing import ExperimentConfig
+from controller.sdk.client import Experiments
+from controller.sdk.metrics import CONVERSIONS, EXPOSURES
+
+__all__ = ["CONVERSIONS", "EXPOSURES", "ExperimentConfig", "Experiments"]

@@ -1,0 +1,55 @@
+"""The SDK's Prometheus counters, one pair per registry.
+
+``stopline_experiment_exposures_total{experiment,branch}`` counts users shown a branch
+(``Experiments.expose``); ``stopline_experiment_conversions_total{experiment,branch}`` counts
+conversions (``Experiments.convert``). An Experiment's ``metric`` queries sum these by branch.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Final
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+
+__all__ = ["CONVERSIONS", "EXPOSURES", "ExperimentMetrics", "metrics_for"]
+
+EXPOSURES: Final = "stopline_experiment_exposures_total"
+CONVERSIONS: Final = "stopline_experiment_conversions_total"
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentMetrics:
+    exposures: Counter
+    conversions: Counter
+
+
+_lock = threading.Lock()
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ExperimentMetrics] = weakref.WeakKeyDictionary()
+
+
+def metrics_for(registry: CollectorRegistry | None = None) -> ExperimentMetrics:
+    """The counters registered in ``registry`` (default: the global one), created once per registry,
+    so several ``Experiments`` clients can share a registry."""
+    target = REGISTRY if registry is None else registry
+    with _lock:
+        metrics = _by_registry.get(target)
+        if metrics is None:
+            metrics = ExperimentMetrics(
+                exposures=Counter(
+                    EXPOSURES,
+                    "Users shown an experiment branch (Experiments.expose).",
+                    ("experiment", "branch"),
+                    registry=target,
+                ),
+                conversions=Counter(
+                    CONVERSIONS,
+                    "Conversions attributed to an experiment branch (Experiments.convert).",
+                    ("experiment", "branch"),
+                    registry=target,
+                ),
+            )
+            _by_registry[target] = metrics
+        return metrics
