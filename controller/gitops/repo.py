@@ -1,0 +1,495 @@
+"""One cached clone per repository URL: branch tips, manifests at a revision, history, idempotent revert.
+
+Everything here blocks (GitPython runs the git CLI); async callers use ``asyncio.to_thread``. Calls on
+the same repository are serialised by one lock per cached clone; different repositories run in
+parallel. The clone is fetched, never re-cloned. Its work tree is used only by :meth:`RepoCache.revert`
+and is hard-reset and cleaned after every attempt.
+
+Errors: transport, authentication and server failures raise :class:`GitError`; missing branches,
+revisions and paths raise :class:`GitNotFoundError`; malformed input :class:`GitInputError`. Messages
+are scrubbed of credentials. ``revert`` reports logical outcomes (conflict, revision not on branch,
+push rejected too often) in its :class:`RevertOutcome` rather than raising.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import git
+
+from controller.gitops.credentials import GitCredentials, git_environment, scrub, split_url_credentials
+from controller.gitops.errors import GitError, GitInputError, GitNotFoundError
+from controller.gitops.manifests import read_manifests
+from controller.gitops.results import REVERT_TRAILER, CommitInfo, RevertOutcome
+
+WORK_BRANCH = "stopline-work"
+DEFAULT_AUTHOR = ("stopline", "stopline@localhost")
+
+_REMOTE_REF = "refs/remotes/origin/"
+_FETCHED_REF = "refs/stopline/fetched/"
+# Every command: no credential helpers (they could store secrets), no askpass from config, no hooks,
+# no signing prompts, and no CRLF rewriting in the revert work tree.
+_COMMON_CONFIG = (
+    "-c", "credential.helper=",
+    "-c", "core.askPass=",
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "commit.gpgSign=false",
+    "-c", "core.autocrlf=false",
+)  # fmt: skip
+_REVISION = re.compile(r"^[0-9a-f]{7,64}$")
+_FULL_SHA_LENGTHS = (40, 64)
+_TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+_URL_SCHEMES = ("http", "https", "ssh", "git", "file", "git+ssh", "ssh+git")
+_NON_FAST_FORWARD = ("non-fast-forward", "fetch first", "stale info")
+_RS, _US = "\x1e", "\x1f"
+
+_LOCKS_GUARD = threading.Lock()
+_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    """Process-wide lock for one clone directory (shared by every RepoCache on the same root)."""
+    key = str(path.resolve())
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
+
+
+def _validate_branch(branch: str) -> str:
+    bad = (
+        not branch
+        or branch.startswith(("-", "/", "."))
+        or branch.endswith(("/", ".", ".lock"))
+        or any(s in branch for s in ("..", "//", "@{", "/."))
+        or any(c in branch for c in " ~^:?*[\\")
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in branch)
+        or branch == "@"
+    )
+    if bad:
+        raise GitInputError(f"invalid branch name {branch!r}")
+    return branch
+
+
+def _validate_revision(revision: str) -> str:
+    rev = revision.strip().lower()
+    if not _REVISION.match(rev):
+        raise GitInputError(f"revision {revision!r} is not a commit SHA (7 to 64 hex digits)")
+    return rev
+
+
+def _validate_url(url: str) -> None:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    scp_like = not scheme and re.match(r"^(?:[^/\s:@]+@)?[^/\s:@]{2,}:", url) is not None
+    if url.startswith("-") or any(c.isspace() for c in url) or not (scheme in _URL_SCHEMES or scp_like):
+        raise GitInputError(
+            f"unsupported git URL {scrub(url)!r}: use http(s)://, ssh://, git://, file:// or user@host:path"
+        )
+
+
+@dataclass(frozen=True)
+class _Result:
+    status: int
+    out: str
+    err: str
+
+
+class _Session:
+    """One locked use of a cached clone with the environment of one set of credentials."""
+
+    def __init__(
+        self, repo: git.Repo, url: str, creds: GitCredentials | None, env: Mapping[str, str], timeout: float
+    ) -> None:
+        self.repo = repo
+        self.url = url
+        self.creds = creds
+        self.timeout = timeout
+        git_dir = str(repo.git_dir)
+        self.env = {**env, "GIT_DIR": git_dir, "GIT_WORK_TREE": str(repo.working_tree_dir or git_dir)}
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self.creds)
+
+    def run(self, *args: str, check: bool = True, env: Mapping[str, str] | None = None) -> _Result:
+        executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+        try:
+            status, out, err = self.repo.git.execute(
+                [executable, *_COMMON_CONFIG, *args],
+                with_extended_output=True,
+                with_exceptions=False,
+                env={**self.env, **env} if env else self.env,
+                kill_after_timeout=self.timeout,
+                strip_newline_in_stdout=False,
+            )
+        except git.GitCommandNotFound as exc:
+            raise GitError(f"git executable not found: {exc}") from None
+        result = _Result(status, out, err)
+        if check and status != 0:
+            raise self.failure(args[0], result)
+        return result
+
+    def failure(self, what: str, result: _Result, error: type[GitError] = GitError) -> GitError:
+        detail = (result.err.strip() or result.out.strip() or "no output").splitlines()
+        text = " / ".join(detail[-5:])
+        return error(self.scrub(f"git {what} {self.url} failed (exit {result.status}): {text}"))
+
+    def resolve(self, rev: str) -> str | None:
+        r = self.run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False)
+        return r.out.strip() if r.status == 0 else None
+
+    def fetch_branch(self, branch: str) -> str:
+        ref = _REMOTE_REF + branch
+        r = self.run(
+            "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--",
+            self.url, f"+refs/heads/{branch}:{ref}",
+            check=False,
+        )  # fmt: skip
+        if r.status != 0:
+            if "couldn't find remote ref" in r.err:
+                raise GitNotFoundError(self.scrub(f"branch {branch!r} does not exist in {self.url}"))
+            raise self.failure("fetch", r)
+        sha = self.resolve(ref)
+        if sha is None:  # pragma: no cover - fetch succeeded, so the ref exists
+            raise GitError(f"fetched {ref} but cannot resolve it in the cache of {self.scrub(self.url)}")
+        return sha
+
+    def fetch_sha(self, sha: str) -> bool:
+        r = self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--",
+                     self.url, f"{sha}:{_FETCHED_REF}{sha}", check=False)  # fmt: skip
+        return r.status == 0
+
+    def ensure(self, revision: str, branch: str | None) -> str:
+        rev = _validate_revision(revision)
+        full = self.resolve(rev)
+        if full is None and branch is not None:
+            self.fetch_branch(branch)
+            full = self.resolve(rev)
+        if full is None and len(rev) in _FULL_SHA_LENGTHS and self.fetch_sha(rev):
+            full = self.resolve(rev)
+        if full is None:
+            where = f" (not on branch {branch!r} and not fetchable by SHA)" if branch else ""
+            raise GitNotFoundError(self.scrub(f"revision {rev} does not exist in {self.url}{where}"))
+        return full
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        r = self.run("merge-base", "--is-ancestor", ancestor, descendant, check=False)
+        if r.status not in (0, 1):
+            raise self.failure("merge-base", r)
+        return r.status == 0
+
+    def find_revert(self, revision: str, tip: str) -> str | None:
+        """Oldest commit in ``revision..tip`` with ``Stopline-Revert-Of: <revision>``."""
+        if revision == tip:
+            return None
+        fmt = f"%H{_US}%(trailers:key={REVERT_TRAILER},valueonly,separator=%x1f){_RS}"
+        r = self.run("log", f"--format={fmt}", "--fixed-strings", "--regexp-ignore-case",
+                     f"--grep={REVERT_TRAILER}: {revision}", f"{revision}..{tip}", "--")  # fmt: skip
+        found: str | None = None
+        for record in r.out.split(_RS):
+            sha, *values = record.strip().split(_US)
+            if sha and any(v.strip().lower() == revision for v in values):
+                found = sha  # log is newest first: keep going to the oldest match
+        return found
+
+    def commits(self, since: str | None, until: str, limit: int) -> list[CommitInfo]:
+        fmt = _US.join(("%H", "%P", "%an <%ae>", "%cI", "%s", "%(trailers:only,unfold)")) + _RS
+        span = f"{since}..{until}" if since else until
+        r = self.run("log", "--first-parent", f"--max-count={limit}", f"--format={fmt}", span, "--")
+        commits = []
+        for record in r.out.split(_RS):
+            record = record.lstrip("\n")
+            if not record:
+                continue
+            sha, parents, author, date, subject, trailer_text = record.split(_US)
+            trailers: dict[str, str] = {}
+            for line in trailer_text.splitlines():
+                key, sep, value = line.partition(":")
+                if sep:
+                    trailers[key.strip()] = value.strip()
+            commits.append(
+                CommitInfo(
+                    sha=sha,
+                    subject=subject,
+                    author=author,
+                    committed_at=datetime.fromisoformat(date),
+                    parents=tuple(parents.split()),
+                    trailers=trailers,
+                )
+            )
+        commits.reverse()
+        return commits
+
+    def reset_worktree(self, target: str | None = None) -> None:
+        git_dir = Path(self.repo.git_dir)
+        if (git_dir / "sequencer").exists() or (git_dir / "REVERT_HEAD").exists():
+            self.run("revert", "--quit", check=False)
+        if target is not None:
+            self.run("checkout", "--quiet", "--force", "--no-track", "-B", WORK_BRANCH, target)
+        if self.resolve("HEAD") is not None:
+            self.run("reset", "--quiet", "--hard")
+        self.run("clean", "-ffdxq")
+
+
+class RepoCache:
+    """Cached clones under ``root``, one per repository URL (directory name: hash of the URL without
+    credentials). Thread-safe; see the module docstring."""
+
+    def __init__(self, root: Path, *, timeout: float = 120.0) -> None:
+        self.root = Path(root)
+        self.timeout = timeout
+        self._scratch = self.root / ".scratch"
+        self._guard = threading.Lock()
+        self._repos: dict[Path, git.Repo] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the helper processes GitPython keeps per repository. The cache stays usable."""
+        with self._guard:
+            repos = list(self._repos.items())
+            self._repos.clear()
+        for path, repo in repos:
+            with _lock_for(path):
+                repo.close()
+
+    def __enter__(self) -> RepoCache:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def path_for(self, url: str) -> Path:
+        """Directory of the cached clone for ``url``."""
+        clean, _, _ = split_url_credentials(url)
+        return self.root / hashlib.sha256(clean.encode()).hexdigest()[:32]
+
+    # -- public operations -------------------------------------------------------------------------
+
+    def tip(self, url: str, branch: str, creds: GitCredentials | None = None) -> str:
+        """Fetch ``branch`` and return its tip SHA."""
+        branch = _validate_branch(branch)
+        with self._session(url, creds) as s:
+            return s.fetch_branch(branch)
+
+    def ensure_revision(self, url: str, revision: str, branch: str, creds: GitCredentials | None = None) -> None:
+        """Make ``revision`` available in the cache: a no-op when present, else fetch ``branch``, else fetch
+        the SHA itself. Raises :class:`GitNotFoundError` when the remote does not have it."""
+        branch, revision = _validate_branch(branch), _validate_revision(revision)
+        with self._session(url, creds) as s:
+            s.ensure(revision, branch)
+
+    def manifests(
+        self, url: str, revision: str, path: str, creds: GitCredentials | None = None
+    ) -> list[dict[str, Any]]:
+        """Every YAML/JSON document under ``path`` at ``revision`` (recursive, by file path, empty
+        documents skipped), read from the object database."""
+        revision = _validate_revision(revision)
+        with self._session(url, creds) as s:
+            full = s.ensure(revision, None)
+            return read_manifests(s.repo.commit(full).tree, path, f"at revision {full} of {s.scrub(s.url)}")
+
+    def commits_between(
+        self,
+        url: str,
+        branch: str,
+        since: str | None,
+        until: str,
+        creds: GitCredentials | None = None,
+        limit: int = 200,
+    ) -> list[CommitInfo]:
+        """First-parent commits in ``since..until`` (all of ``until``'s when ``since`` is None), oldest
+        first; at most ``limit``, the newest ones when there are more."""
+        if limit < 1:
+            raise GitInputError("limit must be at least 1")
+        branch, until = _validate_branch(branch), _validate_revision(until)
+        since = _validate_revision(since) if since is not None else None
+        with self._session(url, creds) as s:
+            end = s.ensure(until, branch)
+            start = s.ensure(since, branch) if since is not None else None
+            return s.commits(start, end, limit)
+
+    def find_revert(self, url: str, branch: str, revision: str, creds: GitCredentials | None = None) -> str | None:
+        """SHA of a commit after ``revision`` on ``branch`` carrying ``Stopline-Revert-Of: <revision>``.
+
+        Searches ``revision..tip`` only. None when there is none or ``revision`` is not on the branch."""
+        branch, revision = _validate_branch(branch), _validate_revision(revision)
+        with self._session(url, creds) as s:
+            tip = s.fetch_branch(branch)
+            full = s.resolve(revision)
+            if full is None or not s.is_ancestor(full, tip):
+                return None
+            return s.find_revert(full, tip)
+
+    def revert(
+        self,
+        url: str,
+        branch: str,
+        revision: str,
+        *,
+        message: str,
+        trailers: Mapping[str, str],
+        creds: GitCredentials | None = None,
+        max_attempts: int = 5,
+        author: tuple[str, str] = DEFAULT_AUTHOR,
+    ) -> RevertOutcome:
+        """Revert ``revision`` on ``branch`` and push (never forced). Idempotent through the
+        ``Stopline-Revert-Of`` trailer: a second call returns ``already`` with the first revert."""
+        if max_attempts < 1:
+            raise GitInputError("max_attempts must be at least 1")
+        branch, revision = _validate_branch(branch), _validate_revision(revision)
+        extra = _validate_trailers(trailers)
+        with self._session(url, creds) as s:
+            full = s.ensure(revision, branch)
+            body = _revert_message(s, full, message, extra)
+            ident = _identity_env(author)
+            for attempt in range(1, max_attempts + 1):
+                tip = s.fetch_branch(branch)
+                if not s.is_ancestor(full, tip):
+                    return RevertOutcome("error", reason="revision not on branch", attempts=attempt - 1)
+                existing = s.find_revert(full, tip)
+                if existing is not None:
+                    return RevertOutcome("already", commit=existing, attempts=attempt - 1)
+                try:
+                    outcome = self._attempt(s, branch, full, tip, body, ident, attempt)
+                finally:
+                    s.reset_worktree()
+                if outcome is not None:
+                    return outcome
+            return RevertOutcome(
+                "error",
+                reason=f"push rejected as non-fast-forward {max_attempts} times: {branch!r} moves faster "
+                "than the revert can be pushed",
+                attempts=max_attempts,
+            )
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _attempt(
+        self, s: _Session, branch: str, full: str, tip: str, body: str, ident: Mapping[str, str], attempt: int
+    ) -> RevertOutcome | None:
+        """One revert + push on top of ``tip``. None means: rejected as non-fast-forward, try again."""
+        s.reset_worktree(tip)
+        parents = s.run("log", "-1", "--format=%P", full, "--").out.split()
+        mainline = ["-m", "1"] if len(parents) > 1 else []
+        r = s.run("revert", "--no-commit", *mainline, full, check=False)
+        if r.status != 0:
+            conflicted = s.run("diff", "--name-only", "--diff-filter=U", "-z").out.split("\0")
+            paths = sorted(p for p in conflicted if p)
+            s.run("revert", "--abort", check=False)
+            if paths:
+                return RevertOutcome(
+                    "conflict",
+                    reason=f"reverting {full} onto {tip} conflicts in: {', '.join(paths)}",
+                    attempts=attempt,
+                )
+            return RevertOutcome("error", reason=str(s.failure("revert", r)), attempts=attempt)
+        if s.run("diff", "--cached", "--quiet", check=False).status == 0:
+            return RevertOutcome(
+                "error",
+                reason=f"reverting {full} changes nothing: its changes are already undone on {branch!r}",
+                attempts=attempt,
+            )
+        s.run("commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", body, env=ident)
+        commit = s.run("rev-parse", "HEAD").out.strip()
+        rejected = self._push(s, branch)
+        if rejected is None:
+            return RevertOutcome("pushed", commit=commit, attempts=attempt)
+        if any(marker in rejected for marker in _NON_FAST_FORWARD):
+            return None
+        return RevertOutcome("error", reason=f"push of the revert was refused: {rejected}", attempts=attempt)
+
+    def _push(self, s: _Session, branch: str) -> str | None:
+        """Push HEAD to ``branch`` without force. None on success, else the rejection reason."""
+        r = s.run("push", "--porcelain", "--no-verify", "--", s.url, f"HEAD:refs/heads/{branch}", check=False)
+        if r.status == 0:
+            return None
+        for line in r.out.splitlines():
+            fields = line.split("\t")
+            if len(fields) >= 3 and fields[0] == "!" and fields[1].endswith(f"refs/heads/{branch}"):
+                return s.scrub(fields[2].strip())
+        raise s.failure("push", r)
+
+    @contextlib.contextmanager
+    def _session(self, url: str, creds: GitCredentials | None) -> Iterator[_Session]:
+        clean, url_user, url_password = split_url_credentials(url)
+        if url_user is not None or url_password is not None:
+            creds = (creds or GitCredentials()).merged_with_url(url_user, url_password)
+        _validate_url(clean)
+        path = self.path_for(url)
+        with _lock_for(path), git_environment(creds, clean, self._scratch) as env:
+            repo = self._open(path, clean)
+            yield _Session(repo, clean, creds, env, self.timeout)
+
+    def _open(self, path: Path, url: str) -> git.Repo:
+        with self._guard:
+            repo = self._repos.get(path)
+        if repo is not None:
+            return repo
+        if not (path / ".git" / "HEAD").is_file():
+            self._create(path, url)
+        repo = git.Repo(path)
+        with self._guard:
+            self._repos[path] = repo
+        return repo
+
+    def _create(self, path: Path, url: str) -> None:
+        """``git init`` into a temporary sibling and rename it into place, so a crash never leaves a
+        half-made clone behind."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{path.name}-"))
+        try:
+            # An empty template: no sample hooks or other files from the system's template directory.
+            executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+            git.Git(str(self.root)).execute([executable, "init", "--quiet", "--template=", str(tmp)])
+            repo = git.Repo(tmp)
+            with repo.config_writer() as config:
+                config.set_value('remote "origin"', "url", url)
+                config.set_value('remote "origin"', "fetch", f"+refs/heads/*:{_REMOTE_REF}*")
+            repo.close()
+            if path.exists():
+                shutil.rmtree(path)  # an earlier crash left something that is not a clone
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _validate_trailers(trailers: Mapping[str, str]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for key, value in trailers.items():
+        if not _TRAILER_KEY.match(key) or "\n" in value or "\r" in value:
+            raise GitInputError(f"invalid commit trailer {key!r}: {value!r}")
+        if key.lower() != REVERT_TRAILER.lower():
+            result[key] = value.strip()
+    return result
+
+
+def _revert_message(s: _Session, full: str, message: str, trailers: Mapping[str, str]) -> str:
+    text = message.strip()
+    if not text:
+        subject = s.run("log", "-1", "--format=%s", full, "--").out.strip()
+        text = f'Revert "{subject}"\n\nThis reverts commit {full}.'
+    lines = [f"{REVERT_TRAILER}: {full}", *(f"{k}: {v}" for k, v in trailers.items())]
+    return text + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _identity_env(author: tuple[str, str]) -> dict[str, str]:
+    name, email = author
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }

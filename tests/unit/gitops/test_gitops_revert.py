@@ -1,0 +1,252 @@
+"""RepoCache.revert against real git: content, merges, idempotency, races, conflicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.gitops.repo import RepoCache, _Session
+from controller.gitops.results import REVERT_TRAILER
+
+from .helpers import Upstream, git
+
+TRAILERS = {"Stopline-Release": "shop/web-abc", "Stopline-Gate": "chat-loadavg"}
+
+
+def revert(cache: RepoCache, up: Upstream, revision: str, **kwargs: object) -> object:
+    return cache.revert(up.url, "main", revision, message="Revert bad push", trailers=TRAILERS, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_worktree_clean(cache: RepoCache, up: Upstream) -> None:
+    clone = cache.path_for(up.url)
+    assert git(clone, "status", "--porcelain", "--ignored") == ""
+    assert not (clone / ".git" / "REVERT_HEAD").exists()
+    assert not (clone / ".git" / "sequencer").exists()
+
+
+def test_revert_of_the_tip_restores_the_parent_tree(upstream: Upstream, cache: RepoCache) -> None:
+    good = upstream.commit({"deploy/web.yaml": "replicas: 1\n"}, "good")
+    bad = upstream.commit({"deploy/web.yaml": "replicas: 9\n", "deploy/new.yaml": "kind: X\n"}, "bad")
+
+    outcome = cache.revert(
+        upstream.url,
+        "main",
+        bad,
+        message="stopline: revert bad\n\nchat-loadavg 7.2 > 6",
+        trailers=TRAILERS,
+        author=("Stopline Bot", "bot@example.test"),
+    )
+
+    assert outcome.status == "pushed"
+    assert outcome.attempts == 1
+    assert outcome.commit == upstream.tip()
+    assert upstream.parents(outcome.commit) == [bad]
+    assert upstream.tree(outcome.commit) == upstream.tree(good)
+    message = upstream.message(outcome.commit)
+    assert message.startswith("stopline: revert bad\n\nchat-loadavg 7.2 > 6\n\n")
+    assert f"{REVERT_TRAILER}: {bad}" in message.splitlines()
+    assert "Stopline-Gate: chat-loadavg" in message.splitlines()
+    assert git(upstream.bare, "log", "-1", "--format=%an <%ae>|%cn", outcome.commit) == (
+        "Stopline Bot <bot@example.test>|Stopline Bot"
+    )
+    assert cache.find_revert(upstream.url, "main", bad) == outcome.commit
+    assert_worktree_clean(cache, upstream)
+
+
+def test_revert_of_a_middle_commit_keeps_later_work(upstream: Upstream, cache: RepoCache) -> None:
+    upstream.commit({"a.yaml": "a: 1\n", "b.yaml": "b: 1\n"}, "base")
+    bad = upstream.commit({"a.yaml": "a: 2\n"}, "bad")
+    later = upstream.commit({"b.yaml": "b: 2\n"}, "later")
+
+    outcome = revert(cache, upstream, bad)
+
+    assert outcome.status == "pushed"  # type: ignore[attr-defined]
+    tip = upstream.tip()
+    assert upstream.parents(tip) == [later]
+    assert upstream.show(tip, "a.yaml") == "a: 1"
+    assert upstream.show(tip, "b.yaml") == "b: 2"
+
+
+def test_revert_of_a_merge_commit_uses_the_first_parent(upstream: Upstream, cache: RepoCache) -> None:
+    base = upstream.commit({"app.yaml": "v: 1\n", "other.yaml": "o: 1\n"}, "base")
+    upstream.checkout("feature", base)
+    upstream.commit({"app.yaml": "v: 2\n"}, "feature 1", branch="feature")
+    upstream.commit({"new.yaml": "n: 1\n"}, "feature 2", branch="feature")
+    main_side = upstream.commit({"other.yaml": "o: 2\n"}, "main work")
+    merge = upstream.merge("feature", "Merge feature")
+
+    outcome = revert(cache, upstream, merge)
+
+    assert outcome.status == "pushed"  # type: ignore[attr-defined]
+    assert upstream.tree(upstream.tip()) == upstream.tree(main_side)
+
+
+def test_revert_is_idempotent(upstream: Upstream, cache: RepoCache) -> None:
+    upstream.commit({"a": "1\n"}, "base")
+    bad = upstream.commit({"a": "2\n"}, "bad")
+
+    first = revert(cache, upstream, bad)
+    upstream.sync()
+    upstream.commit({"b": "unrelated\n"}, "work continues")
+    second = revert(cache, upstream, bad)
+
+    assert first.status == "pushed"  # type: ignore[attr-defined]
+    assert second.status == "already"  # type: ignore[attr-defined]
+    assert second.commit == first.commit  # type: ignore[attr-defined]
+    assert second.attempts == 0  # type: ignore[attr-defined]
+    assert upstream.count(f"{bad}..main", f"--grep={REVERT_TRAILER}: {bad}") == 1
+
+
+def test_already_is_found_even_with_a_fresh_cache(upstream: Upstream, tmp_path: Path) -> None:
+    upstream.commit({"a": "1\n"}, "base")
+    bad = upstream.commit({"a": "2\n"}, "bad")
+    with RepoCache(tmp_path / "one") as one:
+        pushed = revert(one, upstream, bad)
+    with RepoCache(tmp_path / "two") as two:
+        again = revert(two, upstream, bad)
+    assert again.status == "already"  # type: ignore[attr-defined]
+    assert again.commit == pushed.commit  # type: ignore[attr-defined]
+
+
+def test_a_trailer_for_another_revision_does_not_count(upstream: Upstream, cache: RepoCache) -> None:
+    upstream.commit({"a": "1\n", "b": "1\n"}, "base")
+    first_bad = upstream.commit({"a": "2\n"}, "bad a")
+    second_bad = upstream.commit({"b": "2\n"}, "bad b")
+    assert revert(cache, upstream, second_bad).status == "pushed"  # type: ignore[attr-defined]
+    assert cache.find_revert(upstream.url, "main", first_bad) is None
+    outcome = revert(cache, upstream, first_bad)
+    assert outcome.status == "pushed"  # type: ignore[attr-defined]
+    assert upstream.show(upstream.tip(), "a") == "1"
+
+
+def test_non_fast_forward_race_lands_on_top_and_keeps_the_other_commit(
+    upstream: Upstream, cache: RepoCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream.commit({"a": "1\n"}, "base")
+    bad = upstream.commit({"a": "2\n"}, "bad")
+    original_push = RepoCache._push
+    raced: list[str] = []
+
+    def push_after_someone_else(self: RepoCache, s: _Session, branch: str) -> str | None:
+        if not raced:  # another developer pushes between our fetch and our push
+            raced.append(upstream.commit({"other.txt": "theirs\n"}, "concurrent work"))
+        return original_push(self, s, branch)
+
+    monkeypatch.setattr(RepoCache, "_push", push_after_someone_else)
+    outcome = revert(cache, upstream, bad)
+
+    assert outcome.status == "pushed"  # type: ignore[attr-defined]
+    assert outcome.attempts == 2  # type: ignore[attr-defined]
+    tip = upstream.tip()
+    assert tip == outcome.commit  # type: ignore[attr-defined]
+    assert upstream.parents(tip) == raced
+    assert upstream.show(tip, "other.txt") == "theirs"
+    assert upstream.show(tip, "a") == "1"
+    assert upstream.count(f"{bad}..main", f"--grep={REVERT_TRAILER}") == 1
+    assert_worktree_clean(cache, upstream)
+
+
+def test_racing_forever_gives_up_after_max_attempts(
+    upstream: Upstream, cache: RepoCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream.commit({"a": "1\n"}, "base")
+    bad = upstream.commit({"a": "2\n"}, "bad")
+    original_push = RepoCache._push
+    counter = iter(range(100))
+
+    def always_beaten(self: RepoCache, s: _Session, branch: str) -> str | None:
+        upstream.commit({"other.txt": f"{next(counter)}\n"}, "someone else")
+        return original_push(self, s, branch)
+
+    monkeypatch.setattr(RepoCache, "_push", always_beaten)
+    outcome = revert(cache, upstream, bad, max_attempts=3)
+
+    assert outcome.status == "error"  # type: ignore[attr-defined]
+    assert outcome.attempts == 3  # type: ignore[attr-defined]
+    assert "non-fast-forward 3 times" in (outcome.reason or "")  # type: ignore[attr-defined]
+    assert upstream.count(f"{bad}..main", f"--grep={REVERT_TRAILER}") == 0
+
+
+def test_a_revert_pushed_by_someone_else_during_the_race_is_accepted(
+    upstream: Upstream, cache: RepoCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream.commit({"a": "1\n"}, "base")
+    bad = upstream.commit({"a": "2\n"}, "bad")
+    original_push = RepoCache._push
+    theirs: list[object] = []
+    started: list[bool] = []
+
+    def other_replica_wins(self: RepoCache, s: _Session, branch: str) -> str | None:
+        if not started:  # the replica's own push goes through this patch too
+            started.append(True)
+            with RepoCache(tmp_path / "replica") as replica:
+                theirs.append(replica.revert(upstream.url, "main", bad, message="replica was first", trailers={}))
+        return original_push(self, s, branch)
+
+    monkeypatch.setattr(RepoCache, "_push", other_replica_wins)
+    outcome = revert(cache, upstream, bad)
+
+    assert outcome.status == "already"  # type: ignore[attr-defined]
+    assert outcome.commit == theirs[0].commit  # type: ignore[attr-defined]
+    assert outcome.attempts == 1  # type: ignore[attr-defined]
+    assert upstream.count(f"{bad}..main", f"--grep={REVERT_TRAILER}") == 1
+
+
+def test_conflict_leaves_the_branch_untouched(upstream: Upstream, cache: RepoCache) -> None:
+    upstream.commit({"deploy/web.yaml": "image: v1\n", "ok.yaml": "x: 1\n"}, "base")
+    bad = upstream.commit({"deploy/web.yaml": "image: v2\n"}, "bad")
+    upstream.commit({"deploy/web.yaml": "image: v3\n"}, "fix forward on the same line")
+    tip_before = upstream.tip()
+
+    outcome = revert(cache, upstream, bad)
+
+    assert outcome.status == "conflict"  # type: ignore[attr-defined]
+    assert outcome.commit is None  # type: ignore[attr-defined]
+    assert "deploy/web.yaml" in (outcome.reason or "")  # type: ignore[attr-defined]
+    assert "ok.yaml" not in (outcome.reason or "")  # type: ignore[attr-defined]
+    assert upstream.tip() == tip_before
+    assert_worktree_clean(cache, upstream)
+    # the work tree is usable again straight away
+    other = upstream.commit({"ok.yaml": "x: 2\n"}, "another")
+    assert revert(cache, upstream, other).status == "pushed"  # type: ignore[attr-defined]
+
+
+def test_revision_not_on_branch(upstream: Upstream, cache: RepoCache) -> None:
+    base = upstream.commit({"a": "1\n"}, "base")
+    upstream.checkout("feature", base)
+    stray = upstream.commit({"a": "2\n"}, "on feature only", branch="feature")
+    tip_before = upstream.tip()
+
+    outcome = revert(cache, upstream, stray)
+
+    assert outcome.status == "error"  # type: ignore[attr-defined]
+    assert outcome.reason == "revision not on branch"  # type: ignore[attr-defined]
+    assert upstream.tip() == tip_before
+    assert cache.find_revert(upstream.url, "main", stray) is None
+
+
+def test_revert_of_changes_already_undone_is_an_error_not_an_empty_commit(upstream: Upstream, cache: RepoCache) -> None:
+    upstream.commit({"a": "1\n"}, "base")
+    bad = upstream.commit({"a": "2\n"}, "bad")
+    upstream.commit({"a": "1\n"}, "undone by hand")
+    tip_before = upstream.tip()
+
+    outcome = revert(cache, upstream, bad)
+
+    assert outcome.status == "error"  # type: ignore[attr-defined]
+    assert "already undone" in (outcome.reason or "")  # type: ignore[attr-defined]
+    assert upstream.tip() == tip_before
+
+
+def test_empty_message_gets_gits_default_and_the_trailer_cannot_be_overridden(
+    upstream: Upstream, cache: RepoCache
+) -> None:
+    upstream.commit({"a": "1\n"}, "base")
+    bad = upstream.commit({"a": "2\n"}, "bad change")
+    outcome = cache.revert(
+        upstream.url, "main", bad, message="  ", trailers={REVERT_TRAILER: "0" * 40, "X-Note": " hi "}
+    )
+    message = upstream.message(outcome.commit or "")
+    assert message.startswith(f'Revert "bad change"\n\nThis reverts commit {bad}.\n\n')
+    assert message.splitlines()[-2:] == [f"{REVERT_TRAILER}: {bad}", "X-Note: hi"]
