@@ -77,15 +77,24 @@ def _baseline(status: ReleaseStatus, gate: str, phase: str) -> float | None:
     return row.pre_push if row else None
 
 
+def _lift_inconclusive_pause(status: ReleaseStatus) -> None:
+    if status.pause_reason == "Inconclusive":
+        status.phase = status.paused_from or status.phase
+        status.paused_from = None
+        status.pause_reason = None
+
+
 def _inconclusive_overlay(spec: ReleaseSpec, status: ReleaseStatus, phase: str, now: datetime) -> None:
-    """Show ``Paused`` while an acting gate has no conclusive reading; lift it when readings return."""
-    waiting = [
-        r
-        for g in gates_for(spec, phase)
-        if not g.dry_run
-        for r in [row_for(status, g.name, phase)]
-        if r is not None and r.verdict in ("Inconclusive", "Error")
+    """Show ``Paused`` while an acting gate has no conclusive reading; lift it when readings return.
+
+    Also keeps ``GatesPassing`` honest: False while an acting gate is breaching (even within its
+    failureLimit), True only when every acting gate's latest verdict is Pass.
+    """
+    rows = [
+        r for g in gates_for(spec, phase) if not g.dry_run for r in [row_for(status, g.name, phase)] if r is not None
     ]
+    waiting = [r for r in rows if r.verdict in ("Inconclusive", "Error")]
+    breaching = [r for r in rows if r.verdict == "Fail"]
     if waiting:
         names = ", ".join(f"{r.gate} ({r.message})" for r in waiting)
         _cond(status, "GatesPassing", "Unknown", "GatesInconclusive", f"no conclusive reading: {names}", now)
@@ -95,11 +104,13 @@ def _inconclusive_overlay(spec: ReleaseSpec, status: ReleaseStatus, phase: str, 
             status.pause_reason = "Inconclusive"
         status.message = f"paused: gate(s) inconclusive: {names}"
         return
-    _cond(status, "GatesPassing", "True", "GatesPass", f"every gate passes in {phase}", now)
+    if breaching:
+        names = ", ".join(f"{r.gate} ({r.message})" for r in breaching)
+        _cond(status, "GatesPassing", "False", "GateBreaching", f"breaching in {phase}: {names}", now)
+    else:
+        _cond(status, "GatesPassing", "True", "GatesPass", f"every gate passes in {phase}", now)
     if status.pause_reason == "Inconclusive":
-        status.phase = status.paused_from or status.phase
-        status.paused_from = None
-        status.pause_reason = None
+        _lift_inconclusive_pause(status)
         status.message = f"gates conclusive again in {phase}"
 
 
@@ -181,6 +192,8 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
 def _complete(spec: ReleaseSpec, s: ReleaseStatus, action: CompletePhase, now: datetime) -> None:
     if action.promoted:
         s.promoted = action.promoted
+    # A promoted phase may end while its gates are inconclusive; the overlay belongs to that phase.
+    _lift_inconclusive_pause(s)
     if action.phase == WATCH_PHASE:
         _succeed(s, now)
         return

@@ -483,13 +483,20 @@ def run(
     *,
     restart_each_step: bool = False,
     stop_when: Callable[[ReleaseStatus], bool] | None = None,
+    until: datetime | None = None,
 ) -> Trace:
-    """Drive the Release until it is final (or ``stop_when`` holds); raise :class:`SimError` when stuck."""
+    """Drive the Release until it is final, ``stop_when`` holds or the clock reaches ``until``.
+
+    Raises :class:`SimError` when the planner repeats a side effect, busy-waits, or is still not done
+    after ``max_steps`` decisions.
+    """
     if restart_each_step:
         status = roundtrip(status)
     trace = Trace(status=status)
     for _ in range(max_steps):
         if is_final(status) or (stop_when is not None and stop_when(status)):
+            return trace
+        if until is not None and clock.now >= until:
             return trace
         now = clock.now
         action = plan(spec, status, world.facts(now))
@@ -498,7 +505,7 @@ def run(
                 raise SimError(f"busy wait: Wait until {action.until} at {now} ({action.reason})")
             target = action.until or now + TICK
             change = world.next_change(now)
-            clock.now = min(target, change) if change is not None else target
+            clock.now = min(t for t in (target, change, until) if t is not None and t > now)
             status = reduce(spec, status, action, Done(), now)
             trace.status = status
             trace.steps.append(Step(now, action, None, status))
