@@ -42,6 +42,7 @@ import builtins
 import functools
 import json
 import math
+from array import array
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, final
@@ -85,6 +86,18 @@ def _fnv_update(state: int, units: Iterable[int]) -> int:
     for unit in units:
         state = ((state ^ unit) * _PRIME) & _MASK
     return state
+
+
+@functools.cache
+def _digit_prefix_states() -> array[int]:
+    """FNV state after hashing ``str(v)`` from the offset basis, for v < 42950.
+
+    The second FNV pass of hash version 2 runs over the decimal digits of a 32-bit number and
+    always starts from the offset basis, so the state after its leading digits (``h // 100000``,
+    never zero-padded) is a lookup; only the last five digits are hashed per call. 172 KiB, built
+    once per process.
+    """
+    return array("I", (_fnv_update(_OFFSET, b"%d" % v) for v in range(_MASK // 100000 + 1)))
 
 
 def fnv1a32(text: str) -> int:
@@ -285,12 +298,13 @@ class CompiledExperiment:
     """An ``ExperimentConfig`` prepared for the hot path.
 
     Everything that does not depend on the user is computed once: the FNV state after the seed
-    (version 2 hashes ``seed + value``), and a lookup table from hash bucket (0..9999, or 0..999 for
+    (version 2 hashes ``seed + value``), the states after leading decimal digits for the second
+    pass (``_digit_prefix_states``), and a lookup table from hash bucket (0..9999, or 0..999 for
     version 1) to branch name built with ``choose_variation`` over ``get_bucket_ranges``, so an
     assignment is the hash plus one tuple index and is identical to GrowthBook's range search.
     """
 
-    __slots__ = ("_audience", "_constant", "_seed_state", "_seed_units", "_table", "_version", "config")
+    __slots__ = ("_audience", "_constant", "_prefix", "_seed_state", "_seed_units", "_table", "_version", "config")
 
     config: ExperimentConfig
     _audience: frozenset[str] | None
@@ -299,9 +313,11 @@ class CompiledExperiment:
     _seed_state: int
     _seed_units: bytes | list[int]
     _table: tuple[str | None, ...]
+    _prefix: array[int]
 
     def __init__(self, config: ExperimentConfig) -> None:
         self.config = config
+        self._prefix = _digit_prefix_states()
         self._audience = frozenset(config.audience) if config.audience else None
         self._version = config.hash_version
         self._seed_units = _code_units(config.seed)
@@ -333,16 +349,30 @@ class CompiledExperiment:
             return None
         if not user_id:
             return None
-        units = user_id.encode("ascii") if user_id.isascii() else _code_units(user_id)
+        try:
+            units: bytes | list[int] = user_id.encode("ascii")
+        except UnicodeEncodeError:
+            units = _code_units(user_id)
         if self._version == 2:
             h = self._seed_state
-            for unit in units:
-                h = ((h ^ unit) * _PRIME) & _MASK
-            # The decimal string has at most 10 digits: the mask can wait until the end (the low 32
-            # bits of ((h ^ b) * P) only depend on the low 32 bits of h) without big intermediates.
-            h2 = _OFFSET
-            for digit in b"%d" % h:
-                h2 = (h2 ^ digit) * _PRIME
+            if len(units) <= 64:
+                # The low 32 bits of ((h ^ u) * P) depend only on the low 32 bits of h, so the mask
+                # can wait until the end; short ids keep the intermediate integers small.
+                for unit in units:
+                    h = (h ^ unit) * _PRIME
+                h &= _MASK
+            else:
+                for unit in units:
+                    h = ((h ^ unit) * _PRIME) & _MASK
+            if h >= 100000:
+                prefix, rest = divmod(h, 100000)
+                h2 = self._prefix[prefix]
+                for digit in b"%05d" % rest:
+                    h2 = (h2 ^ digit) * _PRIME
+            else:
+                h2 = _OFFSET
+                for digit in b"%d" % h:
+                    h2 = (h2 ^ digit) * _PRIME
             return self._table[(h2 & _MASK) % 10000]
         h = _OFFSET
         for unit in units:

@@ -107,6 +107,23 @@ def test_non_ascii_user_ids_take_the_same_path_in_compiled_and_reference() -> No
         assert get_branch(config, user) == expected
 
 
+def _reference_branch(config: ExperimentConfig, user: str) -> str | None:
+    n = hash(config.seed, user, config.hash_version)
+    assert n is not None
+    weights = [w for _, w in config.branches]
+    index = choose_variation(n, get_bucket_ranges(len(weights), config.rollout / 100, weights))
+    return None if index < 0 else config.branch_names[index]
+
+
+def test_hot_path_handles_short_first_pass_hashes_and_long_ids() -> None:
+    config = ExperimentConfig(key="k", seed="GDCEurope2011", rollout=100, branches=(("a", 0.5), ("b", 0.5)))
+    # A first-pass hash below 100000 has fewer than six digits and skips the digit-prefix table.
+    short = next(u for u in (f"u{i}" for i in range(2_000_000)) if fnv1a32(config.seed + u) < 100000)
+    users = [short, "x" * 65, "y" * 500, "ü" * 70, "🙂" * 40, "a" * 64]
+    for user in users:
+        assert CompiledExperiment(config).branch(user) == _reference_branch(config, user), user
+
+
 # --- properties ------------------------------------------------------------------------
 
 weights_strategy = st.integers(min_value=1, max_value=4).flatmap(
