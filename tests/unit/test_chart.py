@@ -255,7 +255,6 @@ def test_env_defaults(render: Render) -> None:
         "STOPLINE_HTTP_HOST": "0.0.0.0",
         "STOPLINE_HTTP_PORT": "8480",
         "STOPLINE_REPO_CACHE": "/var/cache/stopline",
-        "STOPLINE_LOG_LEVEL": "info",
         "HOME": "/tmp",
     }
 
@@ -267,7 +266,6 @@ def test_env_from_values(render: Render) -> None:
                 "prometheus": {"url": "http://prometheus.monitoring:9090"},
                 "webhook": {"secretName": "stopline-webhook"},
                 "http": {"port": 9000},
-                "logLevel": "debug",
                 "extraEnv": [{"name": "STOPLINE_MAX_THREADS", "value": "8"}],
             }
         )
@@ -275,15 +273,54 @@ def test_env_from_values(render: Render) -> None:
     assert env["STOPLINE_PROMETHEUS_URL"] == "http://prometheus.monitoring:9090"
     assert env["STOPLINE_WEBHOOK_SECRET"] == {"secretKeyRef": {"name": "stopline-webhook", "key": "secret"}}
     assert env["STOPLINE_HTTP_PORT"] == "9000"
-    assert env["STOPLINE_LOG_LEVEL"] == "debug"
     assert env["STOPLINE_MAX_THREADS"] == "8"
 
 
+@pytest.mark.parametrize(("level", "extra"), [("info", []), ("debug", ["--verbose"])], ids=["info", "debug"])
+def test_log_level(render: Render, level: str, extra: list[str]) -> None:
+    args = _container(render({"logLevel": level}))["args"]
+    assert args == ["run", "--standalone", "--liveness", "http://0.0.0.0:8080/healthz", "--all-namespaces", *extra]
+
+
+def test_unknown_log_level_is_rejected(helm: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"logLevel": "trace"}))
+    proc = _run(helm, "template", RELEASE_NAME, str(CHART), "-f", str(values))
+    assert proc.returncode != 0
+    assert 'logLevel: "trace" is not one of info, debug' in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"watch": {"namespaces": ["a", "b"]}, "logLevel": "debug"}],
+    ids=["all-namespaces", "namespaced-debug"],
+)
+def test_args_parse_with_the_real_cli(render: Render, values: dict[str, Any]) -> None:
+    """The container's args are accepted by `stopline run` itself (parsed, not run)."""
+    import typer.core
+    import typer.main
+
+    from controller.cli import app
+
+    args = _container(render(values))["args"]
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    run = group.commands[args[0]]
+    with run.make_context("run", list(args[1:])) as ctx:
+        params = ctx.params
+    assert params["standalone"] is True
+    assert params["liveness"] == "http://0.0.0.0:8080/healthz"
+    namespaces = values.get("watch", {}).get("namespaces", [])
+    assert params["all_namespaces"] is (not namespaces)
+    assert list(params["namespace"] or []) == namespaces
+    assert params["verbose"] is (values.get("logLevel") == "debug")
+
+
 def test_env_names_are_read_by_settings() -> None:
-    """Every STOPLINE_* variable the chart sets is one controller/settings.py reads (or the log level)."""
+    """Every STOPLINE_* variable the chart sets is one controller/settings.py reads."""
     settings = (ROOT / "controller" / "settings.py").read_text()
     chart = "".join(p.read_text() for p in (CHART / "templates").glob("*.yaml"))
-    for name in sorted(set(re.findall(r"STOPLINE_[A-Z_]+", chart)) - {"STOPLINE_LOG_LEVEL"}):
+    for name in sorted(set(re.findall(r"STOPLINE_[A-Z_]+", chart))):
         assert f'"{name}"' in settings, f"{name} is set by the chart but not read by Settings.from_env"
 
 
