@@ -173,12 +173,32 @@ def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
         missing = tuple(g.name for g in gates_for(spec, current.name) if row_for(status, g.name, current.name) is None)
         if missing:
             return CaptureBaseline(current.name, missing)
+        watch_missing = _watch_baseline_missing(spec, status, current)
+        if watch_missing:
+            return CaptureBaseline(WATCH_PHASE, watch_missing)
         return ApplyPhase(current.name, tuple(current.deployments))
     if current.state == "Progressing":
         return _plan_rollout(spec, current, facts)
     if current.state == "Holding":
         return _plan_gates(spec, status, facts, current.name, current.hold_until, user_paused)
     return FailPush("InternalError", f"phase {current.name} is in unexpected state {current.state}")
+
+
+def _watch_baseline_missing(spec: ReleaseSpec, status: ReleaseStatus, current: PhaseStatus) -> tuple[str, ...]:
+    """Watch-window gates that judge no first-phase row get their pre-push value before anything changes.
+
+    The watch window compares with the pre-push value of the first phase; a gate that does not judge
+    the first phase (e.g. ``phases: [watch]``) has no such row, so it is captured under ``watch``
+    while the first phase is still Pending. Without it a relative bound could never pass.
+    """
+    if spec.watch <= timedelta(0) or not status.phases or status.phases[0].name != current.name:
+        return ()
+    first = {g.name for g in gates_for(spec, current.name)}
+    return tuple(
+        g.name
+        for g in gates_for(spec, WATCH_PHASE)
+        if g.name not in first and row_for(status, g.name, WATCH_PHASE) is None
+    )
 
 
 def _plan_rollout(spec: ReleaseSpec, current: PhaseStatus, facts: Facts) -> Action:

@@ -69,7 +69,11 @@ def _upsert_row(status: ReleaseStatus, row: GaugeRow) -> None:
 
 
 def _baseline(status: ReleaseStatus, gate: str, phase: str) -> float | None:
-    """The pre-push value for a row: the phase's own capture; the watch window compares with the first phase."""
+    """The pre-push value for a row: the phase's own capture; the watch window compares with the first phase.
+
+    (Watch gates that do not judge the first phase have their own ``watch`` row, captured before the
+    first phase was applied, so they never reach the fallback.)
+    """
     if phase == WATCH_PHASE:
         first = next((r for r in status.gauges if r.gate == gate and r.phase != WATCH_PHASE), None)
         return first.pre_push if first else None

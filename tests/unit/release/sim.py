@@ -1,10 +1,12 @@
 """A deterministic, pure driver for the Release engine: plan → fake-execute → reduce, on a fake clock.
 
-The fake world holds live Deployments (with availability you can flip or schedule), one scripted metric
-source per gate (a function of ``(phase, call index)``; call 0 of a phase is the pre-push capture, the
-watch window has no capture so its call 0 is its first reading), and a fake Git that records revert
-commits. :func:`run` loops plan → execute → reduce, moving the clock to ``Wait.until`` or to the world's
-next scheduled change, whichever comes first (by :data:`TICK` when the planner waits for nothing).
+The fake world holds live Deployments (with availability you can flip or schedule), one scripted
+metric source per gate and a fake Git that records revert commits. A metric script is a function of
+``(phase, call index)``, counted per gate and phase: call 0 of a phase is its pre-push capture; in the
+watch window call 0 is the first reading, unless the gate judges no first-phase row, in which case call
+0 under ``watch`` is the capture taken before the first phase. :func:`run` loops plan → execute →
+reduce, moving the clock to ``Wait.until`` or to the world's next scheduled change, whichever comes
+first (by :data:`TICK` when the planner waits for nothing).
 
 With ``restart_each_step`` the status is round-tripped through its JSON wire form between steps, as a
 controller restart would. In both modes the driver fails the test when the planner repeats a
@@ -193,7 +195,11 @@ def constant(value: Reading) -> MetricScript:
 
 
 def series(pre: Reading, *post: Reading, watch: Reading | None = None) -> MetricScript:
-    """Call 0 of each phase reads ``pre``; hold readings follow ``post`` (the last value repeats)."""
+    """Call 0 of each phase reads ``pre``; hold readings follow ``post`` (the last value repeats).
+
+    In the watch window every call reads ``watch`` (default: the last ``post``), for gates that judge
+    the first phase and so have no capture of their own under ``watch``.
+    """
 
     def script(phase: str, call: int) -> Reading:
         if phase == "watch":

@@ -49,6 +49,8 @@ WATCHED = make_spec(gates=[LOAD, REGS], watch="10m")
 LIMITS = make_spec(gates=[{**LOAD, "failureLimit": 2}, REGS])
 DRY = make_spec(gates=[{**LOAD, "dryRun": True}, REGS])
 CHAT_ONLY = make_spec(gates=[{**LOAD, "phases": ["chat"]}])
+WATCH_ONLY = make_spec(gates=[LOAD, {**REGS, "phases": ["watch"]}], watch="10m")
+WATCH_ONLY_NO_WINDOW = make_spec(gates=[LOAD, {**REGS, "phases": ["watch"]}])
 NO_ROLLBACK = make_spec(gates=[LOAD], onFailure={"rollback": False})
 NO_REVERT = make_spec(gates=[LOAD], onFailure={"revertCommit": False})
 
@@ -320,6 +322,57 @@ AFTER_BEGIN = release_status("Progressing", "canary", phases())
         release_status(
             "Progressing", "canary", phases(), snapshot=["web-canary"], gauges=[row(g, "canary") for g in GATES]
         ),
+        facts(),
+        ApplyPhase("canary", ("web-canary",)),
+    ),
+    Case(
+        "capture-watch-only-gates-before-first-apply",
+        WATCH_ONLY,
+        release_status(
+            "Progressing", "canary", phases(), snapshot=["web-canary"], gauges=[row("load", "canary", pre=4.0)]
+        ),
+        facts(),
+        CaptureBaseline("watch", ("registrations",)),
+    ),
+    Case(
+        "apply-after-watch-baseline",
+        WATCH_ONLY,
+        release_status(
+            "Progressing",
+            "canary",
+            phases(),
+            snapshot=["web-canary"],
+            gauges=[row("load", "canary", pre=4.0), row("registrations", "watch", pre=100.0)],
+        ),
+        facts(),
+        ApplyPhase("canary", ("web-canary",)),
+    ),
+    Case(
+        "no-watch-baseline-without-watch-window",
+        WATCH_ONLY_NO_WINDOW,
+        release_status(
+            "Progressing", "canary", phases(), snapshot=["web-canary"], gauges=[row("load", "canary", pre=4.0)]
+        ),
+        facts(),
+        ApplyPhase("canary", ("web-canary",)),
+    ),
+    Case(
+        "no-watch-baseline-after-the-first-phase",
+        WATCH_ONLY,
+        release_status(
+            "Progressing",
+            "chat",
+            phases(canary="Passed"),
+            snapshot=["web-canary", "chat-a", "chat-b"],
+            gauges=[row("load", "canary", pre=4.0), row("load", "chat", pre=4.0)],
+        ),
+        facts(),
+        ApplyPhase("chat", ("chat-a", "chat-b")),
+    ),
+    Case(
+        "watch-gates-judging-the-first-phase-need-no-watch-baseline",
+        WATCHED,
+        release_status("Progressing", "canary", phases(), snapshot=["web-canary"], gauges=captured()),
         facts(),
         ApplyPhase("canary", ("web-canary",)),
     ),

@@ -294,6 +294,34 @@ def test_pre_push_without_data_and_relative_bound_only_fails_as_inconclusive() -
     assert trace.status.phase == "RolledBack"
 
 
+@pytest.mark.parametrize(
+    ("during_watch", "final"),
+    [(98.0, "Succeeded"), (70.0, "RolledBack")],
+    ids=["healthy", "drops-in-watch"],
+)
+def test_watch_only_gate_compares_with_the_value_before_the_push(during_watch: float, final: str) -> None:
+    s = make_spec(gates=[LOAD, {**REGS, "phases": ["watch"]}], watch="1m")
+    # only the watch window reads this gate: call 0 is the capture before the first phase, then readings
+    trace = push(s, world(regs=lambda phase, call: 100.0 if call == 0 else during_watch))
+    named = trace.named()
+    assert named[2:5] == [
+        "CaptureBaseline canary load",
+        "CaptureBaseline watch registrations",
+        "ApplyPhase canary web-canary",
+    ]
+    assert not any(n.startswith("CaptureBaseline watch") for n in named[5:])
+    watch_row = next(r for r in trace.status.gauges if (r.gate, r.phase) == ("registrations", "watch"))
+    assert (watch_row.gate, watch_row.pre_push, watch_row.post_push) == ("registrations", 100.0, during_watch)
+    assert trace.status.phase == final
+    if final == "RolledBack":
+        assert trace.first(FailPush) == FailPush(
+            "GateFailed",
+            "gate registrations -30.00% < -20% (pre-push 100.00) in phase watch",
+            gate="registrations",
+            phase="watch",
+        )
+
+
 # ---------------------------------------------------------------- dry run
 def test_dry_run_gate_breaching_never_fails() -> None:
     s = spec(load={"dryRun": True}, watch="1m")
@@ -540,6 +568,10 @@ SCENARIOS: dict[str, tuple[ReleaseSpec, Any]] = {
     "inconclusive-recovers": (
         spec(load={"inconclusiveLimit": 10}),
         lambda: world(load=per_phase({"chat": series(4.0, None, None, None, 4.1)}, series(4.0, 4.1))),
+    ),
+    "watch-only-gate": (
+        make_spec(gates=[LOAD, {**REGS, "phases": ["watch"]}], watch="1m"),
+        lambda: world(regs=lambda phase, call: 100.0 if call == 0 else 70.0),
     ),
     "tolerated-breaches": (
         spec(load={"failureLimit": 2}),
