@@ -135,7 +135,7 @@ class Case:
     expected: Action
 
 
-def cases(*items: Case) -> Any:
+def cases(*items: Case) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("case", items, ids=[c.id for c in items])
 
 

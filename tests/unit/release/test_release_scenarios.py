@@ -416,7 +416,7 @@ def test_breach_while_paused_still_rolls_back() -> None:
     w.annotations[ANNOTATION_PAUSED] = "true"
     trace = run(s, first.status, w, clock)
     fail_step = next(st for st in trace.steps if isinstance(st.action, FailPush))
-    assert (fail_step.action.reason, fail_step.at) == ("GateFailed", at(35))
+    assert (describe(fail_step.action), fail_step.at) == ("FailPush GateFailed gate=load phase=canary", at(35))
     assert trace.first(Undo) == Undo(("web-canary",), (), True)
     st = trace.status
     assert (st.phase, st.pause_reason, st.paused_from) == ("RolledBack", None, None)
