@@ -157,7 +157,7 @@ def choose_variation(n: float, ranges: Sequence[tuple[float, float]]) -> int:
     return -1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExperimentConfig:
     """The published configuration of one experiment: everything an SDK needs to assign users.
 
@@ -172,10 +172,10 @@ class ExperimentConfig:
     seed: str
     rollout: float
     """Percent of (audience) users in the experiment, 0..100; GrowthBook's coverage × 100."""
-    branches: tuple[tuple[str, float], ...]
-    """(name, weight) pairs in order; weights sum to 1."""
     audience: tuple[str, ...] = ()
     """If non-empty, only users in at least one of these groups can be in."""
+    branches: tuple[tuple[str, float], ...]
+    """(name, weight) pairs in order; weights sum to 1."""
     closed_on: str | None = None
     """When set, every user gets this branch."""
     hash_version: int = 2
