@@ -229,14 +229,24 @@ class _Session:
         commits.reverse()
         return commits
 
+    def commit_meta(self, rev: str) -> tuple[str, tuple[str, ...], str] | None:
+        """``(full sha, parents, subject)`` of a commit present in the cache, else None."""
+        r = self.run("log", "-1", f"--format=%H{_US}%P{_US}%s", f"{rev}^{{commit}}", "--", check=False)
+        if r.status != 0:
+            return None
+        sha, parents, subject = r.out.rstrip("\n").split(_US)
+        return sha, tuple(parents.split()), subject
+
     def reset_worktree(self, target: str | None = None) -> None:
+        """Drop any half-done revert and untracked files; with ``target``, put the work branch there."""
         git_dir = Path(self.repo.git_dir)
-        if (git_dir / "sequencer").exists() or (git_dir / "REVERT_HEAD").exists():
+        if (git_dir / "sequencer").exists():
             self.run("revert", "--quit", check=False)
         if target is not None:
             self.run("checkout", "--quiet", "--force", "--no-track", "-B", WORK_BRANCH, target)
-        if self.resolve("HEAD") is not None:
-            self.run("reset", "--quiet", "--hard")
+        if target is None or any((git_dir / name).exists() for name in ("REVERT_HEAD", "MERGE_MSG")):
+            # also removes REVERT_HEAD / MERGE_MSG; fails harmlessly while HEAD is still unborn
+            self.run("reset", "--quiet", "--hard", check=False)
         self.run("clean", "-ffdxq")
 
 
@@ -351,18 +361,23 @@ class RepoCache:
         branch, revision = _validate_branch(branch), _validate_revision(revision)
         extra = _validate_trailers(trailers)
         with self._session(url, creds) as s:
-            full = s.ensure(revision, branch)
-            body = _revert_message(s, full, message, extra)
+            tip = s.fetch_branch(branch)
+            meta = s.commit_meta(revision) or s.commit_meta(s.ensure(revision, None))
+            if meta is None:  # pragma: no cover - ensure() raised already
+                raise GitNotFoundError(f"revision {revision} does not exist")
+            full, parents, subject = meta
+            body = _revert_message(full, subject, message, extra)
             ident = _identity_env(author)
             for attempt in range(1, max_attempts + 1):
-                tip = s.fetch_branch(branch)
+                if attempt > 1:
+                    tip = s.fetch_branch(branch)
                 if not s.is_ancestor(full, tip):
                     return RevertOutcome("error", reason="revision not on branch", attempts=attempt - 1)
                 existing = s.find_revert(full, tip)
                 if existing is not None:
                     return RevertOutcome("already", commit=existing, attempts=attempt - 1)
                 try:
-                    outcome = self._attempt(s, branch, full, tip, body, ident, attempt)
+                    outcome = self._attempt(s, branch, full, len(parents) > 1, tip, body, ident, attempt)
                 finally:
                     s.reset_worktree()
                 if outcome is not None:
@@ -377,12 +392,19 @@ class RepoCache:
     # -- internals ---------------------------------------------------------------------------------
 
     def _attempt(
-        self, s: _Session, branch: str, full: str, tip: str, body: str, ident: Mapping[str, str], attempt: int
+        self,
+        s: _Session,
+        branch: str,
+        full: str,
+        is_merge: bool,
+        tip: str,
+        body: str,
+        ident: Mapping[str, str],
+        attempt: int,
     ) -> RevertOutcome | None:
         """One revert + push on top of ``tip``. None means: rejected as non-fast-forward, try again."""
         s.reset_worktree(tip)
-        parents = s.run("log", "-1", "--format=%P", full, "--").out.split()
-        mainline = ["-m", "1"] if len(parents) > 1 else []
+        mainline = ["-m", "1"] if is_merge else []
         r = s.run("revert", "--no-commit", *mainline, full, check=False)
         if r.status != 0:
             conflicted = s.run("diff", "--name-only", "--diff-filter=U", "-z").out.split("\0")
@@ -395,13 +417,15 @@ class RepoCache:
                     attempts=attempt,
                 )
             return RevertOutcome("error", reason=str(s.failure("revert", r)), attempts=attempt)
-        if s.run("diff", "--cached", "--quiet", check=False).status == 0:
-            return RevertOutcome(
-                "error",
-                reason=f"reverting {full} changes nothing: its changes are already undone on {branch!r}",
-                attempts=attempt,
-            )
-        s.run("commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", body, env=ident)
+        r = s.run("commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", body, env=ident, check=False)
+        if r.status != 0:
+            if s.run("diff", "--cached", "--quiet", check=False).status == 0:
+                return RevertOutcome(
+                    "error",
+                    reason=f"reverting {full} changes nothing: its changes are already undone on {branch!r}",
+                    attempts=attempt,
+                )
+            raise s.failure("commit", r)
         commit = s.run("rev-parse", "HEAD").out.strip()
         rejected = self._push(s, branch)
         if rejected is None:
@@ -476,11 +500,8 @@ def _validate_trailers(trailers: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
-def _revert_message(s: _Session, full: str, message: str, trailers: Mapping[str, str]) -> str:
-    text = message.strip()
-    if not text:
-        subject = s.run("log", "-1", "--format=%s", full, "--").out.strip()
-        text = f'Revert "{subject}"\n\nThis reverts commit {full}.'
+def _revert_message(full: str, subject: str, message: str, trailers: Mapping[str, str]) -> str:
+    text = message.strip() or f'Revert "{subject}"\n\nThis reverts commit {full}.'
     lines = [f"{REVERT_TRAILER}: {full}", *(f"{k}: {v}" for k, v in trailers.items())]
     return text + "\n\n" + "\n".join(lines) + "\n"
 

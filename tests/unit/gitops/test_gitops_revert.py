@@ -250,3 +250,24 @@ def test_empty_message_gets_gits_default_and_the_trailer_cannot_be_overridden(
     message = upstream.message(outcome.commit or "")
     assert message.startswith(f'Revert "bad change"\n\nThis reverts commit {bad}.\n\n')
     assert message.splitlines()[-2:] == [f"{REVERT_TRAILER}: {bad}", "X-Note: hi"]
+
+
+def test_revert_recovers_from_a_work_tree_left_dirty_by_a_crash(upstream: Upstream, cache: RepoCache) -> None:
+    upstream.commit({"a": "1\n", "b": "1\n"}, "base")
+    bad_a = upstream.commit({"a": "2\n"}, "bad a")
+    upstream.commit({"a": "3\n"}, "a again")
+    bad_b = upstream.commit({"b": "2\n"}, "bad b")
+    assert cache.tip(upstream.url, "main") == bad_b
+    clone = cache.path_for(upstream.url)
+    # what a controller killed in the middle of a conflicting revert leaves behind
+    git(clone, "checkout", "--quiet", "-B", "stopline-work", bad_b)
+    with pytest.raises(AssertionError, match="could not revert"):
+        git(clone, "revert", "--no-commit", bad_a)
+    (clone / "stray.txt").write_text("junk\n")
+
+    outcome = revert(cache, upstream, bad_b)
+
+    assert outcome.status == "pushed"  # type: ignore[attr-defined]
+    assert upstream.show(upstream.tip(), "b") == "1"
+    assert upstream.show(upstream.tip(), "a") == "3"
+    assert_worktree_clean(cache, upstream)
