@@ -28,4 +28,4 @@ USER 10001:10001
 EXPOSE 8480 8080
 
 ENTRYPOINT ["stopline"]
-CMD ["run", "--standalone"]
+CMD ["run", "--standalone", "--all-namespaces"]

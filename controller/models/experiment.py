@@ -36,6 +36,15 @@ class ExperimentSpec(Model):
         json_schema_extra=cel(
             ("!has(self.closeOn) || self.closeOn in self.branches", "closeOn must name one of the branches"),
             ("!has(self.control) || self.control in self.branches", "control must name one of the branches"),
+            (
+                "self.branches.all(b, b.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.branches[b] >= 0.0)",
+                "branch names must be lowercase DNS labels and weights must be >= 0",
+            ),
+            (
+                "self.branches.map(b, self.branches[b]).sum() >= 0.999999"
+                " && self.branches.map(b, self.branches[b]).sum() <= 1.000001",
+                "branch weights must sum to 1",
+            ),
         )
     )
 

@@ -22,15 +22,37 @@ from controller.models.common import (
 )
 
 
+BRANCH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$"
+
+
 class GitSource(Model):
     """Where the manifests come from."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.path) || (!self.path.startsWith('/') && !self.path.matches('(^|/)[.][.](/|$)'))",
+                "path must be relative to the repository root and must not contain '..'",
+            ),
+            (
+                "!has(self.branch) || (!self.branch.contains('..') && !self.branch.contains('//')"
+                " && !self.branch.endsWith('/') && !self.branch.endsWith('.') && !self.branch.endsWith('.lock'))",
+                "branch is not a valid git branch name",
+            ),
+        )
+    )
 
     repo: str = Field(
         description="Git repository URL: http(s)://, ssh://, git://, file:// or scp-like user@host:path.",
         pattern=REPO_PATTERN,
         max_length=2048,
     )
-    branch: str = Field(default="main", description="Branch the revision lives on; reverts are pushed here.")
+    branch: str = Field(
+        default="main",
+        description="Branch the revision lives on; reverts are pushed here.",
+        max_length=255,
+        json_schema_extra={"pattern": BRANCH_PATTERN},
+    )
     path: str = Field(default="deploy/", description="Directory of plain YAML manifests inside the repository.")
     secret_ref: SecretRef | None = Field(
         default=None,
@@ -40,7 +62,17 @@ class GitSource(Model):
     @field_validator("branch")
     @classmethod
     def _branch_name(cls, v: str) -> str:
-        if not v or v.startswith(("-", "/")) or ".." in v or any(c in v for c in " ~^:?*[\\"):
+        bad = (
+            not v
+            or v.startswith(("-", "/", "."))
+            or v.endswith(("/", ".", ".lock"))
+            or ".." in v
+            or "//" in v
+            or "@{" in v
+            or any(c in v for c in " ~^:?*[\\")
+            or any(ord(c) < 32 or ord(c) == 127 for c in v)
+        )
+        if bad:
             raise ValueError(f"invalid branch name {v!r}")
         return v
 
@@ -74,6 +106,7 @@ class Phase(Model):
                 ".filter(x, x).size() == 1",
                 "set exactly one of deployments, selector or remaining",
             ),
+            ("self.name != 'watch'", "phase name 'watch' is reserved for the watch window"),
         )
     )
 
@@ -95,6 +128,8 @@ class Phase(Model):
         chosen = [n for n, v in (("deployments", self.deployments), ("selector", self.selector)) if v is not None]
         if self.remaining:
             chosen.append("remaining")
+        if self.name == "watch":
+            raise ValueError("phase name 'watch' is reserved for the watch window")
         if len(chosen) != 1:
             listed = ", ".join(chosen) if chosen else "none"
             raise ValueError(
@@ -124,6 +159,7 @@ class Gate(Model):
                 "a query gate needs at least one bound: min, max, maxIncreasePercent or maxDecreasePercent",
             ),
             ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not be greater than max"),
+            ("!has(self.interval) || duration(self.interval) >= duration('100ms')", "interval must be at least 100ms"),
         )
     )
 
@@ -322,10 +358,11 @@ class RevertStatus(StatusModel):
         default="Pending", description="Pending, Pushed, AlreadyReverted, Conflict, Error, Skipped."
     )
     commit: str | None = Field(default=None, description="SHA of the revert commit on the branch.")
-    pushed_at: datetime | None = Field(default=None, description="When it was pushed.")
+    pushed_at: datetime | None = Field(default=None, description="When it was pushed (or found already pushed).")
     message: str | None = Field(default=None, description="Commit message subject.")
     reason: str | None = Field(default=None, description="Why it could not be pushed.")
     attempts: int = Field(default=0, description="Push attempts so far.")
+    last_attempt_at: datetime | None = Field(default=None, description="When the revert was last attempted.")
 
 
 class UndoStatus(StatusModel):
@@ -335,6 +372,7 @@ class UndoStatus(StatusModel):
     restored: list[str] = Field(default_factory=list, description="Deployments restored to their snapshot.")
     deleted: list[str] = Field(default_factory=list, description="Deployments the push had created, deleted.")
     error: str | None = Field(default=None, description="Why the restore was incomplete.")
+    attempts: int = Field(default=0, description="Restore attempts so far (a failed restore is retried).")
 
 
 class FailureStatus(StatusModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from controller.models.common import (
     REVISION_PATTERN,
@@ -14,6 +14,7 @@ from controller.models.common import (
     Model,
     SecretRef,
     StatusModel,
+    cel,
 )
 from controller.models.release import GitSource, ReleaseTemplate
 
@@ -29,6 +30,15 @@ class Webhook(Model):
 
 class TrackSpec(Model):
     """Desired state of a Track."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.pollInterval) || duration(self.pollInterval) >= duration('1s')",
+                "pollInterval must be at least 1s",
+            ),
+        )
+    )
 
     source: GitSource = Field(description="Repository, branch and manifest path to follow.")
     poll_interval: Duration = Field(default=timedelta(seconds=15), description="How often the branch tip is read.")

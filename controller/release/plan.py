@@ -40,6 +40,8 @@ from controller.release.actions import (
 FINAL: frozenset[str] = frozenset({"Succeeded", "RolledBack", "Failed"})
 MAX_REVERT_ATTEMPTS = 5
 REVERT_RETRY = timedelta(seconds=5)
+MAX_RESTORE_ATTEMPTS = 5
+RESTORE_RETRY = timedelta(seconds=2)
 
 
 def machine_state(status: ReleaseStatus) -> ReleasePhase:
@@ -119,7 +121,7 @@ def _revert_settled(status: ReleaseStatus, now: datetime) -> tuple[bool, datetim
         return True, None
     if revert.state == "Error" and revert.attempts >= MAX_REVERT_ATTEMPTS:
         return True, None
-    last = revert.pushed_at or (status.undo.at if status.undo else None) or now
+    last = revert.last_attempt_at or (status.undo.at if status.undo else None) or now
     return False, last + REVERT_RETRY
 
 
@@ -270,10 +272,22 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
         delete = tuple(snap.absent) if spec.on_failure.rollback and snap else ()
         return Undo(restore, delete, revert)
     settled, retry_at = _revert_settled(status, now) if revert else (True, None)
+    undo = status.undo
+    restore_again = bool(undo.error) and undo.attempts < MAX_RESTORE_ATTEMPTS and spec.on_failure.rollback
+    restore_at = (undo.at or now) + RESTORE_RETRY
+    if restore_again and now >= restore_at:
+        snap = status.snapshot
+        return Undo(
+            tuple(snap.deployments) if snap else (),
+            tuple(snap.absent) if snap else (),
+            revert and not settled and retry_at is not None and now >= retry_at,
+        )
     if not settled and retry_at is not None:
         if now >= retry_at:
             return Undo((), (), True)
-        return Wait(retry_at, "retrying the git revert")
+        return Wait(min(retry_at, restore_at) if restore_again else retry_at, "retrying the git revert")
+    if restore_again:
+        return Wait(restore_at, f"retrying the restore: {undo.error}")
     restored = status.undo.restored
     if restored and not status.undo.error:
         pending = [d for d in restored if not (facts.live.get(d) and facts.live[d].available)]

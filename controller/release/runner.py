@@ -26,6 +26,7 @@ from controller.release.actions import (
     FailPush,
     MarkAvailable,
     MarkRolledBack,
+    Outcome,
     SetPause,
     Undo,
     Undone,
@@ -39,6 +40,7 @@ log = logging.getLogger("stopline.release")
 
 STATUS_ONLY = (Begin, MarkAvailable, CompletePhase, FailPush, MarkRolledBack, SetPause)
 Emit = Callable[[str, str, str], None]
+Step = Callable[[ReleaseRef, Action, Outcome, ReleaseStatus, ReleaseStatus], None]
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Hooks:
     emit: Emit = field(default=lambda _t, _r, _m: None)
     on_action: Callable[[ReleaseRef, Action, float], None] = field(default=lambda _r, _a, _s: None)
     on_final: Callable[[ReleaseRef, ReleaseStatus], None] = field(default=lambda _r, _s: None)
+    on_step: Step = field(default=lambda _r, _a, _o, _b, _s: None)  # action, outcome, status before and after
 
 
 def status_patch(status: ReleaseStatus) -> dict[str, Any]:
@@ -105,6 +108,7 @@ async def run_release(
         hooks.on_action(ref, action, asyncio.get_running_loop().time() - started)
         before = status
         status = reduce(spec, status, action, outcome, executor.clock())
+        hooks.on_step(ref, action, outcome, before, status)
         _announce(hooks.emit, before, status, action, outcome)
         if isinstance(outcome, ActionFailed) and not outcome.permanent:
             await patch_status(status_patch(status))

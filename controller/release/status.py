@@ -252,7 +252,10 @@ def _fail(spec: ReleaseSpec, s: ReleaseStatus, action: FailPush, now: datetime) 
 
 def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now: datetime) -> None:
     if action.restore or action.delete or s.undo is None:
-        s.undo = UndoStatus(at=now, restored=list(out.restored), deleted=list(out.deleted), error=out.restore_error)
+        tries = (s.undo.attempts if s.undo else 0) + (1 if action.restore or action.delete else 0)
+        s.undo = UndoStatus(
+            at=now, restored=list(out.restored), deleted=list(out.deleted), error=out.restore_error, attempts=tries
+        )
         if out.restore_error:
             _cond(s, "RolledBack", "False", "RestoreFailed", out.restore_error, now)
     if out.revert is not None:
@@ -261,7 +264,8 @@ def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now:
         s.revert = RevertStatus(
             state=r.state,
             commit=r.commit,
-            pushed_at=now,
+            pushed_at=now if r.state in ("Pushed", "AlreadyReverted") else None,
+            last_attempt_at=now,
             message=r.message,
             reason=r.reason,
             attempts=prev + max(r.attempts, 1),

@@ -23,6 +23,7 @@ from helpers import (
     stack_up,
     unique_suffix,
 )
+from operator_proc import controller  # noqa: F401  (session fixture: the controller under test)
 
 E2E_DIR = Path(__file__).resolve().parent
 TEST_LABEL = "stopline-e2e-test"

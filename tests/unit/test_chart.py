@@ -472,7 +472,7 @@ def test_dockerfile_matches_chart() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
     assert re.search(r'^ENTRYPOINT \["stopline"\]$', dockerfile, re.M)
-    assert re.search(r'^CMD \["run", "--standalone"\]$', dockerfile, re.M)
+    assert re.search(r'^CMD \["run", "--standalone", "--all-namespaces"\]$', dockerfile, re.M)
     assert 'stopline = "controller.cli:main"' in (ROOT / "pyproject.toml").read_text()
     user = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0"

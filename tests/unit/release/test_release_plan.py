@@ -851,9 +851,29 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
         MarkRolledBack("restored, but web-canary not Available after 10m"),
     ),
     Case(
-        "restore-error-ends-rollback",
+        "restore-error-waits-to-retry",
         SPEC,
-        rolling_back(undo=UndoStatus(at=at(100), restored=["chat-a"], error="chat-b: forbidden"), revert=PUSHED),
+        rolling_back(
+            undo=UndoStatus(at=at(100), restored=["chat-a"], error="chat-b: forbidden", attempts=1), revert=PUSHED
+        ),
+        facts(101, deployments=live(chat_a=False)),
+        Wait(at(102), "retrying the restore: chat-b: forbidden"),
+    ),
+    Case(
+        "restore-error-retried-from-the-snapshot",
+        SPEC,
+        rolling_back(
+            undo=UndoStatus(at=at(100), restored=["chat-a"], error="chat-b: forbidden", attempts=1), revert=PUSHED
+        ),
+        facts(102, deployments=live(chat_a=False)),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), False),
+    ),
+    Case(
+        "restore-error-ends-rollback-after-max-attempts",
+        SPEC,
+        rolling_back(
+            undo=UndoStatus(at=at(100), restored=["chat-a"], error="chat-b: forbidden", attempts=5), revert=PUSHED
+        ),
         facts(101, deployments=live(chat_a=False)),
         MarkRolledBack(),
     ),

@@ -1,0 +1,136 @@
+"""The controller under test: `stopline run` as a real process against the stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import OUTPUT_DIR, Stack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Controller:
+    """Start, kill and restart the controller; its log is kept for failure reports."""
+
+    def __init__(self, stack: Stack, workdir: Path) -> None:
+        self.stack = stack
+        self.workdir = workdir
+        self.http_port = free_port()
+        self.health_port = free_port()
+        self.log_path = OUTPUT_DIR / "controller.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.stack.env())
+        env.update(
+            {
+                "STOPLINE_PROMETHEUS_URL": self.stack.prometheus_url,
+                "STOPLINE_REPO_CACHE": str(self.workdir / "repos"),
+                "STOPLINE_HTTP_HOST": "127.0.0.1",
+                "STOPLINE_HTTP_PORT": str(self.http_port),
+                "STOPLINE_RELEASE_TICK": "0.2",
+            }
+        )
+        return env
+
+    def start(self, timeout: float = 60) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        log.write(f"\n===== controller start #{self.starts + 1} =====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "controller.cli",
+                "run",
+                "--all-namespaces",
+                "--standalone",
+                "--liveness",
+                f"http://127.0.0.1:{self.health_port}/healthz",
+            ],
+            cwd=REPO_ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"controller exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1):
+                    pass
+                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"controller not healthy after {timeout}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, exactly like a crashed or evicted pod."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.proc = None
+
+    def ensure_running(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+
+    def log_tail(self, lines: int = 80) -> str:
+        if not self.log_path.exists():
+            return "(no controller log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def controller(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
+    """One controller for the session (tests may kill and restart it; it is running again afterwards)."""
+    ctl = Controller(stack, tmp_path_factory.mktemp("controller"))
+    try:
+        ctl.start()
+    except RuntimeError as exc:
+        pytest.fail(f"the controller did not start: {exc}", pytrace=False)
+    yield ctl
+    ctl.stop()
+
+
+@pytest.fixture(autouse=False)
+def running_controller(controller: Controller) -> Iterator[Controller]:
+    controller.ensure_running()
+    yield controller
+    controller.ensure_running()
