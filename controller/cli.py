@@ -1,13 +1,40 @@
-"""The ``stopline`` command line (also installed as ``kubectl-stopline``)."""
+"""The ``stopline`` command line (also installed as ``kubectl-stopline``, so ``kubectl stopline status`` works).
+
+Every command except ``run`` works against the current kubeconfig context (``--context`` picks another),
+in ``-n/--namespace`` (default: the context's namespace, else ``default``), and prints a table, or the
+same data with ``-o json|yaml``. Problems a user must fix (no cluster, CRDs missing, object missing)
+print one ``error:`` line and exit 1; ``check`` exits 3 while the commit lock is held.
+"""
 
 from __future__ import annotations
 
+import getpass
+import json
 import logging
-from typing import Annotated
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
+import yaml
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
 
 from controller.experiments.cli import app as experiment_app
+from controller.kube import cli_client
+from controller.kube.cli_client import CliError, StoplineApi, exit_on_error
+from controller.models.common import Condition
+from controller.models.release import GaugeRow
+from controller.release.actions import ANNOTATION_ABORT, ANNOTATION_PAUSED, ANNOTATION_PROMOTE
+from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK
+from controller.web.present import DASH, age, duration, gauge_cells, short, timestamp
+from controller.web.views import EventView, ReleaseView, TrackView, newest_first, sort_events
+
+EXIT_LOCKED = 3
 
 app = typer.Typer(
     name="stopline",
@@ -16,6 +43,590 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(experiment_app, name="experiment")
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="Namespace (default: the kubeconfig context's, else 'default')."),
+]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context (default: the current one).")]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")]
+
+VERDICT_STYLE = {"Pass": "green", "Fail": "bold red", "Inconclusive": "yellow", "Error": "magenta"}
+PHASE_STYLE = {
+    "Succeeded": "green",
+    "Passed": "green",
+    "RolledBack": "bold red",
+    "Failed": "bold red",
+    "RollingBack": "bold red",
+    "Paused": "yellow",
+    "Superseded": "dim",
+}
+
+
+def now() -> datetime:
+    """The CLI's clock (tests replace it)."""
+    return datetime.now(UTC)
+
+
+def user() -> str:
+    """Who is running the command, for lock/unlock tokens."""
+    for var in ("USER", "LOGNAME", "USERNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------- plumbing
+def _connect(namespace: str | None, context: str | None) -> StoplineApi:
+    return cli_client.connect(namespace, context)
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 160))
+    return console
+
+
+def _dump(data: Any, output: Output) -> None:
+    if output is Output.json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+
+
+def _t(value: object, style: str = "") -> Text:
+    """User data as rich Text: never parsed as markup."""
+    return Text("" if value is None else str(value), style=style)
+
+
+def _phase(value: str | None) -> Text:
+    return _t(value or DASH, PHASE_STYLE.get(value or "", "cyan" if value else ""))
+
+
+def _get(api: StoplineApi, plural: str, name: str, kind: str) -> dict[str, Any]:
+    obj = api.get(plural, name)
+    if obj is None:
+        raise CliError(f"{kind} {name} not found in namespace {api.namespace}")
+    return obj
+
+
+def _facts(rows: Sequence[tuple[str, Text | str]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value if isinstance(value, Text) else _t(value))
+    return table
+
+
+# ---------------------------------------------------------------- data (json / yaml)
+def release_data(r: ReleaseView) -> dict[str, Any]:
+    """A Release for ``-o json|yaml``."""
+    return {
+        "kind": "Release",
+        "namespace": r.namespace,
+        "name": r.name,
+        "revision": r.revision,
+        "branch": r.branch,
+        "track": r.track,
+        "rolledBack": r.rolled_back,
+        "status": r.status.model_dump(mode="json", by_alias=True),
+    }
+
+
+def track_data(t: TrackView) -> dict[str, Any]:
+    """A Track for ``-o json|yaml``."""
+    return {
+        "kind": "Track",
+        "namespace": t.namespace,
+        "name": t.name,
+        "repo": t.repo,
+        "branch": t.branch,
+        "locked": t.status.commit_lock.locked,
+        "status": t.status.model_dump(mode="json", by_alias=True),
+    }
+
+
+def _release_summary(r: ReleaseView) -> dict[str, Any]:
+    s = r.status
+    return {
+        "name": r.name,
+        "revision": r.revision,
+        "phase": s.phase,
+        "currentPhase": s.current_phase,
+        "failedGate": s.failed_gate,
+        "track": r.track,
+        "created": r.created.isoformat() if r.created else None,
+    }
+
+
+def _track_summary(t: TrackView) -> dict[str, Any]:
+    s = t.status
+    return {
+        "name": t.name,
+        "branch": t.branch,
+        "locked": s.commit_lock.locked,
+        "lockReason": s.commit_lock.reason,
+        "pushLock": s.push_lock.release if s.push_lock.held else None,
+        "current": s.current,
+        "lastGood": s.last_good,
+    }
+
+
+def _event_data(ev: EventView) -> dict[str, Any]:
+    return {
+        "at": ev.at.isoformat() if ev.at else None,
+        "type": ev.type,
+        "reason": ev.reason,
+        "message": ev.message,
+        "count": ev.count,
+    }
+
+
+# ---------------------------------------------------------------- tables
+def gauges_table(gauges: Sequence[GaugeRow], *, readings: bool = False, title: str = "Gauges") -> Table:
+    """The IMVU gauges table: gate, phase, pre, post, delta, delta %, threshold, verdict (coloured)."""
+    table = Table(title=title, title_justify="left")
+    for header in ("Gate", "Phase", "Pre-push", "Post-push", "Delta", "Delta %", "Threshold", "Verdict"):
+        numeric = header in ("Pre-push", "Post-push", "Delta", "Delta %")
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=header != "Threshold")
+    if readings:
+        table.add_column("Readings", justify="right")
+        table.add_column("At", no_wrap=True)
+        table.add_column("Detail")
+    for row in gauges:
+        cells = [_t(c) for c in gauge_cells(row)]
+        cells[-1] = _t(cells[-1].plain, VERDICT_STYLE.get(row.verdict, ""))
+        if readings:
+            cells += [_t(row.readings), _t(timestamp(row.at)), _t(row.message)]
+        table.add_row(*cells)
+    return table
+
+
+def conditions_table(conditions: Sequence[Condition]) -> Table:
+    """metav1 conditions."""
+    table = Table(title="Conditions", title_justify="left")
+    for header in ("Type", "Status", "Reason", "Message"):
+        table.add_column(header)
+    for c in conditions:
+        style = "green" if c.status == "True" else "red" if c.status == "False" else "yellow"
+        table.add_row(_t(c.type), _t(c.status, style), _t(c.reason), _t(c.message))
+    return table
+
+
+def rollback_banner(r: ReleaseView) -> Panel | None:
+    """The red "This push was rolled back" panel with the failure and the revert commit."""
+    s = r.status
+    if not (r.rolled_back or s.phase == "RollingBack"):
+        return None
+    if s.phase == "RolledBack":
+        title = "This push was rolled back"
+    elif s.phase == "RollingBack":
+        title = "This push is being rolled back"
+    else:
+        why = s.undo.error if s.undo is not None and s.undo.error else "rollback was not done"
+        title = f"This push failed its gates and was not rolled back ({why})"
+    lines = [_t(title, "bold")]
+    if s.failure is not None:
+        where = f" in phase {s.failure.phase}" if s.failure.phase else ""
+        what = f"gate {s.failure.gate}{where}" if s.failure.gate else f"{s.failure.reason}{where}"
+        lines.append(_t(f"{what}: {s.failure.message}"))
+    if s.revert is not None and s.revert.commit:
+        lines.append(_t(f"revert commit {s.revert.commit} ({s.revert.state}) on {r.branch or 'the branch'}"))
+    elif s.revert is not None and s.revert.state != "Pending":
+        lines.append(_t(f"no revert commit: {s.revert.state} {s.revert.reason or ''}".rstrip()))
+    return Panel(Group(*lines), style="red", border_style="bold red", expand=False)
+
+
+def history_table(t: TrackView, limit: int | None = None) -> Table:
+    """A Track's push history, newest first."""
+    table = Table(title="History", title_justify="left")
+    for header in ("Finished", "Revision", "Release", "Result", "Took", "Failed gate", "Revert", "Batched"):
+        table.add_column(header, no_wrap=header != "Failed gate")
+    for h in t.status.history[:limit]:
+        table.add_row(
+            _t(timestamp(h.at)),
+            _t(short(h.revision)),
+            _t(h.release),
+            _t(h.result, PHASE_STYLE.get(h.result, "cyan")),
+            _t(duration(h.duration_seconds)),
+            _t(h.failed_gate or DASH),
+            _t(short(h.revert_commit)),
+            _t(len(h.skipped)),
+        )
+    return table
+
+
+def _release_view(console: Console, r: ReleaseView) -> None:
+    s = r.status
+    where = r.phase_number
+    current = s.current_phase or DASH
+    if where is not None and s.current_phase:
+        current = f"{s.current_phase} ({where[0]} of {where[1]})"
+    console.print(_t(f"Release {r.namespace}/{r.name}", "bold"))
+    facts: list[tuple[str, Text | str]] = [
+        ("Phase", _phase(s.phase) + (_t(f" ({s.pause_reason})") if s.pause_reason else _t(""))),
+        ("Current phase", current),
+        ("Revision", f"{r.revision or DASH} ({r.branch or DASH})"),
+        ("Track", r.track or DASH),
+        ("Started", timestamp(s.started_at)),
+        ("Completed", timestamp(s.completed_at)),
+        ("Message", s.message or DASH),
+    ]
+    if s.revert is not None and s.revert.commit:
+        facts.append(("Revert commit", f"{s.revert.commit} ({s.revert.state})"))
+    console.print(_facts(facts))
+    banner = rollback_banner(r)
+    if banner is not None:
+        console.print(banner)
+    if s.phases:
+        phases = Table(title="Phases", title_justify="left")
+        for header in ("Phase", "State", "Deployments", "Available", "Hold until"):
+            phases.add_column(header)
+        for p in s.phases:
+            phases.add_row(
+                _t(p.name),
+                _phase(p.state),
+                _t(", ".join(p.deployments) or DASH),
+                _t(timestamp(p.available_at)),
+                _t(timestamp(p.hold_until)),
+            )
+        console.print(phases)
+    console.print(gauges_table(s.gauges) if s.gauges else _t("No gate readings yet.", "dim"))
+    if s.conditions:
+        console.print(conditions_table(s.conditions))
+
+
+def _track_view(console: Console, t: TrackView) -> None:
+    s = t.status
+    console.print(_t(f"Track {t.namespace}/{t.name}", "bold"))
+    lock = s.commit_lock
+    if lock.locked:
+        detail = [f"since {timestamp(lock.since)}"] + ([f"by {lock.by}"] if lock.by else [])
+        console.print(
+            Panel(
+                Group(_t("Commit lock: LOCKED", "bold"), _t(lock.reason or ""), _t(", ".join(detail))),
+                style="red",
+                border_style="bold red",
+                expand=False,
+            )
+        )
+    push = f"held by {s.push_lock.release}" if s.push_lock.held and s.push_lock.release else "free"
+    facts: list[tuple[str, Text | str]] = [
+        ("Commit lock", _t("locked", "bold red") if lock.locked else _t("open", "green")),
+        ("Push lock", push),
+        ("Repository", f"{t.repo or DASH} ({t.branch or DASH})"),
+        ("Current", s.current or DASH),
+        ("Last good", s.last_good or DASH),
+        ("Last seen", s.last_seen or DASH),
+        ("Queued", ", ".join(short(c) for c in s.pending) or DASH),
+        ("Message", s.message or DASH),
+    ]
+    if not lock.locked and lock.unlocked_at:
+        facts.insert(1, ("Last unlock", f"{timestamp(lock.unlocked_at)} by {lock.by}: {lock.unlock_reason or ''}"))
+    console.print(_facts(facts))
+    if s.history:
+        console.print(history_table(t, limit=5))
+    if s.conditions:
+        console.print(conditions_table(s.conditions))
+
+
+def _overview(console: Console, namespace: str, tracks: list[TrackView], releases: list[ReleaseView]) -> None:
+    at = now()
+    tt = Table(title=f"Tracks in {namespace}", title_justify="left")
+    for header in ("Track", "Branch", "Commit lock", "Push lock", "Current", "Last good"):
+        tt.add_column(header)
+    for t in tracks:
+        s = t.status
+        lock = _t(f"locked: {s.commit_lock.reason or ''}", "red") if s.commit_lock.locked else _t("open", "green")
+        tt.add_row(
+            _t(t.name),
+            _t(t.branch or DASH),
+            lock,
+            _t(s.push_lock.release if s.push_lock.held else "free"),
+            _t(s.current or DASH),
+            _t(short(s.last_good)),
+        )
+    rt = Table(title=f"Releases in {namespace}", title_justify="left")
+    for header in ("Release", "Revision", "Phase", "Current", "Failed gate", "Age"):
+        rt.add_column(header)
+    for r in releases:
+        s2 = r.status
+        rt.add_row(
+            _t(r.name),
+            _t(short(r.revision)),
+            _phase(s2.phase),
+            _t(s2.current_phase or DASH),
+            _t(s2.failed_gate or DASH),
+            _t(age(r.created, at)),
+        )
+    console.print(tt if tracks else _t(f"No Tracks in {namespace}.", "dim"))
+    console.print(rt if releases else _t(f"No Releases in {namespace}.", "dim"))
+
+
+# ---------------------------------------------------------------- commands
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="A Track or a Release (Track first); none: list both.")] = None,
+    namespace: NamespaceOpt = None,
+    output: OutputOpt = Output.table,
+    context: ContextOpt = None,
+) -> None:
+    """Phase, current phase, gauges, rollback and locks of a Track or Release (or list them all)."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        if name is None:
+            tracks = sorted((TrackView.from_object(o) for o in api.list_all("tracks")), key=lambda t: t.name)
+            releases = newest_first([ReleaseView.from_object(o) for o in api.list_all("releases")])
+            if output is not Output.table:
+                _dump(
+                    {
+                        "namespace": api.namespace,
+                        "tracks": [_track_summary(t) for t in tracks],
+                        "releases": [_release_summary(r) for r in releases],
+                    },
+                    output,
+                )
+                return
+            _overview(_console(), api.namespace, tracks, releases)
+            return
+        obj = api.get("tracks", name)
+        if obj is not None:
+            track = TrackView.from_object(obj)
+            if output is not Output.table:
+                _dump(track_data(track), output)
+            else:
+                _track_view(_console(), track)
+            return
+        obj = api.get("releases", name)
+        if obj is None:
+            raise CliError(f"no Track or Release named {name} in namespace {api.namespace}")
+        release = ReleaseView.from_object(obj)
+        if output is not Output.table:
+            _dump(release_data(release), output)
+        else:
+            _release_view(_console(), release)
+
+
+@app.command()
+def history(
+    track: Annotated[str, typer.Argument(help="Track name.")],
+    namespace: NamespaceOpt = None,
+    output: OutputOpt = Output.table,
+    context: ContextOpt = None,
+) -> None:
+    """The Track's pushes, newest first: revision, Release, result, duration, failed gate, revert."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        t = TrackView.from_object(_get(api, "tracks", track, "Track"))
+        if output is not Output.table:
+            _dump([h.model_dump(mode="json", by_alias=True) for h in t.status.history], output)
+            return
+        console = _console()
+        if not t.status.history:
+            console.print(_t(f"Track {t.name} has not pushed anything yet.", "dim"))
+            return
+        console.print(history_table(t))
+
+
+def _token(by: str, reason: str) -> str:
+    return json.dumps({"by": by, "reason": reason, "at": now().isoformat()}, separators=(",", ":"))
+
+
+def _annotate(api: StoplineApi, plural: str, name: str, annotations: dict[str, str | None]) -> None:
+    api.patch(plural, name, {"metadata": {"annotations": annotations}})
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded in the Track's status).")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who (default: the local user).")]
+
+
+@app.command()
+def lock(
+    track: Annotated[str, typer.Argument(help="Track name.")],
+    reason: ReasonOpt,
+    by: ByOpt = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Set the Track's commit lock by hand: nothing new is pushed until ``unlock``."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        t = TrackView.from_object(_get(api, "tracks", track, "Track"))
+        held = t.status.commit_lock
+        if held.locked:
+            # Writing a token now would be acted on right after the next unlock: leave it.
+            typer.echo(f"Track {track} is already locked: {held.reason or ''}")
+            return
+        _annotate(api, "tracks", track, {ANNOTATION_LOCK: _token(by or user(), reason)})
+        typer.echo(f"lock requested for Track {api.namespace}/{track}: {reason}")
+
+
+@app.command()
+def unlock(
+    track: Annotated[str, typer.Argument(help="Track name.")],
+    reason: ReasonOpt,
+    by: ByOpt = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Clear the Track's commit lock (after a rollback, once the cause is understood)."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        t = TrackView.from_object(_get(api, "tracks", track, "Track"))
+        if not t.status.commit_lock.locked:
+            # A token written now would silently clear the next lock: refuse to leave one lying around.
+            typer.echo(f"Track {track} is not locked; nothing to do")
+            return
+        _annotate(api, "tracks", track, {ANNOTATION_UNLOCK: _token(by or user(), reason)})
+        typer.echo(f"unlock requested for Track {api.namespace}/{track} (was: {t.status.commit_lock.reason or ''})")
+
+
+@app.command()
+def check(
+    track: Annotated[str, typer.Argument(help="Track name.")],
+    namespace: NamespaceOpt = None,
+    output: OutputOpt = Output.table,
+    context: ContextOpt = None,
+) -> None:
+    """For CI: exit 0 when the line is open, 3 while the commit lock is held (the reason is printed)."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        t = TrackView.from_object(_get(api, "tracks", track, "Track"))
+    lock_ = t.status.commit_lock
+    if output is not Output.table:
+        from controller.web.server import lock_summary
+
+        _dump(lock_summary(t.namespace or api.namespace, t.name or track, t.status), output)
+    elif lock_.locked:
+        typer.echo(f"locked: {lock_.reason or 'no reason given'} (since {timestamp(lock_.since)})")
+    else:
+        pushing = t.status.push_lock.release if t.status.push_lock.held else None
+        typer.echo(f"open{f' (pushing {pushing})' if pushing else ''}")
+    if lock_.locked:
+        raise typer.Exit(EXIT_LOCKED)
+
+
+def _live_release(api: StoplineApi, name: str, verb: str) -> ReleaseView:
+    r = ReleaseView.from_object(_get(api, "releases", name, "Release"))
+    if r.final:
+        raise CliError(f"Release {name} is already {r.status.phase}: nothing to {verb}")
+    return r
+
+
+@app.command()
+def promote(
+    release: Annotated[str, typer.Argument(help="Release name.")],
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """End the current phase's hold now (gates that already read Fail still fail the push)."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        r = _live_release(api, release, "promote")
+        _annotate(api, "releases", release, {ANNOTATION_PROMOTE: now().isoformat()})
+        typer.echo(f"promote requested for Release {api.namespace}/{release} (phase {r.status.current_phase or DASH})")
+
+
+@app.command()
+def abort(
+    release: Annotated[str, typer.Argument(help="Release name.")],
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (default: aborted by USER).")] = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Fail the push now: roll back, revert and lock as its onFailure says."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        r = _live_release(api, release, "abort")
+        if r.status.phase == "RollingBack":
+            typer.echo(f"Release {release} is already rolling back")
+            return
+        why = reason or f"aborted by {user()}"
+        _annotate(api, "releases", release, {ANNOTATION_ABORT: why})
+        typer.echo(f"abort requested for Release {api.namespace}/{release}: {why}")
+
+
+@app.command()
+def pause(
+    release: Annotated[str, typer.Argument(help="Release name.")],
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Hold the push where it is (gates keep being read and can still fail it)."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        _live_release(api, release, "pause")
+        _annotate(api, "releases", release, {ANNOTATION_PAUSED: "true"})
+        typer.echo(f"pause requested for Release {api.namespace}/{release}")
+
+
+@app.command()
+def resume(
+    release: Annotated[str, typer.Argument(help="Release name.")],
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Continue a paused push."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        r = _live_release(api, release, "resume")
+        if ANNOTATION_PAUSED not in r.annotations and r.status.pause_reason != "User":
+            typer.echo(f"Release {release} is not paused")
+            return
+        _annotate(api, "releases", release, {ANNOTATION_PAUSED: None})
+        typer.echo(f"resume requested for Release {api.namespace}/{release}")
+
+
+@app.command()
+def logs(
+    release: Annotated[str, typer.Argument(help="Release name.")],
+    namespace: NamespaceOpt = None,
+    output: OutputOpt = Output.table,
+    context: ContextOpt = None,
+) -> None:
+    """Gate readings (the gauges, with the latest reading's time and detail) and the Release's Events."""
+    with exit_on_error():
+        api = _connect(namespace, context)
+        r = ReleaseView.from_object(_get(api, "releases", release, "Release"))
+        events = sort_events([EventView.from_object(o) for o in api.events("Release", release)])
+    if output is not Output.table:
+        _dump(
+            {
+                "release": r.name,
+                "namespace": r.namespace or api.namespace,
+                "phase": r.status.phase,
+                "gauges": [g.model_dump(mode="json", by_alias=True) for g in r.status.gauges],
+                "events": [_event_data(ev) for ev in events],
+            },
+            output,
+        )
+        return
+    console = _console()
+    console.print(
+        gauges_table(r.status.gauges, readings=True, title="Gate readings")
+        if r.status.gauges
+        else _t("No gate readings yet.", "dim")
+    )
+    table = Table(title="Events", title_justify="left")
+    for header in ("Time", "Type", "Reason", "Message"):
+        table.add_column(header, no_wrap=header != "Message")
+    for ev in events:
+        style = "yellow" if ev.type == "Warning" else ""
+        count = f" (x{ev.count})" if ev.count > 1 else ""
+        table.add_row(_t(timestamp(ev.at)), _t(ev.type, style), _t(ev.reason, style), _t(ev.message + count))
+    console.print(table if events else _t("No events.", "dim"))
 
 
 @app.command()

@@ -262,7 +262,7 @@ kwok_up() {
     "$kwokctl" --name "$CLUSTER" stop cluster >>"$LOGS/kwokctl.log" 2>&1 || true
     if ! "$kwokctl" --name "$CLUSTER" start cluster --wait 2m >>"$LOGS/kwokctl.log" 2>&1; then
       log "cluster: restart failed; recreating"
-      "$kwokctl" --name "$CLUSTER" delete cluster --kubeconfig '' >>"$LOGS/kwokctl.log" 2>&1 || true
+      "$kwokctl" --name "$CLUSTER" delete cluster --kubeconfig "$STATE/kubeconfig" >>"$LOGS/kwokctl.log" 2>&1 || true
       rm -rf "$(kwok_dir)"
     fi
   fi
@@ -328,7 +328,7 @@ cluster_down() {
       kwokctl="$("$REPO/hack/build-bins.sh" path)/kwokctl"
       if [[ -d "$(kwok_dir)" ]]; then
         if [[ -x "$kwokctl" ]]; then
-          "$kwokctl" --name "$CLUSTER" delete cluster --kubeconfig '' >>"$LOGS/kwokctl.log" 2>&1 || log "kwokctl delete cluster failed"
+          "$kwokctl" --name "$CLUSTER" delete cluster --kubeconfig "$STATE/kubeconfig" >>"$LOGS/kwokctl.log" 2>&1 || log "kwokctl delete cluster failed"
         fi
         # Anything kwokctl could not stop: kill by the PIDs it recorded.
         local f pid
@@ -495,7 +495,8 @@ git_up() {
   fi
   stop_daemon git-daemon
   if [[ -z "$GIT_PORT" ]] || ! port_free "$GIT_PORT"; then GIT_PORT="$(free_port)"; fi
-  start_daemon git-daemon git daemon --export-all --enable=receive-pack --reuseaddr --informative-errors \
+  # git-daemon itself, not the `git daemon` wrapper, so the recorded PID is the listening process.
+  start_daemon git-daemon "$(git --exec-path)/git-daemon" --export-all --enable=receive-pack --reuseaddr --informative-errors \
     --base-path="$GIT_BASE" --listen=127.0.0.1 --port="$GIT_PORT" "$GIT_BASE"
   wait_until 15 git_healthy || {
     show_log "$LOGS/git-daemon.log"

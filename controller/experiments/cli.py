@@ -1,9 +1,8 @@
 """``stopline experiment …``: the IMVU experiment report from the command line.
 
-Mounted by the main CLI as ``main_app.add_typer(app, name="experiment")``. Today ``report`` works
-offline from counts given with ``--branch``; the cluster-backed form (``report NAME`` reading an
-Experiment's status) can be added as an optional positional argument beside ``--branch``, which
-already is optional at the parser level and validated in the command body.
+Mounted by the main CLI as ``main_app.add_typer(app, name="experiment")``. ``report`` works offline from
+counts given with ``--branch``, or, with a positional NAME, from the Experiment's status in the cluster
+(the controller's report, SRM check and decision). ``list`` shows every Experiment in the namespace.
 """
 
 from __future__ import annotations
@@ -16,11 +15,25 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from controller.experiments.hashing import WEIGHT_SUM_TOLERANCE
 from controller.experiments.report import BranchCounts, Report, ReportRow, build_report
+from controller.kube import cli_client
+from controller.kube.cli_client import CliError, exit_on_error
+from controller.web.present import DASH, num, percent, rollout_text, timestamp
+from controller.web.present import p_value as fmt_p
+from controller.web.views import ExperimentView
 
-__all__ = ["OutputFormat", "app", "parse_branch", "parse_weights", "render_table"]
+__all__ = [
+    "OutputFormat",
+    "app",
+    "experiment_data",
+    "parse_branch",
+    "parse_weights",
+    "render_status_table",
+    "render_table",
+]
 
 app = typer.Typer(
     help="A/B experiments: reports with p-value, significance and lift per branch.",
@@ -163,8 +176,120 @@ def _notes(report: Report) -> list[str]:
     return notes
 
 
+def experiment_data(x: ExperimentView) -> dict[str, object]:
+    """An Experiment for ``-o json``: rollout wording, closed-on branch, decision and the status report."""
+    spec = x.spec
+    return {
+        "kind": "Experiment",
+        "namespace": x.namespace,
+        "name": x.name,
+        "key": spec.key if spec else None,
+        "rollout": rollout_text(spec),
+        "branches": dict(spec.branches) if spec else {},
+        "closedOn": x.status.closed_on or (spec.close_on if spec else None),
+        "decision": x.status.decision,
+        "status": x.status.model_dump(mode="json", by_alias=True),
+    }
+
+
+def render_status_table(x: ExperimentView) -> Table:
+    """The controller's report (``status.report``) as a rich table."""
+    table = Table(title=f"Experiment {x.namespace}/{x.name} — {rollout_text(x.spec)}", title_justify="left")
+    for header in ("Branch", "Samples", "Conversions", "Mean", "Variance", "P-value", "Significance", "Lift %", "CI"):
+        table.add_column(header, justify="left" if header == "Branch" else "right", no_wrap=True)
+    for row in x.status.report:
+        ci = f"[{row.ci[0]:+.2f}%, {row.ci[1]:+.2f}%]" if row.ci and len(row.ci) == 2 else DASH
+        table.add_row(
+            Text(row.branch),
+            str(row.samples),
+            DASH if row.conversions is None else f"{row.conversions:g}",
+            num(row.mean, 5),
+            num(row.variance, 5),
+            fmt_p(row.p_value),
+            DASH if row.significance is None else f"{row.significance:.4f}%",
+            percent(row.lift_percent),
+            ci,
+        )
+    return table
+
+
+def _status_notes(x: ExperimentView) -> list[str]:
+    notes = [f"Decision: {x.status.decision}"]
+    closed = x.status.closed_on or (x.spec.close_on if x.spec else None)
+    if closed:
+        notes.append(f"Closed on: {closed}")
+    srm = x.status.srm
+    if srm is not None:
+        verdict = "ok" if srm.ok else "MISMATCH: samples do not follow the weights"
+        notes.append(f"Sample ratio: p={fmt_p(srm.p_value)} {verdict}")
+    notes.append(f"Updated: {timestamp(x.status.updated_at)}")
+    if x.status.message:
+        notes.append(x.status.message)
+    return notes
+
+
+def _cluster_report(name: str, namespace: str | None, context: str | None, output: OutputFormat) -> None:
+    with exit_on_error():
+        api = cli_client.connect(namespace, context)
+        obj = api.get("experiments", name)
+        if obj is None:
+            raise CliError(f"Experiment {name} not found in namespace {api.namespace}")
+    x = ExperimentView.from_object(obj)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(experiment_data(x), indent=2))
+        return
+    console = Console(width=max(Console().width, 140))
+    if x.status.report:
+        console.print(render_status_table(x))
+    else:
+        console.print(Text(f"Experiment {x.namespace}/{x.name}: no report yet ({rollout_text(x.spec)})"))
+    for note in _status_notes(x):
+        console.print(Text(note), soft_wrap=True)
+
+
+@app.command("list")
+def list_command(
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Namespace (default: the kubeconfig context's).")
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json.")] = OutputFormat.table,
+    context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
+) -> None:
+    """Every Experiment in the namespace: rollout, branches, closed-on branch, decision."""
+    with exit_on_error():
+        api = cli_client.connect(namespace, context)
+        views = sorted((ExperimentView.from_object(o) for o in api.list_all("experiments")), key=lambda x: x.name)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([experiment_data(x) for x in views], indent=2))
+        return
+    console = Console(width=max(Console().width, 140))
+    if not views:
+        console.print(Text(f"No Experiments in {api.namespace}."))
+        return
+    table = Table(title=f"Experiments in {api.namespace}", title_justify="left")
+    for header in ("Experiment", "Key", "Rollout", "Branches", "Closed on", "Decision", "P-value", "Updated"):
+        table.add_column(header)
+    for x in views:
+        spec = x.spec
+        table.add_row(
+            Text(x.name),
+            Text(spec.key if spec else DASH),
+            Text(rollout_text(spec)),
+            Text(", ".join(f"{b} {w:g}" for b, w in spec.branches.items()) if spec else DASH),
+            Text(x.status.closed_on or (spec.close_on if spec and spec.close_on else DASH)),
+            Text(x.status.decision, style="red" if x.status.decision.startswith("Harm") else ""),
+            fmt_p(x.status.p_value),
+            timestamp(x.status.updated_at),
+        )
+    console.print(table)
+
+
 @app.command("report")
 def report_command(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="An Experiment in the cluster: show the controller's report (instead of --branch)."),
+    ] = None,
     branch: Annotated[
         list[str] | None,
         typer.Option(
@@ -183,8 +308,20 @@ def report_command(
     sequential: Annotated[
         bool, typer.Option(help="Always-valid p-values and intervals (safe to check repeatedly).")
     ] = False,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="With NAME: namespace (default: the context's).")
+    ] = None,
+    context: Annotated[str | None, typer.Option("--context", help="With NAME: kubeconfig context.")] = None,
 ) -> None:
-    """Report p-value, significance and lift of each branch against the first (control)."""
+    """Report p-value, significance and lift of each branch against the first (control).
+
+    ``report NAME`` shows the Experiment's report from the cluster; ``report --branch ...`` computes one offline.
+    """
+    if name is not None:
+        if branch or weights is not None or sequential:
+            raise typer.BadParameter("give NAME (from the cluster) or --branch counts (offline), not both")
+        _cluster_report(name, namespace, context, output)
+        return
     if not branch or len(branch) < 2:
         raise typer.BadParameter(
             "give at least two --branch NAME=CONVERSIONS/SAMPLES (the first is control)", param_hint="--branch"

@@ -7,10 +7,11 @@ from typing import Any
 import kopf
 
 from controller.handlers.startup import runtime
+from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.release.executor import ReleaseRef
 from controller.release.plan import FINAL
-from controller.release.runner import Hooks, run_release
+from controller.release.runner import run_release
 
 
 def _live(status: kopf.Status, **_: Any) -> bool:
@@ -41,13 +42,15 @@ async def push(
     async def sleep(seconds: float) -> None:
         await stopped.wait(seconds)
 
-    await run_release(
-        ref,
-        lambda: body,
-        patch_status,
-        rt.executor,
-        hooks=Hooks(emit=emit),
-        stopped=stopped.is_set,
-        tick=rt.settings.release_tick_seconds,
-        sleep=sleep,
-    )
+    metrics = default_metrics()
+    with metrics.running(ref):
+        await run_release(
+            ref,
+            lambda: body,
+            patch_status,
+            rt.executor,
+            hooks=metrics.hooks(emit),
+            stopped=stopped.is_set,
+            tick=rt.settings.release_tick_seconds,
+            sleep=sleep,
+        )

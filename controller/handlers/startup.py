@@ -11,9 +11,12 @@ import kopf
 from aiohttp import web
 
 from controller.errors import StoplineError
+from controller.kube.client import api_client
+from controller.metrics import default_metrics
 from controller.settings import Settings
 from controller.track.webhook import TrackTarget
-from controller.web import server
+from controller.web import routes, server
+from controller.web.source import KubePageSource
 from controller.wiring import Runtime, build_runtime
 
 log = logging.getLogger("stopline")
@@ -47,7 +50,7 @@ async def shutdown(memo: Any, **_: Any) -> None:
 
 
 async def serve(rt: Runtime) -> web.AppRunner:
-    """The HTTP endpoint: health, push webhook, lock API (and what later modules register)."""
+    """The HTTP endpoint: health, push webhook, lock API, the push status page and /metrics."""
     app = server.base_app()
 
     async def targets() -> list[TrackTarget]:
@@ -72,6 +75,12 @@ async def serve(rt: Runtime) -> web.AppRunner:
 
     server.register_webhook(app, targets, wake)
     server.register_lock_api(app, track_status)
+
+    def watched() -> list[str]:  # where the page lists when listing cluster-wide is denied
+        return sorted({ns for ns, _ in rt.tracks})
+
+    routes.register_status_page(app, KubePageSource(api_client(pool_size=4), watched))
+    routes.register_metrics(app, default_metrics())
     return await server.start(app, rt.settings.http_host, rt.settings.http_port)
 
 

@@ -21,7 +21,6 @@ from controller.models.common import (
     cel,
 )
 
-
 BRANCH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$"
 
 

@@ -1,9 +1,9 @@
 """Given / When / Then for stopline e2e tests, over the real stack and controller.
 
-    app = given.app("shop")                      # a repo with 4 Deployments at v1, live in the namespace
-    sha = app.commit(version="v2")               # a merge to main
-    rel = when.release(app, sha, gates=[...])    # a Release pushes it
-    then.release(rel).reaches("RolledBack")      # ... and so on
+app = given.app("shop")                      # a repo with 4 Deployments at v1, live in the namespace
+sha = app.commit(version="v2")               # a merge to main
+rel = when.release(app, sha, gates=[...])    # a Release pushes it
+then.release(rel).reaches("RolledBack")      # ... and so on
 """
 
 from __future__ import annotations
@@ -176,10 +176,12 @@ class Then:
     def release_in(self, name: str, phase: str, current: str, timeout: float = 90) -> dict[str, Any]:
         """Wait until the Release is in ``phase`` with ``currentPhase`` = ``current``."""
         result: dict[str, Any] = wait_for(
-            lambda: (s := self.status("release", name))
-            and s.get("phase") == phase
-            and s.get("currentPhase") == current
-            and s,
+            lambda: (
+                (s := self.status("release", name))
+                and s.get("phase") == phase
+                and s.get("currentPhase") == current
+                and s
+            ),
             timeout=timeout,
             message=f"release {name} to be {phase} in {current}",
         )

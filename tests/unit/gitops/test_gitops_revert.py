@@ -7,15 +7,17 @@ from pathlib import Path
 import pytest
 
 from controller.gitops.repo import RepoCache, _Session
-from controller.gitops.results import REVERT_TRAILER
+from controller.gitops.results import REVERT_TRAILER, RevertOutcome
 
 from .helpers import Upstream, git
 
 TRAILERS = {"Stopline-Release": "shop/web-abc", "Stopline-Gate": "chat-loadavg"}
 
 
-def revert(cache: RepoCache, up: Upstream, revision: str, **kwargs: object) -> object:
-    return cache.revert(up.url, "main", revision, message="Revert bad push", trailers=TRAILERS, **kwargs)  # type: ignore[arg-type]
+def revert(cache: RepoCache, up: Upstream, revision: str, max_attempts: int = 5) -> RevertOutcome:
+    return cache.revert(
+        up.url, "main", revision, message="Revert bad push", trailers=TRAILERS, max_attempts=max_attempts
+    )
 
 
 def assert_worktree_clean(cache: RepoCache, up: Upstream) -> None:
@@ -61,7 +63,7 @@ def test_revert_of_a_middle_commit_keeps_later_work(upstream: Upstream, cache: R
 
     outcome = revert(cache, upstream, bad)
 
-    assert outcome.status == "pushed"  # type: ignore[attr-defined]
+    assert outcome.status == "pushed"
     tip = upstream.tip()
     assert upstream.parents(tip) == [later]
     assert upstream.show(tip, "a.yaml") == "a: 1"
@@ -78,7 +80,7 @@ def test_revert_of_a_merge_commit_uses_the_first_parent(upstream: Upstream, cach
 
     outcome = revert(cache, upstream, merge)
 
-    assert outcome.status == "pushed"  # type: ignore[attr-defined]
+    assert outcome.status == "pushed"
     assert upstream.tree(upstream.tip()) == upstream.tree(main_side)
 
 
@@ -91,10 +93,10 @@ def test_revert_is_idempotent(upstream: Upstream, cache: RepoCache) -> None:
     upstream.commit({"b": "unrelated\n"}, "work continues")
     second = revert(cache, upstream, bad)
 
-    assert first.status == "pushed"  # type: ignore[attr-defined]
-    assert second.status == "already"  # type: ignore[attr-defined]
-    assert second.commit == first.commit  # type: ignore[attr-defined]
-    assert second.attempts == 0  # type: ignore[attr-defined]
+    assert first.status == "pushed"
+    assert second.status == "already"
+    assert second.commit == first.commit
+    assert second.attempts == 0
     assert upstream.count(f"{bad}..main", f"--grep={REVERT_TRAILER}: {bad}") == 1
 
 
@@ -105,18 +107,18 @@ def test_already_is_found_even_with_a_fresh_cache(upstream: Upstream, tmp_path: 
         pushed = revert(one, upstream, bad)
     with RepoCache(tmp_path / "two") as two:
         again = revert(two, upstream, bad)
-    assert again.status == "already"  # type: ignore[attr-defined]
-    assert again.commit == pushed.commit  # type: ignore[attr-defined]
+    assert again.status == "already"
+    assert again.commit == pushed.commit
 
 
 def test_a_trailer_for_another_revision_does_not_count(upstream: Upstream, cache: RepoCache) -> None:
     upstream.commit({"a": "1\n", "b": "1\n"}, "base")
     first_bad = upstream.commit({"a": "2\n"}, "bad a")
     second_bad = upstream.commit({"b": "2\n"}, "bad b")
-    assert revert(cache, upstream, second_bad).status == "pushed"  # type: ignore[attr-defined]
+    assert revert(cache, upstream, second_bad).status == "pushed"
     assert cache.find_revert(upstream.url, "main", first_bad) is None
     outcome = revert(cache, upstream, first_bad)
-    assert outcome.status == "pushed"  # type: ignore[attr-defined]
+    assert outcome.status == "pushed"
     assert upstream.show(upstream.tip(), "a") == "1"
 
 
@@ -136,10 +138,10 @@ def test_non_fast_forward_race_lands_on_top_and_keeps_the_other_commit(
     monkeypatch.setattr(RepoCache, "_push", push_after_someone_else)
     outcome = revert(cache, upstream, bad)
 
-    assert outcome.status == "pushed"  # type: ignore[attr-defined]
-    assert outcome.attempts == 2  # type: ignore[attr-defined]
+    assert outcome.status == "pushed"
+    assert outcome.attempts == 2
     tip = upstream.tip()
-    assert tip == outcome.commit  # type: ignore[attr-defined]
+    assert tip == outcome.commit
     assert upstream.parents(tip) == raced
     assert upstream.show(tip, "other.txt") == "theirs"
     assert upstream.show(tip, "a") == "1"
@@ -162,9 +164,9 @@ def test_racing_forever_gives_up_after_max_attempts(
     monkeypatch.setattr(RepoCache, "_push", always_beaten)
     outcome = revert(cache, upstream, bad, max_attempts=3)
 
-    assert outcome.status == "error"  # type: ignore[attr-defined]
-    assert outcome.attempts == 3  # type: ignore[attr-defined]
-    assert "non-fast-forward 3 times" in (outcome.reason or "")  # type: ignore[attr-defined]
+    assert outcome.status == "error"
+    assert outcome.attempts == 3
+    assert "non-fast-forward 3 times" in (outcome.reason or "")
     assert upstream.count(f"{bad}..main", f"--grep={REVERT_TRAILER}") == 0
 
 
@@ -174,7 +176,7 @@ def test_a_revert_pushed_by_someone_else_during_the_race_is_accepted(
     upstream.commit({"a": "1\n"}, "base")
     bad = upstream.commit({"a": "2\n"}, "bad")
     original_push = RepoCache._push
-    theirs: list[object] = []
+    theirs: list[RevertOutcome] = []
     started: list[bool] = []
 
     def other_replica_wins(self: RepoCache, s: _Session, branch: str) -> str | None:
@@ -187,9 +189,9 @@ def test_a_revert_pushed_by_someone_else_during_the_race_is_accepted(
     monkeypatch.setattr(RepoCache, "_push", other_replica_wins)
     outcome = revert(cache, upstream, bad)
 
-    assert outcome.status == "already"  # type: ignore[attr-defined]
-    assert outcome.commit == theirs[0].commit  # type: ignore[attr-defined]
-    assert outcome.attempts == 1  # type: ignore[attr-defined]
+    assert outcome.status == "already"
+    assert outcome.commit == theirs[0].commit
+    assert outcome.attempts == 1
     assert upstream.count(f"{bad}..main", f"--grep={REVERT_TRAILER}") == 1
 
 
@@ -201,15 +203,15 @@ def test_conflict_leaves_the_branch_untouched(upstream: Upstream, cache: RepoCac
 
     outcome = revert(cache, upstream, bad)
 
-    assert outcome.status == "conflict"  # type: ignore[attr-defined]
-    assert outcome.commit is None  # type: ignore[attr-defined]
-    assert "deploy/web.yaml" in (outcome.reason or "")  # type: ignore[attr-defined]
-    assert "ok.yaml" not in (outcome.reason or "")  # type: ignore[attr-defined]
+    assert outcome.status == "conflict"
+    assert outcome.commit is None
+    assert "deploy/web.yaml" in (outcome.reason or "")
+    assert "ok.yaml" not in (outcome.reason or "")
     assert upstream.tip() == tip_before
     assert_worktree_clean(cache, upstream)
     # the work tree is usable again straight away
     other = upstream.commit({"ok.yaml": "x: 2\n"}, "another")
-    assert revert(cache, upstream, other).status == "pushed"  # type: ignore[attr-defined]
+    assert revert(cache, upstream, other).status == "pushed"
 
 
 def test_revision_not_on_branch(upstream: Upstream, cache: RepoCache) -> None:
@@ -220,8 +222,8 @@ def test_revision_not_on_branch(upstream: Upstream, cache: RepoCache) -> None:
 
     outcome = revert(cache, upstream, stray)
 
-    assert outcome.status == "error"  # type: ignore[attr-defined]
-    assert outcome.reason == "revision not on branch"  # type: ignore[attr-defined]
+    assert outcome.status == "error"
+    assert outcome.reason == "revision not on branch"
     assert upstream.tip() == tip_before
     assert cache.find_revert(upstream.url, "main", stray) is None
 
@@ -234,8 +236,8 @@ def test_revert_of_changes_already_undone_is_an_error_not_an_empty_commit(upstre
 
     outcome = revert(cache, upstream, bad)
 
-    assert outcome.status == "error"  # type: ignore[attr-defined]
-    assert "already undone" in (outcome.reason or "")  # type: ignore[attr-defined]
+    assert outcome.status == "error"
+    assert "already undone" in (outcome.reason or "")
     assert upstream.tip() == tip_before
 
 
@@ -267,7 +269,7 @@ def test_revert_recovers_from_a_work_tree_left_dirty_by_a_crash(upstream: Upstre
 
     outcome = revert(cache, upstream, bad_b)
 
-    assert outcome.status == "pushed"  # type: ignore[attr-defined]
+    assert outcome.status == "pushed"
     assert upstream.show(upstream.tip(), "b") == "1"
     assert upstream.show(upstream.tip(), "a") == "3"
     assert_worktree_clean(cache, upstream)
