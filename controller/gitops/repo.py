@@ -115,19 +115,24 @@ class _Session:
         self.creds = creds
         self.timeout = timeout
         git_dir = str(repo.git_dir)
-        self.env = {**env, "GIT_DIR": git_dir, "GIT_WORK_TREE": str(repo.working_tree_dir or git_dir)}
+        paths = {"GIT_DIR": git_dir, "GIT_WORK_TREE": str(repo.working_tree_dir or git_dir)}
+        # Credentials reach only the commands that talk to the remote (fetch, push).
+        self.remote_env = {**env, **paths}
+        self.env = {**paths, "GIT_TERMINAL_PROMPT": "0"}
 
     def scrub(self, text: str) -> str:
         return scrub(text, self.creds)
 
-    def run(self, *args: str, check: bool = True, env: Mapping[str, str] | None = None) -> _Result:
+    def run(
+        self, *args: str, check: bool = True, env: Mapping[str, str] | None = None, remote: bool = False
+    ) -> _Result:
         executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
         try:
             status, out, err = self.repo.git.execute(
                 [executable, *_COMMON_CONFIG, *args],
                 with_extended_output=True,
                 with_exceptions=False,
-                env={**self.env, **env} if env else self.env,
+                env={**(self.remote_env if remote else self.env), **(env or {})},
                 kill_after_timeout=self.timeout,
                 strip_newline_in_stdout=False,
             )
@@ -152,7 +157,7 @@ class _Session:
         r = self.run(
             "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--",
             self.url, f"+refs/heads/{branch}:{ref}",
-            check=False,
+            check=False, remote=True,
         )  # fmt: skip
         if r.status != 0:
             if "couldn't find remote ref" in r.err:
@@ -165,7 +170,7 @@ class _Session:
 
     def fetch_sha(self, sha: str) -> bool:
         r = self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--",
-                     self.url, f"{sha}:{_FETCHED_REF}{sha}", check=False)  # fmt: skip
+                     self.url, f"{sha}:{_FETCHED_REF}{sha}", check=False, remote=True)  # fmt: skip
         return r.status == 0
 
     def ensure(self, revision: str, branch: str | None) -> str:
@@ -436,7 +441,9 @@ class RepoCache:
 
     def _push(self, s: _Session, branch: str) -> str | None:
         """Push HEAD to ``branch`` without force. None on success, else the rejection reason."""
-        r = s.run("push", "--porcelain", "--no-verify", "--", s.url, f"HEAD:refs/heads/{branch}", check=False)
+        r = s.run(
+            "push", "--porcelain", "--no-verify", "--", s.url, f"HEAD:refs/heads/{branch}", check=False, remote=True
+        )
         if r.status == 0:
             return None
         for line in r.out.splitlines():

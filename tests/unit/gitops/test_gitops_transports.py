@@ -9,10 +9,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import git
 import pytest
 
 from controller.gitops.credentials import GitCredentials
@@ -198,3 +200,25 @@ def test_http_wrong_password_fails_without_leaking_it(upstream: Upstream, cache:
     assert wrong not in str(info.value)
     with pytest.raises(GitError):  # no credentials at all: git must not hang on a prompt
         cache.tip(http_remote, "main")
+
+
+def test_only_fetch_and_push_see_the_credentials(
+    upstream: Upstream, cache: RepoCache, http_remote: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream.commit({"a.yaml": "a: 1\n"}, "base")
+    bad = upstream.commit({"a.yaml": "a: 2\n"}, "bad")
+    seen: dict[str, bool] = {}
+    original: Callable[..., Any] = git.Git.execute
+
+    def recording(self: git.Git, command: list[str], *args: object, **kwargs: Any) -> Any:
+        env = kwargs.get("env") or {}
+        verb = next(a for a in command[1:] if not a.startswith("-") and "=" not in a)
+        seen[verb] = seen.get(verb, False) or PASSWORD in env.values()
+        return original(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(git.Git, "execute", recording)
+    creds = GitCredentials(username=USER, password=PASSWORD)
+    assert cache.revert(http_remote, "main", bad, message="revert", trailers={}, creds=creds).status == "pushed"
+
+    assert {verb for verb, had_password in seen.items() if had_password} == {"fetch", "push"}
+    assert {"log", "revert", "commit", "checkout"} <= seen.keys()
