@@ -54,7 +54,9 @@ class ExperimentSpec(Model):
     audience: list[str] = Field(
         default_factory=list, description="If set, only users in these groups are in (e.g. qa, admin)."
     )
-    branches: dict[str, float] = Field(description="Branch name to weight; weights sum to 1.", min_length=2)
+    branches: dict[str, float] = Field(
+        description="Branch name to weight; weights sum to 1.", min_length=2, max_length=26
+    )
     control: str | None = Field(
         default=None, description="Control branch (default: 'control' if present, else the first)."
     )

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from helpers import OUTPUT_DIR, Stack
@@ -56,10 +57,15 @@ class Controller:
 
     def start(self, timeout: float = 60) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        log.write(f"\n===== controller start #{self.starts + 1} =====\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== controller start #{self.starts + 1} =====\n".encode())
+            log.flush()
+            self.proc = self._spawn(log)
+        self.starts += 1
+        self._wait_healthy(timeout)
+
+    def _spawn(self, log: BinaryIO) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -76,7 +82,9 @@ class Controller:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.starts += 1
+
+    def _wait_healthy(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
