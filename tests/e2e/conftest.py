@@ -23,7 +23,7 @@ from helpers import (
     stack_up,
     unique_suffix,
 )
-from operator_proc import controller  # noqa: F401  (session fixture: the controller under test)
+from operator_proc import SESSION_PREFIX, controller  # noqa: F401  (session fixture: the controller under test)
 
 E2E_DIR = Path(__file__).resolve().parent
 TEST_LABEL = "stopline-e2e-test"
@@ -71,7 +71,7 @@ def ns(stack: Stack, request: pytest.FixtureRequest) -> Iterator[str]:
     When the test fails, the namespace's events and objects are printed and saved under tests/e2e/output/.
     """
     test_name = k8s_name(request.node.name)
-    name = k8s_name(request.node.name, max_len=56) + "-" + unique_suffix()
+    name = f"{SESSION_PREFIX}-" + k8s_name(request.node.name, max_len=48) + "-" + unique_suffix()
     create_namespace(name, {TEST_LABEL: test_name})
     yield name
     if request.node.stash.get(FAILED, False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -17,6 +18,9 @@ import pytest
 from helpers import OUTPUT_DIR, Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Test namespaces of this pytest session start with this prefix, and the controller under test watches only
+# those: two e2e sessions on one stack (or a demo beside a test run) never act on each other's objects.
+SESSION_PREFIX = "e2e" + secrets.token_hex(2)
 
 
 def free_port() -> int:
@@ -71,7 +75,8 @@ class Controller:
                 "-m",
                 "controller.cli",
                 "run",
-                "--all-namespaces",
+                "--namespace",
+                f"{SESSION_PREFIX}-*",
                 "--standalone",
                 "--liveness",
                 f"http://127.0.0.1:{self.health_port}/healthz",
