@@ -53,7 +53,7 @@ free_port() {
 }
 
 port_free() {
-  "$PY" -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+  "$PY" -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 pick_python() {
@@ -88,6 +88,16 @@ EOF
 }
 
 # ---------------------------------------------------------------- processes we own (by PID file)
+# Running = exists and is not a zombie (orphans are reaped by PID 1, which may take a while).
+pid_running() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ -n "$stat" && "${stat:0:1}" != Z ]]
+}
+
+pid_gone() { ! pid_running "$1"; }
+
 pid_of() { [[ -f "$PIDS/$1.pid" ]] && cat "$PIDS/$1.pid"; }
 
 # A PID is ours only if it is alive and its command line mentions this state dir (guards against
@@ -95,7 +105,7 @@ pid_of() { [[ -f "$PIDS/$1.pid" ]] && cat "$PIDS/$1.pid"; }
 owned_alive() {
   local pid
   pid="$(pid_of "$1")" || return 1
-  [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+  [[ -n "$pid" ]] && pid_running "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$STATE"
 }
 
@@ -119,7 +129,7 @@ stop_daemon() {
   }
   pid="$(pid_of "$name")"
   kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_until 10 bash -c "! kill -0 $pid"; then
+  if ! wait_until 10 pid_gone "$pid"; then
     log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
   fi
@@ -176,10 +186,22 @@ kwok_components_alive() {
   for f in "$(kwok_dir)"/pids/*.pid; do
     [[ -f "$f" ]] || continue
     pid="$(cat "$f")"
-    kill -0 "$pid" 2>/dev/null || return 1
+    pid_running "$pid" || return 1
     n=$((n + 1))
   done
   ((n >= 5))
+}
+
+# Anything kwokctl could not stop: kill by the PIDs it recorded (only if they run from this state dir).
+kill_kwok_leftovers() {
+  local f pid
+  for f in "$(kwok_dir)"/pids/*.pid; do
+    [[ -f "$f" ]] || continue
+    pid="$(cat "$f")"
+    if pid_running "$pid" && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$STATE"; then
+      kill -KILL "$pid" || true
+    fi
+  done
 }
 
 write_kwokctl_config() {
@@ -248,7 +270,7 @@ EOF
 }
 
 kwok_up() {
-  local bin kwokctl
+  local bin kwokctl f
   bin="$("$REPO/hack/build-bins.sh" all | tail -n 1)" || die "hack/build-bins.sh failed: the Go-built binaries are missing"
   KUBECTL="$bin/kubectl"
   kwokctl="$bin/kwokctl"
@@ -258,24 +280,21 @@ kwok_up() {
   fi
   write_kwokctl_config "$bin"
   if [[ -d "$(kwok_dir)" ]]; then
-    log "cluster: restarting kwok cluster $CLUSTER"
-    "$kwokctl" --name "$CLUSTER" stop cluster >>"$LOGS/kwokctl.log" 2>&1 || true
-    if ! "$kwokctl" --name "$CLUSTER" start cluster --wait 2m >>"$LOGS/kwokctl.log" 2>&1; then
-      log "cluster: restart failed; recreating"
-      "$kwokctl" --name "$CLUSTER" delete cluster --kubeconfig "$STATE/kubeconfig" >>"$LOGS/kwokctl.log" 2>&1 || true
-      rm -rf "$(kwok_dir)"
-    fi
+    # Recreate rather than `kwokctl start`: a restarted kwok-controller waits for the old node leases
+    # (200 s) to expire before it manages pods again. A fresh cluster takes ~15 s.
+    log "cluster: kwok cluster $CLUSTER is unhealthy; recreating it"
+    "$kwokctl" --name "$CLUSTER" delete cluster --kubeconfig "$STATE/kubeconfig" >>"$LOGS/kwokctl.log" 2>&1 || true
+    kill_kwok_leftovers
+    rm -rf "$(kwok_dir)"
   fi
-  if [[ ! -d "$(kwok_dir)" ]]; then
-    check_no_download "$kwokctl"
-    log "cluster: creating kwok cluster $CLUSTER (binaries from $bin)"
-    "$kwokctl" -c "$STATE/kwokctl.yaml" --name "$CLUSTER" create cluster --kubeconfig '' --wait 2m \
-      >>"$LOGS/kwokctl.log" 2>&1 || {
-      show_log "$LOGS/kwokctl.log"
-      for f in "$(kwok_dir)"/logs/*.log; do show_log "$f"; done
-      die "kwokctl create cluster failed"
-    }
-  fi
+  check_no_download "$kwokctl"
+  log "cluster: creating kwok cluster $CLUSTER (binaries from $bin)"
+  "$kwokctl" -c "$STATE/kwokctl.yaml" --name "$CLUSTER" create cluster --kubeconfig '' --wait 2m \
+    >>"$LOGS/kwokctl.log" 2>&1 || {
+    show_log "$LOGS/kwokctl.log"
+    for f in "$(kwok_dir)"/logs/*.log; do show_log "$f"; done
+    die "kwokctl create cluster failed"
+  }
   "$kwokctl" --name "$CLUSTER" get kubeconfig >"$STATE/kubeconfig.tmp" && mv "$STATE/kubeconfig.tmp" "$STATE/kubeconfig"
   wait_until 60 cluster_ready || die "kube-apiserver is not ready (see $(kwok_dir)/logs/kube-apiserver.log)"
   "$kwokctl" --name "$CLUSTER" scale node --replicas "$NODES" >>"$LOGS/kwokctl.log" 2>&1 || {
@@ -330,13 +349,7 @@ cluster_down() {
         if [[ -x "$kwokctl" ]]; then
           "$kwokctl" --name "$CLUSTER" delete cluster --kubeconfig "$STATE/kubeconfig" >>"$LOGS/kwokctl.log" 2>&1 || log "kwokctl delete cluster failed"
         fi
-        # Anything kwokctl could not stop: kill by the PIDs it recorded.
-        local f pid
-        for f in "$(kwok_dir)"/pids/*.pid; do
-          [[ -f "$f" ]] || continue
-          pid="$(cat "$f")"
-          if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$STATE"; then kill -KILL "$pid" || true; fi
-        done
+        kill_kwok_leftovers
       fi
       ;;
     kind)
