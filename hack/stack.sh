@@ -17,7 +17,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="$(realpath -m "${STOPLINE_STACK_DIR:-$REPO/.stack}")"
 CLUSTER="stopline-e2e"
 NODES="${STOPLINE_E2E_NODES:-2}"
-KIND_VERSION="${STOPLINE_KIND_VERSION:-v0.29.0}"
+KIND_VERSION="${STOPLINE_KIND_VERSION:-v0.32.0}"
 CACHE="${STOPLINE_CACHE:-$HOME/.cache/stopline}"
 STATE_FILE="$STATE/stack.env"
 PIDS="$STATE/pids"
@@ -568,6 +568,10 @@ cmd_up() {
   pick_python
   load_state
   if [[ -n "$BACKEND" ]] && check_all >/dev/null 2>&1; then
+    if write_prometheus_config; then # this script's scrape config changed since the stack started
+      curl -fsS --max-time 5 -X POST "http://127.0.0.1:$PROM_PORT/-/reload" >/dev/null || die "prometheus reload failed"
+      log "prometheus: reloaded the new scrape config"
+    fi
     log "stack already up in $STATE (reused)"
     return 0
   fi
