@@ -42,7 +42,7 @@ crds: setup
 	$(PY) -m controller.models.crd crds charts/stopline/crds
 
 demo: setup
-	bash hack/demo.sh
+	$(PY) hack/demo.py
 
 fmt: setup
 	$(VENV)/bin/ruff format controller tests bench hack

@@ -146,7 +146,7 @@ def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFac
             return FinishRelease(cur)
 
     ignorable = {c.sha for c in facts.new_commits if c.reverts is not None}
-    pending = tuple(c.sha for c in facts.new_commits)
+    pending = tuple(c.sha for c in facts.new_commits if c.sha not in ignorable)
     if status.current:
         return Observe(pending, message=f"push lock held by {status.current}; {len(pending)} commit(s) queued")
     if status.commit_lock.locked:
@@ -222,14 +222,15 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
             s.message = f"{cur.name} succeeded"
         elif cur.lock_on_failure:
             s.commit_lock.locked = True
-            s.commit_lock.reason = f"{cur.name} {result.lower()}: {cur.failure or 'release did not succeed'}"[:500]
+            outcome = "rolled back" if result == "RolledBack" else result.lower()
+            s.commit_lock.reason = f"{cur.name} {outcome}: {cur.failure or 'release did not succeed'}"[:500]
             s.commit_lock.since = now
             s.commit_lock.release = cur.name
             s.commit_lock.revision = cur.revision
             s.commit_lock.by = "stopline"
             s.message = f"commit lock set: {s.commit_lock.reason}"
         else:
-            s.message = f"{cur.name} {result.lower()} (onFailure.lock is false: line not locked)"
+            s.message = f"{cur.name} {result} (onFailure.lock is false: line not locked)"
     elif isinstance(action, Unlock):
         s.commit_lock.locked = False
         s.commit_lock.last_unlock = action.token.raw
