@@ -36,6 +36,7 @@ class Manifests:
 
     deployments: tuple[ManifestDeployment, ...] = ()
     error: str | None = None
+    transient: bool = False  # a network/server problem: retry rather than fail the push
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ class Executor:
             try:
                 manifests = deployments_in(await self.git.manifests(ref.namespace, spec), ref.namespace)
             except StoplineError as exc:
-                manifests = Manifests(error=str(exc))
+                manifests = Manifests(error=str(exc), transient=not _permanent(exc))
         names: list[str] = []
         state = machine_state(status)
         if state == "RollingBack" and status.undo is not None:

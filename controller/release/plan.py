@@ -149,6 +149,8 @@ def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
     if not status.phases:
         if facts.manifests is None:
             return Wait(None, "reading manifests")
+        if facts.manifests.error and facts.manifests.transient:
+            return Wait(None, f"cannot read the manifests yet: {facts.manifests.error}")
         begin = resolve_phases(spec, facts.manifests)
         skipped = tuple(c for c in facts.annotations.get(ANNOTATION_SKIPPED, "").split(",") if c)
         return replace(begin, skipped=skipped) if isinstance(begin, Begin) and skipped else begin

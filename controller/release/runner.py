@@ -90,6 +90,8 @@ async def run_release(
         action = plan(spec, status, facts)
 
         if isinstance(action, Wait):
+            if status.phase == "Pending" and not status.phases:
+                status.message = action.reason  # e.g. why the manifests cannot be read yet
             if status != persisted:
                 await patch_status(status_patch(status))
                 persisted = status.model_copy(deep=True)

@@ -915,3 +915,13 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
 )
 def test_rollback(case: Case) -> None:
     assert plan(case.spec, case.status, case.facts) == case.expected
+
+
+def test_transient_manifest_error_waits_instead_of_failing() -> None:
+    from controller.release.actions import Manifests as _Manifests
+
+    status = ReleaseStatus()
+    action = plan(SPEC, status, Facts(now=at(0), manifests=_Manifests(error="git: connection refused", transient=True)))
+    assert action == Wait(None, "cannot read the manifests yet: git: connection refused")
+    failed = plan(SPEC, status, Facts(now=at(0), manifests=_Manifests(error="bad yaml in deploy/a.yaml")))
+    assert isinstance(failed, FailPush) and failed.reason == "ManifestError"
