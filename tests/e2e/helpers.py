@@ -152,9 +152,7 @@ def stack_up(log_path: Path | None = None, timeout: float = 3600) -> None:
         )
     if proc.returncode != 0:
         tail = "\n".join(log_path.read_text().splitlines()[-40:])
-        raise RuntimeError(
-            f"hack/stack.sh up failed (exit {proc.returncode}); full log in {log_path}:\n{tail}"
-        )
+        raise RuntimeError(f"hack/stack.sh up failed (exit {proc.returncode}); full log in {log_path}:\n{tail}")
 
 
 def load_stack() -> Stack:
@@ -304,9 +302,7 @@ def crd_names(paths: Iterable[Path]) -> list[str]:
 def install_crds(paths: Sequence[Path], timeout: float = 60) -> list[str]:
     """Server-side apply CRD files and wait until every CRD in them is Established; return their names."""
     for path in paths:
-        kubectl(
-            "apply", "--server-side", "--force-conflicts", "--field-manager=stopline-e2e", "-f", str(path)
-        )
+        kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=stopline-e2e", "-f", str(path))
     names = crd_names(paths)
     for name in names:
         wait_for(
@@ -426,9 +422,7 @@ def _write_files(root: Path, files: Mapping[str, str]) -> None:
         path.write_text(content)
 
 
-def make_repo(
-    name: str, files: Mapping[str, str], branch: str = "main", message: str = "initial commit"
-) -> str:
+def make_repo(name: str, files: Mapping[str, str], branch: str = "main", message: str = "initial commit") -> str:
     """Create a fresh bare repo <git_base>/<name>.git (replacing one of that name) holding one commit
     with `files` on `branch`; return its git:// URL."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):

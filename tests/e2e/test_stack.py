@@ -48,9 +48,7 @@ APP_DEPLOYMENTS = {"web-canary", "web", "chat", "api"}
 
 
 def test_status_reports_every_part_ok(stack: Stack) -> None:
-    proc = subprocess.run(
-        ["bash", str(STACK_SH), "status"], capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = subprocess.run(["bash", str(STACK_SH), "status"], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     parts = {line.split(":")[0].split(" ")[0] for line in proc.stdout.splitlines() if ": ok" in line}
     assert parts == {"cluster", "prometheus", "exporter", "git"}, proc.stdout
@@ -136,9 +134,7 @@ def test_invalid_release_is_rejected_by_the_api_server(ns: str, break_release: A
 def fake_nodes() -> set[str]:
     nodes = kubectl_json("get", "nodes")["items"]
     return {
-        n["metadata"]["name"]
-        for n in nodes
-        if n["metadata"].get("annotations", {}).get("kwok.x-k8s.io/node") == "fake"
+        n["metadata"]["name"] for n in nodes if n["metadata"].get("annotations", {}).get("kwok.x-k8s.io/node") == "fake"
     }
 
 
@@ -185,8 +181,7 @@ def test_deployment_becomes_available_on_fake_nodes_and_rolls_out(stack: Stack, 
 
     wait_for(rolled_out, timeout=60, message="web rolled out to v2")
     images = {
-        p["spec"]["containers"][0]["image"]
-        for p in kubectl_json("-n", ns, "get", "pods", "-l", "app=web")["items"]
+        p["spec"]["containers"][0]["image"] for p in kubectl_json("-n", ns, "get", "pods", "-l", "app=web")["items"]
     }
     assert images == {"registry.example/app:v2"}
 
