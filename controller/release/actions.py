@@ -37,6 +37,7 @@ class Manifests:
     deployments: tuple[ManifestDeployment, ...] = ()
     error: str | None = None
     transient: bool = False  # a network/server problem: retry rather than fail the push
+    ignored: tuple[str, ...] = ()  # "Kind/name" of objects that are not Deployments (not pushed)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Begin:
     phases: tuple[tuple[str, tuple[str, ...]], ...]
     unassigned: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

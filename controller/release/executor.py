@@ -90,8 +90,10 @@ class ExperimentsPort(Protocol):
 def deployments_in(manifests: Iterable[Mapping[str, Any]], namespace: str) -> Manifests:
     """The Deployments a revision defines, or why the manifests cannot be pushed into ``namespace``."""
     found: list[ManifestDeployment] = []
+    ignored: list[str] = []
     for doc in manifests:
         if doc.get("kind") != "Deployment":
+            ignored.append(f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}")
             continue
         meta = doc.get("metadata") or {}
         name = meta.get("name")
@@ -107,7 +109,7 @@ def deployments_in(manifests: Iterable[Mapping[str, Any]], namespace: str) -> Ma
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         return Manifests(error=f"Deployment(s) defined twice in the manifests: {', '.join(dupes)}")
-    return Manifests(deployments=tuple(found))
+    return Manifests(deployments=tuple(found), ignored=tuple(sorted(ignored)))
 
 
 class Executor:

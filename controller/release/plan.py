@@ -98,7 +98,7 @@ def resolve_phases(spec: ReleaseSpec, manifests: Manifests) -> Begin | FailPush:
         taken.update(names)
         resolved.append((phase.name, tuple(names)))
     unassigned = tuple(sorted(set(by_name) - taken))
-    return Begin(tuple(resolved), unassigned)
+    return Begin(tuple(resolved), unassigned, ignored=manifests.ignored)
 
 
 def _current(status: ReleaseStatus) -> PhaseStatus | None:

@@ -143,6 +143,8 @@ def _announce(emit: Emit, before: ReleaseStatus, after: ReleaseStatus, action: A
     """Kubernetes Events on every transition users care about."""
     if isinstance(action, Begin):
         emit("Normal", "PushStarted", after.message or "push started")
+        if action.ignored:
+            emit("Warning", "ObjectsNotPushed", f"only Deployments are pushed; ignored {', '.join(action.ignored)}")
     elif isinstance(action, MarkAvailable):
         emit("Normal", "PhaseAvailable", after.message or f"phase {action.phase} Available")
     elif isinstance(action, CompletePhase):

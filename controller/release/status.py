@@ -137,6 +137,8 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
         s.message = f"pushing {spec.source.revision[:7]} in {len(action.phases)} phase(s)"
         if action.unassigned:
             s.message += f"; not in any phase: {', '.join(action.unassigned)}"
+        if action.ignored:
+            s.message += f"; not Deployments, not pushed: {', '.join(action.ignored)}"
         _cond(s, "Ready", "False", "Progressing", s.message, now)
     elif isinstance(action, Snapshot) and isinstance(outcome, SnapshotTaken):
         snap = s.snapshot or SnapshotStatus(config_map=outcome.config_map)
