@@ -33,6 +33,7 @@ unit: setup
 	$(PY) -m pytest tests/unit -q $(PYTEST_FLAGS)
 
 e2e: setup
+	bash hack/install-browser.sh
 	bash hack/stack.sh up
 	$(PY) -m pytest tests/e2e -q -o testpaths=tests/e2e -p no:cacheprovider $(PYTEST_FLAGS)
 
@@ -52,6 +53,7 @@ bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 stack-up:
+	bash hack/install-browser.sh
 	bash hack/stack.sh up
 
 stack-down:

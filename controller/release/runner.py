@@ -156,7 +156,7 @@ def _announce(emit: Emit, before: ReleaseStatus, after: ReleaseStatus, action: A
             if outcome.restore_error:
                 emit("Warning", "RollbackFailed", outcome.restore_error)
             else:
-                emit("Normal", "RolledBack", f"restored {', '.join(outcome.restored + outcome.deleted)}")
+                emit("Normal", "Restored", f"restored {', '.join(outcome.restored + outcome.deleted)}")
         if outcome.revert is not None:
             r = outcome.revert
             kind = "Normal" if r.state in ("Pushed", "AlreadyReverted") else "Warning"

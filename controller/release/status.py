@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from controller.gates.evaluate import judge, judge_experiment, new_row, record
 from controller.models.common import ConditionStatus, set_condition
@@ -40,6 +40,11 @@ from controller.release.actions import (
     Wait,
 )
 from controller.release.plan import gates_for, machine_state, needs_revert, row_for
+
+
+def _clock_time(t: datetime) -> str:
+    """A time as people read it in messages: ``17:24:41Z``."""
+    return t.astimezone(UTC).strftime("%H:%M:%SZ")
 
 
 def snapshot_configmap_name(release: str) -> str:
@@ -162,7 +167,7 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
         until = now + hold if hold is not None else now
         _update_phase(s, action.phase, state="Holding", available_at=now, hold_until=until)
         _set_phase(s, "Holding")
-        s.message = f"phase {action.phase} Available; holding until {until.isoformat()}"
+        s.message = f"phase {action.phase} Available; holding until {_clock_time(until)}"
     elif isinstance(action, EvaluateGates) and isinstance(outcome, Readings):
         _fold_readings(spec, s, action, outcome, now)
     elif isinstance(action, CompletePhase):
@@ -215,7 +220,7 @@ def _complete(spec: ReleaseSpec, s: ReleaseStatus, action: CompletePhase, now: d
         s.current_phase = WATCH_PHASE
         s.watch_until = now + spec.watch
         _set_phase(s, "Watching")
-        s.message = f"phase {action.phase} passed{how}; watching until {s.watch_until.isoformat()}"
+        s.message = f"phase {action.phase} passed{how}; watching until {_clock_time(s.watch_until)}"
     else:
         _succeed(s, now)
 
