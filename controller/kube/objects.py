@@ -88,6 +88,33 @@ class Objects:
         """Create a stopline object; None when one with that name already exists."""
         return await asyncio.to_thread(self._create, plural, namespace, body)
 
+    def _list(self, plural: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        try:
+            out: dict[str, Any] = self._custom.list_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, plural, label_selector=label_selector
+            )
+        except ApiException as exc:
+            raise _error(f"list {plural}", exc) from exc
+        return list(out.get("items") or [])
+
+    async def list(self, plural: str, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
+        """stopline objects in a namespace matching a label selector."""
+        return await asyncio.to_thread(self._list, plural, namespace, label_selector)
+
+    def _delete(self, plural: str, namespace: str, name: str, uid: str) -> None:
+        try:
+            self._custom.delete_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, plural, name, body={"preconditions": {"uid": uid}}
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return  # gone already, or replaced by a newer object of that name: not ours to delete
+            raise _error(f"delete {plural}/{name}", exc) from exc
+
+    async def delete(self, plural: str, namespace: str, name: str, uid: str) -> None:
+        """Delete one object, only if it is still the one we saw (UID precondition)."""
+        await asyncio.to_thread(self._delete, plural, namespace, name, uid)
+
     # ---------------------------------------------------------------- core
     def _secret(self, namespace: str, name: str) -> dict[str, bytes]:
         try:
