@@ -1,0 +1,322 @@
+"""Controller metrics: the hook methods move the right series, and run_release drives them end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.gates.evaluate import Measurement
+from controller.metrics import ControllerMetrics
+from controller.models.release import FailureStatus, GaugeRow, ReleaseSpec, ReleaseStatus, UndoStatus
+from controller.release.actions import (
+    ActionFailed,
+    ApplyPhase,
+    Done,
+    EvaluateGates,
+    LiveDeployment,
+    Readings,
+    RevertResult,
+    Undo,
+    Undone,
+)
+from controller.release.executor import Executor, ReleaseRef
+from controller.release.runner import run_release
+
+REF = ReleaseRef(namespace="shop", name="web-3f9c2e1", uid="u1")
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+REVISION = "3f9c2e1d" + "0" * 32
+
+
+@pytest.fixture(autouse=True)
+def _close_stray_event_loop() -> Iterator[None]:
+    """Close the loop looptime's pytest hook creates through the policy (as tests/unit/web/conftest.py does)."""
+    yield
+    policy = asyncio.get_event_loop_policy()
+    with contextlib.suppress(RuntimeError):
+        loop = policy.get_event_loop()
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
+    policy.set_event_loop(None)
+
+
+@pytest.fixture
+def m() -> ControllerMetrics:
+    return ControllerMetrics()
+
+
+def value(m: ControllerMetrics, name: str, labels: dict[str, str] | None = None) -> float:
+    v = m.registry.get_sample_value(name, labels or {})
+    assert v is not None, f"{name}{labels} is not exported"
+    return v
+
+
+def row(verdict: str, readings: int, breaches: int = 0, at: datetime = T0, gate: str = "load") -> GaugeRow:
+    return GaugeRow(gate=gate, phase="canary", verdict=verdict, readings=readings, breaches=breaches, at=at)
+
+
+def status(*rows: GaugeRow, **kw: Any) -> ReleaseStatus:
+    return ReleaseStatus(phase="Holding", current_phase="canary", gauges=list(rows), **kw)
+
+
+# ---------------------------------------------------------------- series and names
+def test_every_series_is_exported_from_the_start(m: ControllerMetrics) -> None:
+    text = m.exposition()[0].decode()
+    for name in (
+        "stopline_releases_total",
+        "stopline_rollbacks_total",
+        "stopline_reverts_total",
+        "stopline_gate_evaluations_total",
+        "stopline_gate_evaluation_seconds_bucket",
+        "stopline_detect_to_rollback_seconds_bucket",
+        "stopline_reconcile_errors_total",
+        "stopline_active_releases",
+    ):
+        assert name in text, name
+    assert value(m, "stopline_gate_evaluations_total", {"verdict": "Fail"}) == 0
+    assert value(m, "stopline_releases_total", {"result": "Succeeded"}) == 0
+    assert m.exposition()[1].startswith("text/plain")
+
+
+def test_process_collectors_only_when_asked() -> None:
+    assert "process_" not in ControllerMetrics().exposition()[0].decode()
+    assert "python_gc_objects_collected_total" in ControllerMetrics(process=True).exposition()[0].decode()
+
+
+# ---------------------------------------------------------------- gate evaluations
+def test_only_rows_read_this_round_are_counted(m: ControllerMetrics) -> None:
+    before = status(row("Pass", 2), row("Pass", 1, gate="errors"))
+    after = status(row("Fail", 3, breaches=1), row("Pass", 1, gate="errors"))
+    m.on_step(REF, EvaluateGates("canary", ("load",)), Readings({}), before, after)
+    assert value(m, "stopline_gate_evaluations_total", {"verdict": "Fail"}) == 1
+    assert value(m, "stopline_gate_evaluations_total", {"verdict": "Pass"}) == 0
+    new_row = status(row("Fail", 3, breaches=1), row("Pass", 1, gate="errors"), row("Inconclusive", 1, gate="new"))
+    m.on_step(REF, EvaluateGates("canary", ("new",)), Readings({}), after, new_row)
+    assert value(m, "stopline_gate_evaluations_total", {"verdict": "Inconclusive"}) == 1
+
+
+def test_gate_evaluation_seconds_observes_evaluation_rounds_only(m: ControllerMetrics) -> None:
+    m.on_action(REF, EvaluateGates("canary", ("load",)), 0.3)
+    m.on_action(REF, EvaluateGates("canary", ("load",)), 0.02)
+    m.on_action(REF, ApplyPhase("canary", ("web",)), 5.0)
+    assert value(m, "stopline_gate_evaluation_seconds_count") == 2
+    assert value(m, "stopline_gate_evaluation_seconds_sum") == pytest.approx(0.32)
+    assert value(m, "stopline_gate_evaluation_seconds_bucket", {"le": "0.025"}) == 1
+
+
+# ---------------------------------------------------------------- rollback, revert, detect→rollback
+def failed(at: datetime, gate: str | None = "load") -> ReleaseStatus:
+    reason = "GateFailed" if gate else "Aborted"
+    return ReleaseStatus(
+        phase="RollingBack",
+        failure=FailureStatus(gate=gate, phase="canary", reason=reason, message="x", at=at),
+    )
+
+
+def undone(s: ReleaseStatus, at: datetime) -> ReleaseStatus:
+    out = s.model_copy(deep=True)
+    out.undo = UndoStatus(at=at, restored=["web"])
+    return out
+
+
+def test_detect_to_rollback_starts_at_the_first_breaching_reading(m: ControllerMetrics) -> None:
+    # failureLimit 1: the first breach at T0+10s is tolerated, the second (T0+20s) fails the push
+    s0 = status(row("Pass", 1, at=T0))
+    s1 = status(row("Fail", 2, breaches=1, at=T0 + timedelta(seconds=10)))
+    s2 = status(row("Fail", 3, breaches=2, at=T0 + timedelta(seconds=20)))
+    m.on_step(REF, EvaluateGates("canary", ("load",)), Readings({}), s0, s1)
+    m.on_step(REF, EvaluateGates("canary", ("load",)), Readings({}), s1, s2)
+    before = failed(T0 + timedelta(seconds=20))
+    after = undone(before, T0 + timedelta(seconds=21.5))
+    outcome = Undone(("web",), (), RevertResult("Pushed", commit="c0ffee"))
+    m.on_step(REF, Undo(("web",), (), True), outcome, before, after)
+    assert value(m, "stopline_detect_to_rollback_seconds_count") == 1
+    assert value(m, "stopline_detect_to_rollback_seconds_sum") == pytest.approx(11.5)
+    assert value(m, "stopline_rollbacks_total") == 1
+    assert value(m, "stopline_reverts_total", {"state": "Pushed"}) == 1
+
+
+def test_a_pass_resets_the_breach_streak(m: ControllerMetrics) -> None:
+    steps = [
+        status(row("Pass", 1, at=T0)),
+        status(row("Fail", 2, breaches=1, at=T0 + timedelta(seconds=10))),
+        status(row("Pass", 3, at=T0 + timedelta(seconds=20))),
+        status(row("Fail", 4, breaches=1, at=T0 + timedelta(seconds=30))),
+    ]
+    for before, after in itertools.pairwise(steps):
+        m.on_step(REF, EvaluateGates("canary", ("load",)), Readings({}), before, after)
+    before = failed(T0 + timedelta(seconds=30))
+    m.on_step(
+        REF, Undo(("web",), (), False), Undone(("web",), (), None), before, undone(before, T0 + timedelta(seconds=32))
+    )
+    assert value(m, "stopline_detect_to_rollback_seconds_sum") == pytest.approx(2.0)
+
+
+def test_without_readings_seen_it_falls_back_to_the_failure_time(m: ControllerMetrics) -> None:
+    before = failed(T0)  # e.g. the controller restarted between the failure and the restore
+    m.on_step(
+        REF, Undo(("web",), (), False), Undone(("web",), (), None), before, undone(before, T0 + timedelta(seconds=1))
+    )
+    assert value(m, "stopline_detect_to_rollback_seconds_sum") == pytest.approx(1.0)
+
+
+def test_abort_counts_a_rollback_but_no_detection(m: ControllerMetrics) -> None:
+    before = failed(T0, gate=None)
+    m.on_step(
+        REF, Undo(("web",), (), False), Undone(("web",), (), None), before, undone(before, T0 + timedelta(seconds=1))
+    )
+    assert value(m, "stopline_rollbacks_total") == 1
+    assert value(m, "stopline_detect_to_rollback_seconds_count") == 0
+
+
+def test_failed_restore_and_revert_only_steps(m: ControllerMetrics) -> None:
+    before = failed(T0)
+    m.on_step(REF, Undo(("web",), (), True), Undone((), (), RevertResult("Conflict"), "boom"), before, before)
+    m.on_step(REF, Undo((), (), True), Undone((), (), RevertResult("Pushed", commit="c")), before, before)
+    assert value(m, "stopline_rollbacks_total") == 0
+    assert value(m, "stopline_detect_to_rollback_seconds_count") == 0
+    assert value(m, "stopline_reverts_total", {"state": "Conflict"}) == 1
+    assert value(m, "stopline_reverts_total", {"state": "Pushed"}) == 1
+
+
+# ---------------------------------------------------------------- results, errors, active
+@pytest.mark.parametrize("phase", ["Succeeded", "RolledBack", "Failed"])
+def test_final_results(m: ControllerMetrics, phase: str) -> None:
+    m.on_final(REF, ReleaseStatus(phase=phase))
+    assert value(m, "stopline_releases_total", {"result": phase}) == 1
+    assert sum(value(m, "stopline_releases_total", {"result": r}) for r in ("Succeeded", "RolledBack", "Failed")) == 1
+
+
+def test_non_final_status_is_not_a_result(m: ControllerMetrics) -> None:
+    m.on_final(REF, ReleaseStatus(phase="Holding"))
+    assert m.registry.get_sample_value("stopline_releases_total", {"result": "Holding"}) is None
+
+
+def test_failed_actions_are_reconcile_errors(m: ControllerMetrics) -> None:
+    s = status()
+    m.on_step(REF, ApplyPhase("canary", ("web",)), ActionFailed("apiserver said 500"), s, s)
+    m.on_step(REF, ApplyPhase("canary", ("web",)), Done(), s, s)
+    assert value(m, "stopline_reconcile_errors_total", {"kind": "Release"}) == 1
+    m.reconcile_error("Track")
+    assert value(m, "stopline_reconcile_errors_total", {"kind": "Track"}) == 1
+
+
+def test_running_tracks_active_releases_and_crashes(m: ControllerMetrics) -> None:
+    with m.running(REF):
+        assert value(m, "stopline_active_releases") == 1
+        with m.running(ReleaseRef("shop", "other", "u2")):
+            assert value(m, "stopline_active_releases") == 2
+    assert value(m, "stopline_active_releases") == 0
+    with pytest.raises(RuntimeError), m.running(REF):
+        raise RuntimeError("bug")
+    assert value(m, "stopline_active_releases") == 0
+    assert value(m, "stopline_reconcile_errors_total", {"kind": "Release"}) == 1
+
+
+def test_hooks_forward_events(m: ControllerMetrics) -> None:
+    seen: list[tuple[str, str, str]] = []
+    hooks = m.hooks(lambda t, r, msg: seen.append((t, r, msg)))
+    hooks.emit("Normal", "PushStarted", "x")
+    assert seen == [("Normal", "PushStarted", "x")]
+    assert hooks.on_step == m.on_step and hooks.on_final == m.on_final and hooks.on_action == m.on_action
+
+
+# ---------------------------------------------------------------- through the real release loop
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Cluster:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    async def states(self, namespace: str, names: Iterable[str]) -> dict[str, LiveDeployment]:
+        return {n: LiveDeployment(n, exists=True, available=True) for n in names}
+
+    async def snapshot(
+        self, namespace: str, configmap: str, owner: Mapping[str, str], names: Iterable[str]
+    ) -> tuple[list[str], list[str]]:
+        return list(names), []
+
+    async def apply(self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str) -> None:
+        return None
+
+    async def restore(
+        self, namespace: str, configmap: str, restore: Iterable[str], delete: Iterable[str], release: str
+    ) -> tuple[list[str], list[str]]:
+        self.clock.advance(1.5)  # the restore takes 1.5 s
+        return list(restore), list(delete)
+
+
+class Git:
+    async def manifests(self, namespace: str, spec: ReleaseSpec) -> list[dict[str, Any]]:
+        return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {}}]
+
+    async def revert(
+        self, namespace: str, spec: ReleaseSpec, message: str, trailers: Mapping[str, str]
+    ) -> RevertResult:
+        return RevertResult("Pushed", commit="c0ffee" + "0" * 34, attempts=1, message=message.splitlines()[0])
+
+
+class Prometheus:
+    """4.0 before the push; 7.2 from the second reading of the hold on."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.calls = 0
+
+    async def query(self, url: str, query: str) -> Measurement:
+        self.calls += 1
+        return Measurement(4.0 if self.calls <= 2 else 7.2, self.clock())
+
+
+async def test_a_rolled_back_push_through_run_release() -> None:
+    clock = Clock()
+    prometheus = Prometheus(clock)
+    executor = Executor(
+        cluster=Cluster(clock),
+        git=Git(),
+        metrics=prometheus,
+        experiments=None,
+        default_prometheus="http://prometheus.invalid",
+        clock=clock,
+    )
+    spec = {
+        "source": {"repo": "https://git.example.com/shop/app.git", "revision": REVISION},
+        "phases": [{"name": "canary", "deployments": ["web"], "hold": "60s"}],
+        "gates": [{"name": "load", "query": "avg(load)", "max": 6, "interval": "10s", "failureLimit": 1}],
+    }
+    body: dict[str, Any] = {"metadata": {"name": REF.name, "namespace": REF.namespace, "generation": 1}, "spec": spec}
+    m = ControllerMetrics()
+
+    async def patch_status(patch: dict[str, Any]) -> None:
+        body["status"] = patch["status"]
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    with m.running(REF):
+        final = await run_release(REF, lambda: body, patch_status, executor, hooks=m.hooks(), sleep=sleep)
+    assert final.phase == "RolledBack", final.message
+    assert value(m, "stopline_releases_total", {"result": "RolledBack"}) == 1
+    assert value(m, "stopline_rollbacks_total") == 1
+    assert value(m, "stopline_reverts_total", {"state": "Pushed"}) == 1
+    assert value(m, "stopline_gate_evaluations_total", {"verdict": "Fail"}) == 2  # tolerated breach, then the failure
+    assert value(m, "stopline_gate_evaluations_total", {"verdict": "Pass"}) == 1
+    assert value(m, "stopline_gate_evaluation_seconds_count") == 3
+    # first breaching reading → restore done: one 10 s interval to the second breach, plus the 1.5 s restore
+    assert value(m, "stopline_detect_to_rollback_seconds_sum") == pytest.approx(11.5)
+    assert value(m, "stopline_active_releases") == 0
+    assert value(m, "stopline_reconcile_errors_total", {"kind": "Release"}) == 0
