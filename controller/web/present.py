@@ -1,0 +1,125 @@
+"""Plain-text formatting shared by the CLI and the status page (numbers, ages, rollout wording). Pure."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from controller.models.experiment import ExperimentSpec
+from controller.models.release import FailureStatus, GaugeRow
+
+DASH = "—"
+
+
+def short(sha: str | None, n: int = 7) -> str:
+    """Abbreviated commit SHA."""
+    return sha[:n] if sha else DASH
+
+
+def num(x: float | None, digits: int = 2) -> str:
+    """A gauge number: fixed decimals, a dash when missing."""
+    if x is None or not math.isfinite(x):
+        return DASH
+    return f"{x:.{digits}f}"
+
+
+def signed(x: float | None, digits: int = 2) -> str:
+    """A delta with its sign."""
+    if x is None or not math.isfinite(x):
+        return DASH
+    return f"{x:+.{digits}f}"
+
+
+def percent(x: float | None, digits: int = 2) -> str:
+    """A signed percentage, e.g. ``+19.84%``."""
+    if x is None or not math.isfinite(x):
+        return DASH
+    return f"{x:+.{digits}f}%"
+
+
+def p_value(p: float | None) -> str:
+    """A p-value with enough digits to read small ones."""
+    if p is None or not math.isfinite(p):
+        return DASH
+    return f"{p:.6f}" if p >= 5e-7 else f"{p:.2e}"
+
+
+def timestamp(at: datetime | None) -> str:
+    """UTC time to the second, ``2024-05-01 12:03:04Z``."""
+    if at is None:
+        return DASH
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC)
+    return at.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def age(at: datetime | None, now: datetime) -> str:
+    """Kubernetes-style age: ``45s``, ``12m``, ``3h``, ``5d``."""
+    if at is None:
+        return DASH
+    seconds = max(0, int((now - at).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def duration(seconds: float | None) -> str:
+    """A push duration: ``42s``, ``3m05s``, ``1h02m``."""
+    if seconds is None or not math.isfinite(seconds):
+        return DASH
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def gauge_cells(row: GaugeRow) -> tuple[str, str, str, str, str, str, str, str]:
+    """The IMVU gauges columns: gate, phase, pre, post, delta, delta %, threshold, verdict."""
+    verdict = row.verdict + (" (dry run)" if row.dry_run else "")
+    return (
+        row.gate,
+        row.phase,
+        num(row.pre_push),
+        num(row.post_push),
+        signed(row.delta),
+        percent(row.delta_percent),
+        row.threshold or DASH,
+        verdict,
+    )
+
+
+def failure_text(failure: FailureStatus) -> str:
+    """Why the push failed, naming the gate and phase once (the planner's message often already does)."""
+    where = f" in phase {failure.phase}" if failure.phase else ""
+    if failure.gate:
+        if failure.message.startswith(f"gate {failure.gate}"):
+            return failure.message
+        return f"gate {failure.gate}{where}: {failure.message}"
+    return f"{failure.reason}{where}: {failure.message}"
+
+
+def _group(name: str) -> str:
+    return name.upper() if len(name) <= 3 else name[:1].upper() + name[1:]
+
+
+def audience_text(groups: list[str]) -> str:
+    """``[qa, admin]`` → ``QA and Admin only``."""
+    names = [_group(g) for g in groups]
+    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"{joined} only"
+
+
+def rollout_text(spec: ExperimentSpec | None) -> str:
+    """The experiment's rollout as IMVU wrote it: ``To Users 10%`` or ``QA and Admin only``."""
+    if spec is None:
+        return DASH
+    if spec.audience:
+        text = audience_text(spec.audience)
+        return text if spec.rollout >= 100 else f"{text}, {spec.rollout:g}%"
+    return f"To Users {spec.rollout:g}%"
