@@ -31,7 +31,7 @@ from controller.models.common import Condition
 from controller.models.release import GaugeRow
 from controller.release.actions import ANNOTATION_ABORT, ANNOTATION_PAUSED, ANNOTATION_PROMOTE
 from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK
-from controller.web.present import DASH, age, duration, gauge_cells, short, timestamp
+from controller.web.present import DASH, age, duration, failure_text, gauge_cells, short, timestamp
 from controller.web.views import EventView, ReleaseView, TrackView, newest_first, sort_events
 
 EXIT_LOCKED = 3
@@ -239,9 +239,7 @@ def rollback_banner(r: ReleaseView) -> Panel | None:
         title = f"This push failed its gates and was not rolled back ({why})"
     lines = [_t(title, "bold")]
     if s.failure is not None:
-        where = f" in phase {s.failure.phase}" if s.failure.phase else ""
-        what = f"gate {s.failure.gate}{where}" if s.failure.gate else f"{s.failure.reason}{where}"
-        lines.append(_t(f"{what}: {s.failure.message}"))
+        lines.append(_t(failure_text(s.failure)))
     if s.revert is not None and s.revert.commit:
         lines.append(_t(f"revert commit {s.revert.commit} ({s.revert.state}) on {r.branch or 'the branch'}"))
     elif s.revert is not None and s.revert.state != "Pending":
