@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
+import re
+import shutil
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from controller.gates.evaluate import Measurement
 from controller.metrics import ControllerMetrics
@@ -320,3 +326,62 @@ async def test_a_rolled_back_push_through_run_release() -> None:
     assert value(m, "stopline_detect_to_rollback_seconds_sum") == pytest.approx(11.5)
     assert value(m, "stopline_active_releases") == 0
     assert value(m, "stopline_reconcile_errors_total", {"kind": "Release"}) == 0
+
+
+# ---------------------------------------------------------------- the Grafana dashboard
+DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "stopline" / "dashboards" / "stopline.json"
+GRAFANA_VARS = {"$__range": "1d", "$__rate_interval": "5m", "$job": ".*"}
+
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    data = json.loads(DASHBOARD.read_text())
+    return [(p["title"], t["expr"]) for p in data["panels"] for t in p.get("targets", [])]
+
+
+def exported_names() -> set[str]:
+    text = ControllerMetrics(process=True).exposition()[0].decode()
+    return {ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE ")} | {
+        re.split(r"[{ ]", ln)[0] for ln in text.splitlines() if ln and not ln.startswith("#")
+    }
+
+
+def test_dashboard_covers_the_issue_and_queries_only_exported_metrics() -> None:
+    data = json.loads(DASHBOARD.read_text())
+    assert data["uid"] == "stopline-overview" and data["title"] == "stopline"
+    exprs = dashboard_exprs()
+    names = exported_names()
+    used = {n for _, e in exprs for n in re.findall(r"\b(stopline_\w+|process_\w+)", e)}
+    assert used, "no metric used"
+    assert used <= names, f"dashboard queries metrics the controller does not export: {sorted(used - names)}"
+    for metric in (
+        "stopline_releases_total",
+        "stopline_rollbacks_total",
+        "stopline_reverts_total",
+        "stopline_gate_evaluations_total",
+        "stopline_gate_evaluation_seconds_bucket",
+        "stopline_detect_to_rollback_seconds_bucket",
+        "stopline_reconcile_errors_total",
+        "stopline_active_releases",
+    ):
+        assert metric in used, metric
+    detect = [e for t, e in exprs if t.startswith("Detect")]
+    assert any("histogram_quantile(0.5," in e for e in detect) and any("histogram_quantile(0.95," in e for e in detect)
+    ids = [p["id"] for p in data["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in data["panels"]:
+        if p["type"] != "row":
+            assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) not installed")
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    rules = []
+    for i, (_, expr) in enumerate(dashboard_exprs()):
+        for var, val in GRAFANA_VARS.items():
+            expr = expr.replace(var, val)
+        rules.append({"record": f"stopline:dashboard_{i}", "expr": expr})
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    proc = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in proc.stdout
