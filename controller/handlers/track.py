@@ -1,4 +1,8 @@
-"""Track wiring: one daemon per Track; its Releases and push webhooks wake it early."""
+"""Track wiring: one daemon per Track; its Releases and push webhooks wake it early.
+
+An index of each Track's Releases still in flight lets a restarted daemon adopt a Release it created but
+had not recorded yet, instead of creating a second one beside it (push lock across restarts).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pydantic import ValidationError
 from controller.handlers.startup import runtime
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.track import TrackSpec
-from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK, LABEL_TRACK
+from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK, FINAL, LABEL_TRACK
 from controller.track.runner import TrackRef, run_track, wait_or_wake
 
 
@@ -19,6 +23,31 @@ def wake_event(memo: Any, namespace: str, name: str) -> asyncio.Event:
     """The event that wakes the daemon of Track ``namespace/name``."""
     events: dict[tuple[str, str], asyncio.Event] = memo.runtime.wakers
     return events.setdefault((namespace, name), asyncio.Event())
+
+
+InFlight = kopf.Index[tuple[str, str], dict[str, Any]]
+
+
+@kopf.index(API_GROUP, API_VERSION, "releases", labels={LABEL_TRACK: kopf.PRESENT})
+def track_releases(
+    namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(namespace, track) → a summary of each of its Releases that is not final (final ones drop out)."""
+    if namespace is None or status.get("phase") in FINAL:
+        return {}
+    summary = {
+        "metadata": {"name": name},
+        "spec": {"source": {"revision": (spec.get("source") or {}).get("revision")}},
+        "status": {"phase": status.get("phase"), "startedAt": status.get("startedAt")},
+    }
+    return {(namespace, labels[LABEL_TRACK]): summary}
+
+
+def _spec_or_none(spec: Any) -> TrackSpec | None:
+    try:
+        return TrackSpec.model_validate(spec or {})
+    except ValidationError:
+        return None
 
 
 @kopf.daemon(API_GROUP, API_VERSION, "tracks", cancellation_timeout=10, id="follow")
@@ -29,9 +58,10 @@ async def follow(
     uid: str,
     stopped: kopf.DaemonStopped,
     memo: Any,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """Follow the Track's branch: create Releases, hold the push and commit locks."""
+    track_releases: InFlight = kwargs["track_releases"]  # kopf passes every index by its name
     assert namespace is not None, "Track is a namespaced resource"
     rt = runtime(memo)
     ref = TrackRef(namespace=namespace, name=name, uid=uid)
@@ -44,11 +74,15 @@ async def follow(
         kopf.event(body, type=type_, reason=reason, message=message[:1000])
 
     async def wait(seconds: float) -> None:
-        try:
-            rt.tracks[(namespace, name)] = TrackSpec.model_validate(body.get("spec") or {})
-        except ValidationError:
+        spec = _spec_or_none(body.get("spec"))
+        if spec is None:
             rt.tracks.pop((namespace, name), None)
+        else:
+            rt.tracks[(namespace, name)] = spec  # the webhook's routing table
         await wait_or_wake(event, seconds, stopped.wait)
+
+    def owned() -> list[dict[str, Any]]:
+        return list(track_releases.get((namespace, name), []))
 
     try:
         await run_track(
@@ -61,23 +95,44 @@ async def follow(
             wait=wait,
             emit=emit,
             stopped=stopped.is_set,
+            owned=owned,
         )
     finally:
         rt.tracks.pop((namespace, name), None)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "releases", labels={LABEL_TRACK: kopf.PRESENT})
-def release_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
-    """A Track's Release changed: let the Track look now rather than at its next poll."""
-    if namespace is not None:
+def release_changed(
+    type: str | None, namespace: str | None, labels: kopf.Labels, status: kopf.Status, memo: Any, **_: Any
+) -> None:
+    """A Track's Release finished or was deleted: let the Track look now rather than at its next poll.
+
+    Progress in between (every gauges update) changes nothing for the Track: no wake, no git fetch."""
+    if namespace is not None and (type == "DELETED" or status.get("phase") in FINAL):
         wake_event(memo, namespace, labels[LABEL_TRACK]).set()
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "tracks")
-def track_event(namespace: str | None, name: str, annotations: kopf.Annotations, memo: Any, **_: Any) -> None:
-    """lock/unlock annotations take effect at once (status writes of our own do not wake the loop)."""
+def track_event(
+    type: str | None,
+    namespace: str | None,
+    name: str,
+    spec: kopf.Spec,
+    annotations: kopf.Annotations,
+    memo: Any,
+    **_: Any,
+) -> None:
+    """lock/unlock annotations take effect at once (status writes of our own do not wake the loop); a
+    changed spec reaches the webhook's routing table at once (repo, branch, secret), not at the next poll."""
     if namespace is None:
         return
+    tracks: dict[tuple[str, str], TrackSpec] = memo.runtime.tracks
+    if (namespace, name) in tracks:  # only while its daemon runs (it adds and removes the entry)
+        current = _spec_or_none(spec)
+        if current is None or type == "DELETED":
+            tracks.pop((namespace, name), None)
+        else:
+            tracks[(namespace, name)] = current
     seen: dict[tuple[str, str], tuple[str, str]] = memo.runtime.track_annotations
     now = (annotations.get(ANNOTATION_LOCK, ""), annotations.get(ANNOTATION_UNLOCK, ""))
     if seen.get((namespace, name)) != now:

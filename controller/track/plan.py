@@ -5,8 +5,12 @@
 * Commit lock: after a rollback (``onFailure.lock``) nothing is pushed until a human unlocks
   (annotation ``stopline.dev/unlock``, written by ``stopline unlock``); a manual lock uses
   ``stopline.dev/lock``. Both annotations carry a JSON token ``{"by", "reason", "at"}`` and are acted on once.
+  A token is acted on against the state it finds: an unlock written while the line is open (or a lock
+  written while it is locked) is recorded and ignored, so it can never clear (or set) a later lock.
 * Revert commits stopline pushed itself (trailer ``Stopline-Revert-Of``) never start a Release on their
   own: when every new commit is such a revert, the cluster is already in that state (it was restored).
+* A Release of this Track that is in flight but not recorded in the status (the controller stopped between
+  creating it and writing the status) is adopted, never doubled by a second Release.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class TrackFacts:
     tip_error: str | None = None
     new_commits: Sequence[Commit] = ()  # last_pushed..tip, oldest first
     current: ReleaseFacts | None = None
+    in_flight: Sequence[ReleaseFacts] = ()  # this Track's Releases that are not final (current or not)
     annotations: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -87,6 +92,13 @@ class FinishRelease:
 
 
 @dataclass(frozen=True)
+class Adopt:
+    """A Release of this Track is in flight but the status does not name it: take the push lock for it."""
+
+    release: ReleaseFacts
+
+
+@dataclass(frozen=True)
 class Unlock:
     """Clear the commit lock."""
 
@@ -109,8 +121,9 @@ class Observe:
     message: str = ""
 
 
-TrackAction = CreateRelease | FinishRelease | Unlock | Lock | Observe
+TrackAction = CreateRelease | FinishRelease | Adopt | Unlock | Lock | Observe
 FINAL = frozenset({"Succeeded", "RolledBack", "Failed"})
+RESULT_WORDS = {"Succeeded": "succeeded", "RolledBack": "rolled back", "Failed": "failed"}
 
 
 def parse_token(raw: str) -> Token:
@@ -145,8 +158,19 @@ def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFac
         if cur.phase in FINAL:
             return FinishRelease(cur)
 
+    if not status.current:
+        finished = {h.release for h in status.history if h.result != "InProgress"}
+        orphans = [r for r in facts.in_flight if r.exists and r.phase not in FINAL and r.name not in finished]
+        if orphans:
+            return Adopt(min(orphans, key=lambda r: r.name))
+
     ignorable = {c.sha for c in facts.new_commits if c.reverts is not None}
-    pending = tuple(c.sha for c in facts.new_commits if c.sha not in ignorable)
+    # An unreadable tip says nothing about the queue: keep the one we had.
+    pending = (
+        tuple(c.sha for c in facts.new_commits if c.sha not in ignorable)
+        if facts.tip is not None
+        else tuple(status.pending)
+    )
     if status.current:
         return Observe(pending, message=f"push lock held by {status.current}; {len(pending)} commit(s) queued")
     if status.commit_lock.locked:
@@ -171,6 +195,7 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
     """The Track status after ``action`` (which the executor carried out)."""
     s = status.model_copy(deep=True)
     now = facts.now
+    _consume_stale_tokens(s, action, facts.annotations)
     if facts.tip is not None:
         s.last_seen = facts.tip
         s.last_seen_at = now
@@ -180,6 +205,25 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
             s.last_pushed = action.skip_to
             s.ignored_reverts = [*s.ignored_reverts, action.skip_to][-20:]
         s.message = action.message or s.message
+    elif isinstance(action, Adopt):
+        r = action.release
+        s.current = r.name
+        if r.revision:
+            s.last_pushed = r.revision
+        s.pending = []
+        s.push_lock.held = True
+        s.push_lock.release = r.name
+        s.push_lock.since = r.started_at or now
+        if not any(h.release == r.name for h in s.history):
+            entry = HistoryEntry(
+                revision=r.revision or "unknown",
+                release=r.name,
+                result="InProgress",
+                at=r.started_at or now,
+                started_at=r.started_at or now,
+            )
+            s.history = [entry, *s.history][: spec.history_limit]
+        s.message = f"adopted {r.name}, already in flight"
     elif isinstance(action, CreateRelease):
         s.current = action.name
         s.last_pushed = action.revision
@@ -201,7 +245,9 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
             s.message += f" (batched {len(action.skipped)} earlier commit(s))"
     elif isinstance(action, FinishRelease):
         cur = action.release
-        result = cur.phase if cur.phase in FINAL else "Failed"
+        result = cur.phase if cur.exists and cur.phase in FINAL else "Failed"
+        words = RESULT_WORDS[result]
+        why = cur.failure or ("deleted before it finished" if not cur.exists else "release did not succeed")
         s.current = None
         s.push_lock.held = False
         s.push_lock.release = None
@@ -210,7 +256,7 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
             if h.release == cur.name:
                 s.history[i] = h.model_copy(
                     update={
-                        "result": result if cur.exists else "Failed",
+                        "result": result,
                         "at": cur.completed_at or now,
                         "duration_seconds": _duration(cur),
                         "failed_gate": cur.failed_gate,
@@ -222,15 +268,14 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
             s.message = f"{cur.name} succeeded"
         elif cur.lock_on_failure:
             s.commit_lock.locked = True
-            outcome = "rolled back" if result == "RolledBack" else result.lower()
-            s.commit_lock.reason = f"{cur.name} {outcome}: {cur.failure or 'release did not succeed'}"[:500]
+            s.commit_lock.reason = f"{cur.name} {words}: {why}"[:500]
             s.commit_lock.since = now
             s.commit_lock.release = cur.name
             s.commit_lock.revision = cur.revision
             s.commit_lock.by = "stopline"
             s.message = f"commit lock set: {s.commit_lock.reason}"
         else:
-            s.message = f"{cur.name} {result} (onFailure.lock is false: line not locked)"
+            s.message = f"{cur.name} {words}: {why} (onFailure.lock is false: line not locked)"
     elif isinstance(action, Unlock):
         s.commit_lock.locked = False
         s.commit_lock.last_unlock = action.token.raw
@@ -248,3 +293,18 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
         s.commit_lock.revision = None
         s.message = f"locked by {action.token.by}: {s.commit_lock.reason}"
     return s
+
+
+def _consume_stale_tokens(s: TrackStatus, action: TrackAction, annotations: Mapping[str, str]) -> None:
+    """Record, as handled, a new lock token while locked or a new unlock token while open (a no-op each)."""
+    if isinstance(action, Lock | Unlock):
+        return  # the other token, if also new, is judged next time against the new state
+    lock = s.commit_lock
+    lock_raw = annotations.get(ANNOTATION_LOCK, "").strip()
+    if lock.locked and lock_raw and lock_raw != lock.last_lock:
+        lock.last_lock = lock_raw
+        s.message = f"ignored lock request by {parse_token(lock_raw).by}: already locked"
+    unlock_raw = annotations.get(ANNOTATION_UNLOCK, "").strip()
+    if not lock.locked and unlock_raw and unlock_raw != lock.last_unlock:
+        lock.last_unlock = unlock_raw
+        s.message = f"ignored unlock request by {parse_token(unlock_raw).by}: the line was open"

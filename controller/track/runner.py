@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -19,6 +19,7 @@ from controller.release.actions import ANNOTATION_SKIPPED
 from controller.track.plan import (
     LABEL_TRACK,
     REVERT_TRAILER,
+    Adopt,
     Commit,
     CreateRelease,
     FinishRelease,
@@ -126,8 +127,10 @@ async def observe_track(
     git: TrackGit,
     objects: TrackObjects,
     now: datetime,
+    owned: Iterable[Mapping[str, Any]] = (),
 ) -> TrackFacts:
-    """Branch tip, new commits since the last push, and the current Release."""
+    """Branch tip, new commits since the last push, the current Release and the Track's other Releases in
+    flight (``owned``: Release bodies labelled with this Track, as far as the caller knows them)."""
     tip: str | None = None
     tip_error: str | None = None
     commits: list[Commit] = []
@@ -144,8 +147,19 @@ async def observe_track(
     current = None
     if status.current:
         current = release_facts(status.current, await objects.get("releases", ref.namespace, status.current))
+    in_flight = []
+    for obj in owned:
+        name = (obj.get("metadata") or {}).get("name")
+        if name and name != status.current:
+            in_flight.append(release_facts(str(name), obj))
     return TrackFacts(
-        now=now, tip=tip, tip_error=tip_error, new_commits=commits, current=current, annotations=dict(annotations)
+        now=now,
+        tip=tip,
+        tip_error=tip_error,
+        new_commits=commits,
+        current=current,
+        in_flight=in_flight,
+        annotations=dict(annotations),
     )
 
 
@@ -171,8 +185,13 @@ async def run_track(
     wait: Callable[[float], Awaitable[None]],
     emit: Callable[[str, str, str], None] = lambda _t, _r, _m: None,
     stopped: Callable[[], bool] = lambda: False,
+    owned: Callable[[], Iterable[Mapping[str, Any]]] = lambda: (),
 ) -> None:
-    """Follow the branch until stopped."""
+    """Follow the branch until stopped.
+
+    Kubernetes errors (reading the current Release, writing the status) are reported and retried after a
+    short wait; they never end the loop. ``owned`` lists this Track's Releases still in flight (kopf index).
+    """
     status = TrackStatus.model_validate(read_body().get("status") or {})
     persisted = status.model_copy(deep=True)
     while not stopped():
@@ -189,25 +208,45 @@ async def run_track(
             return
         meta = body.get("metadata") or {}
         status.observed_generation = meta.get("generation")
-        facts = await observe_track(ref, spec, status, meta.get("annotations") or {}, git, objects, clock())
+        retry = min(spec.poll_interval.total_seconds(), 5.0)
+        try:
+            facts = await observe_track(
+                ref, spec, status, meta.get("annotations") or {}, git, objects, clock(), owned()
+            )
+        except StoplineError as exc:
+            log.warning("track %s/%s: cannot read its Release: %s", ref.namespace, ref.name, exc)
+            await wait(retry)
+            continue
         action = plan_track(ref.name, spec, status, facts)
         try:
             await execute_track(ref, spec, action, objects)
         except StoplineError as exc:
             status.message = f"could not create Release {getattr(action, 'name', '')}: {exc}"
             emit("Warning", "CreateReleaseFailed", status.message)
-            await patch_status(status_patch(status))
-            persisted = status.model_copy(deep=True)
-            await wait(min(spec.poll_interval.total_seconds(), 5.0))
+            await _persist(patch_status, status, ref)
+            await wait(retry)
             continue
         status = reduce_track(spec, status, action, facts)
         status.conditions = _conditions(status, facts)
         _announce(emit, action, status)
         if status != persisted:
-            await patch_status(status_patch(status))
+            if not await _persist(patch_status, status, ref):
+                await wait(retry)  # the status in memory stays authoritative; written next time round
+                continue
             persisted = status.model_copy(deep=True)
         if isinstance(action, Observe):
             await wait(spec.poll_interval.total_seconds())
+
+
+async def _persist(
+    patch_status: Callable[[dict[str, Any]], Awaitable[None]], status: TrackStatus, ref: TrackRef
+) -> bool:
+    try:
+        await patch_status(status_patch(status))
+    except StoplineError as exc:
+        log.warning("track %s/%s: cannot write status: %s", ref.namespace, ref.name, exc)
+        return False
+    return True
 
 
 def _conditions(status: TrackStatus, facts: TrackFacts) -> list[Any]:
@@ -231,6 +270,8 @@ def _conditions(status: TrackStatus, facts: TrackFacts) -> list[Any]:
 def _announce(emit: Callable[[str, str, str], None], action: TrackAction, status: TrackStatus) -> None:
     if isinstance(action, CreateRelease):
         emit("Normal", "ReleaseCreated", status.message or action.name)
+    elif isinstance(action, Adopt):
+        emit("Normal", "ReleaseAdopted", status.message or action.release.name)
     elif isinstance(action, FinishRelease):
         kind = "Normal" if action.release.phase == "Succeeded" else "Warning"
         emit(kind, f"Release{action.release.phase or 'Gone'}", status.message or "")
