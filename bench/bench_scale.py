@@ -1,0 +1,313 @@
+"""Many concurrent Releases on the real local stack (DESIGN.md §6: 500 Releases × 3 phases on fake nodes,
+controller RSS ≤ 300 MiB, no per-Release thread, shared gate queries de-duplicated).
+
+Each Release lives in its own namespace ``<prefix>-NNNN`` with its own three small Deployments (d1, d2,
+d3; 1 replica each by default) and pushes them in 3 phases (one Deployment each, ``--hold`` each). All
+Releases push the same revision of one shared repo and share one gate query, so the controller's
+Prometheus de-duplication is exercised. The controller is started for ``<prefix>-*`` only and talks to
+Prometheus through a counting loopback proxy, so its queries are counted exactly (Prometheus's own
+``prometheus_http_requests_total`` is printed too, but it counts every client on the shared stack).
+
+Setup (namespaces, Deployments Available, fake nodes added with ``kwokctl scale node`` when the pods
+would not fit) is untimed. Timed: creating every Release → every Release ``Succeeded``. Sampled every
+0.25 s from /proc: the controller's RSS, threads and open file descriptors.
+
+    .venv/bin/python bench/bench_scale.py [--releases 100] [--hold 3s] [--interval 1s] [--replicas 1]
+    .venv/bin/python bench/bench_scale.py --releases 500          # the full DESIGN.md target
+
+Targets: peak RSS / 300 MiB ≤ 1; threads bounded (≤ 40) whatever the number of Releases;
+Prometheus queries far fewer than gate readings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import math
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import _stack  # first: puts tests/e2e (dsl, helpers) and the repo root on sys.path
+import dsl
+import helpers
+from _stack import BenchController, CountingProxy, Sampler, Summary, kube_client, loadavg, poll
+
+RSS_TARGET_MIB = 300.0
+THREAD_BOUND = 40
+METRIC = "stopline_bench_scale"
+DEPLOYMENTS = {"d1": "one", "d2": "two", "d3": "three"}
+FINAL = ("Succeeded", "RolledBack", "Failed")
+
+
+def app_files(version: str, replicas: int, prefix: str) -> dict[str, str]:
+    import yaml
+
+    out = {}
+    for name, tier in DEPLOYMENTS.items():
+        doc = yaml.safe_load(dsl.deployment_yaml(name, tier, version, replicas=replicas))
+        doc["metadata"]["labels"][_stack.LABEL] = prefix
+        out[f"deploy/{name}.yaml"] = yaml.safe_dump(doc, sort_keys=False)
+    return out
+
+
+def release_body(name: str, ns: str, prefix: str, repo: str, sha: str, hold: str, interval: str) -> dict[str, Any]:
+    return {
+        "apiVersion": dsl.API,
+        "kind": "Release",
+        "metadata": {"name": name, "namespace": ns, "labels": {_stack.LABEL: prefix}},
+        "spec": {
+            "source": {"repo": repo, "branch": "main", "revision": sha, "path": "deploy/"},
+            "phases": [
+                {"name": "one", "deployments": ["d1"], "hold": hold},
+                {"name": "two", "deployments": ["d2"], "hold": hold},
+                {"name": "three", "remaining": True, "hold": hold},
+            ],
+            "gates": [
+                {
+                    "name": "load",
+                    "query": f'max({METRIC}{{bench="{prefix}"}})',  # the same text in every Release
+                    "max": 6,
+                    "maxIncreasePercent": 50,
+                    "interval": interval,
+                }
+            ],
+            "watch": "0s",
+        },
+    }
+
+
+def parse_time(raw: str | None) -> datetime | None:
+    return datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+
+
+def setup(api: Any, prefix: str, names: list[str], files: dict[str, str], workers: int) -> float:
+    """Namespaces and their Deployments, all Available; returns the seconds it took."""
+    import yaml
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api)
+    apps = client.AppsV1Api(api)
+    docs = [yaml.safe_load(t) for t in files.values()]
+    started = time.monotonic()
+
+    def one(ns: str) -> None:
+        try:
+            core.create_namespace({"metadata": {"name": ns, "labels": {_stack.LABEL: prefix}}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        for doc in docs:
+            try:
+                apps.create_namespaced_deployment(ns, doc)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, names))
+    want = len(names) * len(docs)
+
+    def available() -> bool:
+        items = apps.list_deployment_for_all_namespaces(label_selector=f"{_stack.LABEL}={prefix}").items
+        ready = sum(
+            1
+            for d in items
+            if (d.status.available_replicas or 0) >= (d.spec.replicas or 1)
+            and (d.status.updated_replicas or 0) >= (d.spec.replicas or 1)
+        )
+        print(f"[bench] setup: {ready}/{want} Deployments Available (load {loadavg()})", flush=True)
+        return ready >= want
+
+    poll(available, max(300, want * 0.5), 5.0, f"{want} Deployments Available")
+    return time.monotonic() - started
+
+
+def settled(ctl: BenchController, timeout: float = 60) -> _stack.ProcSample:
+    """The controller's idle sample once its open fds stopped changing for 3 s (it starts a watch per
+    namespace lazily after listing namespaces)."""
+    deadline = time.monotonic() + timeout
+    last = ctl.sample()
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - stable_since < 3:
+        time.sleep(0.5)
+        now = ctl.sample()
+        if now.fds != last.fds or now.threads != last.threads:
+            stable_since = time.monotonic()
+        last = now
+    return last
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--releases", type=int, default=100, help="concurrent Releases (default 100; target 500)")
+    parser.add_argument("--hold", default="3s", help="hold of each of the 3 phases (default 3s)")
+    parser.add_argument("--interval", default="1s", help="gate interval (default 1s)")
+    parser.add_argument("--replicas", type=int, default=1, help="replicas per Deployment (default 1)")
+    parser.add_argument("--workers", type=int, default=8, help="client threads for setup and creation")
+    parser.add_argument("--timeout", type=float, default=0, help="seconds to wait for all final (default auto)")
+    parser.add_argument("--keep", action="store_true", help="keep namespaces and repo afterwards")
+    args = parser.parse_args(argv)
+    n = args.releases
+
+    print(f"[bench] scale: {n} Releases; load average {loadavg()} at start; bringing the stack up", flush=True)
+    stack = _stack.ensure_stack()
+    api = kube_client()
+    from kubernetes import client
+
+    crd = client.CustomObjectsApi(api)
+    prefix = _stack.bench_prefix("bsc")
+    names = [f"{prefix}-{i:04d}" for i in range(n)]
+    repo_name = f"{prefix}-app"
+    repo = helpers.make_repo(repo_name, app_files("v1", args.replicas, prefix), message="app v1")
+    sha = helpers.push_commit(repo, app_files("v2", args.replicas, prefix), "app v2")
+    pods_needed = n * len(DEPLOYMENTS) * args.replicas + n  # + one surge pod per rolling Release
+    capacity_note = _stack.ensure_pod_capacity(api, stack, pods_needed)
+    print(f"[bench] pod capacity: {capacity_note}", flush=True)
+
+    proxy = CountingProxy(stack.prometheus_url)
+    ctl: BenchController | None = None
+    failures = 0
+    try:
+        setup_s = setup(api, prefix, names, app_files("v1", args.replicas, prefix), args.workers)
+        print(f"[bench] setup took {setup_s:.0f}s", flush=True)
+        helpers.set_metric(METRIC, 1.0, bench=prefix)
+        _stack.wait_metric_value(f'max({METRIC}{{bench="{prefix}"}})', lambda v: v == 1.0)
+        with proxy:
+            ctl = BenchController(stack, prefix, prometheus_url=proxy.url)
+            ctl.start(timeout=180)
+            idle = settled(ctl)
+            print(
+                f"[bench] controller pid {ctl.pid} idle over {n} namespaces: RSS {idle.rss_kib / 1024:.1f} MiB, "
+                f"{idle.threads} threads, {idle.fds} fds (log {ctl.log_path})",
+                flush=True,
+            )
+            prom_before = _stack.prometheus_query_handler_total()
+            proxy_before = proxy.query_count()
+            evals_before = _stack.metric_sum(ctl.metrics(), "stopline_gate_evaluations_total")
+
+            with Sampler(ctl.pid) as sampler:
+                t0 = time.monotonic()
+                with ThreadPoolExecutor(args.workers) as pool:
+                    list(
+                        pool.map(
+                            lambda ns: crd.create_namespaced_custom_object(
+                                "stopline.dev",
+                                "v1alpha1",
+                                ns,
+                                "releases",
+                                release_body("push", ns, prefix, repo, sha, args.hold, args.interval),
+                            ),
+                            names,
+                        )
+                    )
+                created_s = time.monotonic() - t0
+                print(f"[bench] {n} Releases created in {created_s:.1f}s", flush=True)
+                timeout = args.timeout or max(600.0, n * 3.0)
+                last_print = 0.0
+                items: list[dict[str, Any]] = []
+                while True:
+                    items = crd.list_cluster_custom_object(
+                        "stopline.dev", "v1alpha1", "releases", label_selector=f"{_stack.LABEL}={prefix}"
+                    )["items"]
+                    phases = collections.Counter((i.get("status") or {}).get("phase", "New") for i in items)
+                    done = sum(phases[p] for p in FINAL)
+                    now = time.monotonic()
+                    if now - last_print >= 10 or done >= n:
+                        s = sampler.samples[-1][1] if sampler.samples else None
+                        print(
+                            f"[bench] t+{now - t0:5.0f}s {dict(sorted(phases.items()))} "
+                            f"RSS {s.rss_kib / 1024 if s else 0:.0f} MiB threads {s.threads if s else 0} "
+                            f"fds {s.fds if s else 0} load {loadavg()}",
+                            flush=True,
+                        )
+                        last_print = now
+                    if done >= n:
+                        break
+                    if now - t0 > timeout:
+                        print(f"[bench] TIMEOUT after {timeout:.0f}s", flush=True)
+                        break
+                    time.sleep(1.0)
+                wall = time.monotonic() - t0
+            m = ctl.metrics()
+            evals = _stack.metric_sum(m, "stopline_gate_evaluations_total") - evals_before
+            queries = proxy.query_count() - proxy_before
+            prom_delta = _stack.prometheus_query_handler_total() - prom_before
+            final_sample = ctl.sample()
+            errors = _stack.metric_sum(m, "stopline_reconcile_errors_total")
+    finally:
+        if ctl is not None:
+            ctl.stop()
+        if not args.keep:
+            helpers.delete_metric(METRIC, bench=prefix)
+            shutil.rmtree(stack.repo_path(repo_name), ignore_errors=True)
+            print(f"[bench] deleting {n} namespaces", flush=True)
+            _stack.delete_namespaces(api, names, wait=120)
+
+    phases = collections.Counter((i.get("status") or {}).get("phase", "New") for i in items)
+    failures = n - phases["Succeeded"]
+    durations: list[float] = []
+    readings = 0
+    for item in items:
+        st = item.get("status") or {}
+        a, b = parse_time(st.get("startedAt")), parse_time(st.get("completedAt"))
+        if a and b:
+            durations.append((b - a).total_seconds())
+        readings += sum(int(g.get("readings") or 0) for g in st.get("gauges") or [])
+    baselines = sum(1 for item in items for g in (item.get("status") or {}).get("gauges") or [] if g.get("prePush"))
+
+    peak_rss = max(sampler.peak_rss_kib, final_sample.hwm_kib) / 1024
+    print(
+        f"\n== scale (DESIGN.md §6), {time.strftime('%Y-%m-%d %H:%M')}: {n} Releases × 3 phases (hold {args.hold}, "
+        f"gate interval {args.interval}, {args.replicas} replica(s) per Deployment, {n * 3} Deployments), "
+        f"{_stack.cpu_count()} cores, load average {loadavg()}"
+    )
+    print(f"fake nodes: {capacity_note}")
+    print(f"result: {dict(sorted(phases.items()))}; reconcile errors {errors:.0f}")
+    print(
+        f"wall time, creating the Releases → all final: {wall:.1f}s (creation took {created_s:.1f}s); "
+        f"lower bound 3 × hold = {3 * _stack_seconds(args.hold):.0f}s"
+    )
+    if durations:
+        print(f"per-Release push time (status startedAt → completedAt): {Summary.of(durations).line()}")
+    print(
+        f"controller RSS: idle {idle.rss_kib / 1024:.1f} MiB, peak sampled {sampler.peak_rss_kib / 1024:.1f} MiB, "
+        f"VmHWM {final_sample.hwm_kib / 1024:.1f} MiB → ratio peak / {RSS_TARGET_MIB:g} MiB = "
+        f"{peak_rss / RSS_TARGET_MIB:.2f} ({'meets' if peak_rss <= RSS_TARGET_MIB else 'MISSES'} the target)"
+    )
+    print(
+        f"controller threads: idle {idle.threads}, peak {sampler.peak_threads} for {n} Releases "
+        f"(bound {THREAD_BOUND}: {'meets' if sampler.peak_threads <= THREAD_BOUND else 'MISSES'}); "
+        f"open fds idle {idle.fds}, peak {sampler.peak_fds}"
+    )
+    reads = readings + baselines
+    ratio = reads / queries if queries else math.inf
+    print(
+        f"Prometheus: {queries} queries from the controller (counting proxy) for {reads} gate reads "
+        f"({evals:.0f} evaluations per stopline_gate_evaluations_total, {readings} readings in status, plus "
+        f"{baselines} pre-push baselines) → {ratio:.1f} gate reads per query, "
+        f"{queries / wall if wall else 0:.2f} queries/s; Prometheus's own /api/v1/query counter rose by "
+        f"{prom_delta:.0f} (every client of the shared stack, this benchmark's polling included)"
+    )
+    top = proxy.queries.most_common(3)
+    print(f"distinct queries sent: {len(proxy.queries)}; top: {[(q[:60], c) for q, c in top]}")
+    if failures:
+        bad = [i for i in items if (i.get("status") or {}).get("phase") != "Succeeded"][:3]
+        for item in bad:
+            st = item.get("status") or {}
+            print(f"  not Succeeded: {item['metadata']['namespace']}: {st.get('phase')} {st.get('message')}")
+    return 1 if failures else 0
+
+
+def _stack_seconds(duration: str) -> float:
+    from controller.models.common import parse_duration
+
+    return parse_duration(duration).total_seconds()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
