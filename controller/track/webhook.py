@@ -37,15 +37,17 @@ def normalise_repo(url: str) -> str:
     """Compare repositories by host + path, ignoring scheme, credentials, port, ``.git`` and case.
 
     ``https://user@git.example.com/shop/app.git``, ``git@git.example.com:shop/app`` and
-    ``ssh://git@git.example.com:22/shop/app.git`` all become ``git.example.com/shop/app``.
+    ``ssh://git@git.example.com:22/shop/app.git`` all become ``git.example.com/shop/app``. Like git, a
+    URL without ``://`` whose first ``:`` comes before any ``/`` is scp-like (``[user@]host:path``).
     """
     u = url.strip()
-    m = re.match(r"^[A-Za-z0-9_.-]+@([^:/]+):(.+)$", u)  # scp-like
+    m = re.match(r"^(?:[^@/:]+@)?([^:/]+):(.+)$", u)  # scp-like
     if m and "://" not in u:
         host, path = m.group(1), m.group(2)
     else:
-        u = re.sub(r"^[a-z+]+://", "", u)
-        u = u.split("@", 1)[-1] if "@" in u.split("/", 1)[0] else u
+        u = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", u)
+        authority = u.split("/", 1)[0]
+        u = u[authority.rfind("@") + 1 :]  # drop user:password@ (a password may itself hold '@')
         host, _, path = u.partition("/")
         host = host.split(":", 1)[0]
     path = path.strip("/")
@@ -63,6 +65,8 @@ def parse_push(body: bytes) -> Push:
     if not isinstance(data, dict):
         raise WebhookError("payload must be a JSON object")
     branch = data.get("branch")
+    if isinstance(branch, str):
+        branch = branch.removeprefix("refs/heads/")
     ref = data.get("ref")
     if not branch and isinstance(ref, str):
         if not ref.startswith("refs/heads/"):
@@ -91,13 +95,14 @@ def signature_ok(body: bytes, headers: Mapping[str, str], secret: str) -> bool:
     token = lower.get("x-gitlab-token")
     if token is not None:
         return hmac.compare_digest(token.encode(), secret.encode())
+    # Compared as bytes: compare_digest raises on non-ASCII str, and a header is attacker-controlled.
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     for header in ("x-hub-signature-256", "x-gitea-signature", "x-stopline-signature-256"):
         given = lower.get(header)
         if given is None:
             continue
         given = given.removeprefix("sha256=")
-        return hmac.compare_digest(given.lower(), expected)
+        return hmac.compare_digest(given.lower().encode(), expected.encode())
     return False
 
 

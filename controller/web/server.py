@@ -22,13 +22,23 @@ WakeFn = Callable[[str, str], None]
 TrackStatusFn = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 
 MAX_BODY = 5 * 1024 * 1024
+EVENT_HEADERS = ("X-GitHub-Event", "X-Gitea-Event", "X-Gogs-Event", "X-Gitlab-Event")
+PUSH_EVENTS = frozenset({"push", "push hook"})
 
 
 def register_webhook(app: web.Application, targets: TargetsFn, wake: WakeFn) -> None:
-    """``POST /webhook``: wake every Track following the pushed repo + branch (signature checked)."""
+    """``POST /webhook``: wake every Track following the pushed repo + branch (signature checked).
+
+    202 when a Track was woken, 200 when none follows that branch (or the event is not a push: ping,
+    tag push), 400 for a payload naming no branch or repository, 403 when every matching Track refused
+    the signature."""
 
     async def webhook(request: web.Request) -> web.Response:
         body = await request.read()
+        event = next((request.headers[h] for h in EVENT_HEADERS if h in request.headers), None)
+        if event is not None and event.strip().lower() not in PUSH_EVENTS:
+            # ping (sent when a hook is created), tag pushes, issues...: acknowledged, nothing to wake
+            return web.json_response({"ignored": event, "woken": []}, status=200)
         try:
             push = parse_push(body)
         except WebhookError as exc:
