@@ -31,7 +31,7 @@ from controller.models.common import Condition
 from controller.models.release import GaugeRow
 from controller.release.actions import ANNOTATION_ABORT, ANNOTATION_PAUSED, ANNOTATION_PROMOTE
 from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK
-from controller.web.present import DASH, age, duration, failure_text, gauge_cells, short, timestamp
+from controller.web.present import DASH, age, duration, failure_text, gauge_cells, safe_url, short, timestamp
 from controller.web.views import EventView, ReleaseView, TrackView, newest_first, sort_events
 
 EXIT_LOCKED = 3
@@ -151,7 +151,7 @@ def track_data(t: TrackView) -> dict[str, Any]:
         "kind": "Track",
         "namespace": t.namespace,
         "name": t.name,
-        "repo": t.repo,
+        "repo": safe_url(t.repo),
         "branch": t.branch,
         "locked": t.status.commit_lock.locked,
         "status": t.status.model_dump(mode="json", by_alias=True),
@@ -324,7 +324,7 @@ def _track_view(console: Console, t: TrackView) -> None:
     facts: list[tuple[str, Text | str]] = [
         ("Commit lock", _t("locked", "bold red") if lock.locked else _t("open", "green")),
         ("Push lock", push),
-        ("Repository", f"{t.repo or DASH} ({t.branch or DASH})"),
+        ("Repository", f"{safe_url(t.repo) or DASH} ({t.branch or DASH})"),
         ("Current", s.current or DASH),
         ("Last good", s.last_good or DASH),
         ("Last seen", s.last_seen or DASH),

@@ -23,6 +23,7 @@ from controller.web.present import (
     p_value,
     percent,
     rollout_text,
+    safe_url,
     short,
     timestamp,
 )
@@ -404,7 +405,7 @@ def render_track(
         else '<span class="muted">free</span>'
     )
     facts = [
-        ("Repository", e(t.repo or DASH)),
+        ("Repository", e(safe_url(t.repo) or DASH)),
         ("Branch", e(t.branch or DASH)),
         ("Push lock", push),
         ("Current push", _link(release_href(t.namespace, s.current), s.current) if s.current else DASH),

@@ -104,6 +104,17 @@ def failure_text(failure: FailureStatus) -> str:
     return f"{failure.reason}{where}: {failure.message}"
 
 
+def safe_url(url: str) -> str:
+    """A repository URL without credentials (``https://user:token@host/x`` → ``https://host/x``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
 def _group(name: str) -> str:
     return name.upper() if len(name) <= 3 else name[:1].upper() + name[1:]
 

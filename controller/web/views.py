@@ -184,6 +184,7 @@ class EventView:
     message: str
     at: datetime | None = None
     count: int = 1
+    sequence: int = 0  # metadata.resourceVersion: orders events recorded within the same second
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> EventView:
@@ -199,12 +200,14 @@ class EventView:
             count = int(obj.get("count") or 1)
         except (TypeError, ValueError):
             count = 1
+        version = str(meta.get("resourceVersion") or "")
         return cls(
             type=str(obj.get("type") or "Normal"),
             reason=str(obj.get("reason") or ""),
             message=str(obj.get("message") or ""),
             at=at,
             count=count,
+            sequence=int(version) if version.isdigit() else 0,
         )
 
 
@@ -212,8 +215,8 @@ V = TypeVar("V", "ReleaseView", "TrackView", "ExperimentView")
 
 
 def sort_events(events: list[EventView]) -> list[EventView]:
-    """Oldest first; events without a time go first."""
-    return sorted(events, key=lambda e: (e.at is not None, e.at.timestamp() if e.at else 0.0))
+    """Oldest first (same second: in the order the API server stored them); events without a time go first."""
+    return sorted(events, key=lambda e: (e.at is not None, e.at.timestamp() if e.at else 0.0, e.sequence))
 
 
 def newest_first(views: list[V]) -> list[V]:

@@ -330,3 +330,18 @@ def test_experiments_page_rollout_closed_on_decision_and_report() -> None:
         "[+1.02%, +2.67%]",
     ]
     assert dom.text("span", class_="closed-on") == ["—", "enhanced", "—"]
+
+
+def test_events_in_the_same_second_keep_the_api_servers_order() -> None:
+    def ev(reason: str, version: str, at: str = "2024-05-30T11:58:00Z") -> dict[str, object]:
+        return {"metadata": {"resourceVersion": version}, "reason": reason, "lastTimestamp": at}
+
+    raw = [
+        ev("RolledBack", "1203"),
+        ev("GateFailed", "1201"),
+        ev("GitRevertPushed", "1202"),
+        ev("Later", "5", "2024-05-30T11:59:00Z"),
+    ]
+    ordered = sort_events([EventView.from_object(o) for o in raw])
+    assert [e.reason for e in ordered] == ["GateFailed", "GitRevertPushed", "RolledBack", "Later"]
+    assert EventView.from_object({"metadata": {"resourceVersion": "abc"}}).sequence == 0
