@@ -38,9 +38,15 @@ import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from scipy import stats as _dist
+
+def _scipy() -> Any:
+    """scipy.stats, imported on first use: the CLI and SDK start fast when no test is computed."""
+    from scipy import stats
+
+    return stats
+
 
 __all__ = [
     "DEFAULT_SEQUENTIAL_TUNING",
@@ -120,12 +126,12 @@ def _finite(*values: float) -> bool:
 
 def _two_sided(statistic: float, df: float | None = None) -> float:
     if df is None:
-        return float(min(1.0, 2.0 * _dist.norm.sf(abs(statistic))))
-    return float(min(1.0, 2.0 * _dist.t.sf(abs(statistic), df)))
+        return float(min(1.0, 2.0 * _scipy().norm.sf(abs(statistic))))
+    return float(min(1.0, 2.0 * _scipy().t.sf(abs(statistic), df)))
 
 
 def _z_critical(alpha: float) -> float:
-    return float(_dist.norm.isf(alpha / 2))
+    return float(_scipy().norm.isf(alpha / 2))
 
 
 def _check_alpha(alpha: float) -> str | None:
@@ -314,7 +320,7 @@ def srm_test(observed: Sequence[int], weights: Sequence[float]) -> SrmResult:
         return SrmResult(error="insufficient data: fewer than two branches with non-zero weight")
     chi2 = sum((o - e) ** 2 / e for o, e in pairs)
     df = len(pairs) - 1
-    return SrmResult(chi2=chi2, p_value=float(_dist.chi2.sf(chi2, df)), df=df, expected=expected)
+    return SrmResult(chi2=chi2, p_value=float(_scipy().chi2.sf(chi2, df)), df=df, expected=expected)
 
 
 def _validated(p_values: Sequence[float | None]) -> list[tuple[int, float]]:

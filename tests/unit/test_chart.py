@@ -37,7 +37,7 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("", "secrets"): {"get"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"list", "create", "patch"},  # list: the status page shows a Release's events
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 CLUSTER_RULES: dict[tuple[str, str], set[str]] = {

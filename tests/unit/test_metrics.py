@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,18 +35,6 @@ from controller.release.runner import run_release
 REF = ReleaseRef(namespace="shop", name="web-3f9c2e1", uid="u1")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 REVISION = "3f9c2e1d" + "0" * 32
-
-
-@pytest.fixture(autouse=True)
-def _close_stray_event_loop() -> Iterator[None]:
-    """Close the loop looptime's pytest hook creates through the policy (as tests/unit/web/conftest.py does)."""
-    yield
-    policy = asyncio.get_event_loop_policy()
-    with contextlib.suppress(RuntimeError):
-        loop = policy.get_event_loop()
-        if not loop.is_running() and not loop.is_closed():
-            loop.close()
-    policy.set_event_loop(None)
 
 
 @pytest.fixture
