@@ -11,6 +11,9 @@ from controller.experiments.report import BranchCounts, Report, build_report
 from controller.models.common import set_condition
 from controller.models.experiment import ExperimentSpec, ExperimentStatus, ReportRow, SrmStatus
 
+#: ``Closed`` condition reason when ``spec.closeOn`` closed the experiment (removing it reopens).
+CLOSED_BY_SPEC = "CloseOn"
+
 
 def configmap_key(spec: ExperimentSpec) -> str:
     """The key of this experiment in the shared, published ConfigMap (``<key>.json``)."""
@@ -71,18 +74,22 @@ def with_report(
     now: datetime,
     generation: int | None,
 ) -> ExperimentStatus:
-    """Status carrying the report, SRM check and decision; a first auto-close sets ``closedOn``."""
+    """Status carrying the report, SRM check and decision; a first auto-close sets ``closedOn``.
+
+    ``decision`` stays what the data says after an auto-close (``Harm:enhanced`` with ``closedOn:
+    control``), so experiment gates (``failOn: harm``) still see the harm; only ``spec.closeOn``
+    makes it ``Closed:<branch>``.
+    """
     s = status.model_copy(deep=True)
     s.report = [ReportRow.model_validate(r.to_dict()) for r in report.rows]
     s.srm = SrmStatus.model_validate(report.srm.to_dict()) if report.srm is not None else None
     p_values = [r.p_value for r in report.rows if r.p_value is not None]
     s.p_value = min(p_values) if p_values else None
-    if spec.close_on is None and s.closed_on is None and decision.close_to is not None:
-        s.closed_on = decision.close_to
-    if spec.close_on is not None:
-        s.closed_on = spec.close_on
-    s.decision = f"Closed:{s.closed_on}" if s.closed_on and decision.state != "Closed" else decision.label
+    _close(spec, s, decision, now, generation)
+    s.decision = decision.label
     s.message = decision.reason
+    if spec.close_on is None and s.closed_on is not None:
+        s.message += f"; closed on {s.closed_on} (autoClose)"
     s.updated_at = now
     s.observed_generation = generation
     s.conditions = set_condition(
@@ -96,11 +103,41 @@ def without_report(
 ) -> ExperimentStatus:
     """Status when no counts could be read (no metric configured, Prometheus down)."""
     s = status.model_copy(deep=True)
+    _close(spec, s, None, now, generation)
     if spec.close_on is not None:
-        s.closed_on = spec.close_on
         s.decision = f"Closed:{spec.close_on}"
+    elif s.closed_on is None and s.decision.startswith("Closed:"):
+        s.decision = "Running"
     s.message = reason
     s.updated_at = now
     s.observed_generation = generation
     s.conditions = set_condition(s.conditions, "ReportAvailable", "False", "NoData", reason, now, generation)
     return s
+
+
+def _close(
+    spec: ExperimentSpec, s: ExperimentStatus, decision: Decision | None, now: datetime, generation: int | None
+) -> None:
+    """Set ``s.closed_on`` (in place) and the ``Closed`` condition saying who closed it.
+
+    ``spec.closeOn`` wins while it is set; removing it reopens an experiment it closed. An
+    auto-close (``decision.close_to``) is sticky: it happens once and stays.
+    """
+    closed = next((c for c in s.conditions if c.type == "Closed"), None)
+    if spec.close_on is not None:
+        s.closed_on = spec.close_on
+        s.conditions = set_condition(
+            s.conditions, "Closed", "True", CLOSED_BY_SPEC, f"spec.closeOn: {spec.close_on}", now, generation
+        )
+        return
+    if s.closed_on is not None and closed is not None and closed.reason == CLOSED_BY_SPEC:
+        s.closed_on = None
+        s.conditions = set_condition(
+            s.conditions, "Closed", "False", "Reopened", "spec.closeOn was removed", now, generation
+        )
+    if s.closed_on is None and decision is not None and decision.close_to is not None:
+        s.closed_on = decision.close_to
+        reason = "AutoCloseOnHarm" if decision.state == "Harm" else "AutoCloseOnWinner"
+        s.conditions = set_condition(
+            s.conditions, "Closed", "True", reason, f"{decision.label}: closed on {decision.close_to}", now, generation
+        )
