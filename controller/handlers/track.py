@@ -1,7 +1,7 @@
 """Track wiring: one daemon per Track; its Releases and push webhooks wake it early.
 
-An index of each Track's Releases still in flight lets a restarted daemon adopt a Release it created but
-had not recorded yet, instead of creating a second one beside it (push lock across restarts).
+A starting daemon lists its Track's Releases once, to adopt one it created but had not recorded yet
+instead of creating a second one beside it (push lock across restarts).
 """
 
 from __future__ import annotations
@@ -25,24 +25,6 @@ def wake_event(memo: Any, namespace: str, name: str) -> asyncio.Event:
     return events.setdefault((namespace, name), asyncio.Event())
 
 
-InFlight = kopf.Index[tuple[str, str], dict[str, Any]]
-
-
-@kopf.index(API_GROUP, API_VERSION, "releases", labels={LABEL_TRACK: kopf.PRESENT})
-def track_releases(
-    namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status, **_: Any
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """(namespace, track) → a summary of each of its Releases that is not final (final ones drop out)."""
-    if namespace is None or status.get("phase") in FINAL:
-        return {}
-    summary = {
-        "metadata": {"name": name},
-        "spec": {"source": {"revision": (spec.get("source") or {}).get("revision")}},
-        "status": {"phase": status.get("phase"), "startedAt": status.get("startedAt")},
-    }
-    return {(namespace, labels[LABEL_TRACK]): summary}
-
-
 def _spec_or_none(spec: Any) -> TrackSpec | None:
     try:
         return TrackSpec.model_validate(spec or {})
@@ -58,10 +40,9 @@ async def follow(
     uid: str,
     stopped: kopf.DaemonStopped,
     memo: Any,
-    **kwargs: Any,
+    **_: Any,
 ) -> None:
     """Follow the Track's branch: create Releases, hold the push and commit locks."""
-    track_releases: InFlight = kwargs["track_releases"]  # kopf passes every index by its name
     assert namespace is not None, "Track is a namespaced resource"
     rt = runtime(memo)
     ref = TrackRef(namespace=namespace, name=name, uid=uid)
@@ -81,8 +62,8 @@ async def follow(
             rt.tracks[(namespace, name)] = spec  # the webhook's routing table
         await wait_or_wake(event, seconds, stopped.wait)
 
-    def owned() -> list[dict[str, Any]]:
-        return list(track_releases.get((namespace, name), []))
+    async def owned() -> list[dict[str, Any]]:
+        return await rt.objects.list("releases", namespace, f"{LABEL_TRACK}={name}")
 
     try:
         await run_track(

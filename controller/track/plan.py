@@ -144,6 +144,12 @@ def release_name(track: str, revision: str) -> str:
 
 def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFacts) -> TrackAction:
     """The next action for this Track."""
+    if not status.current:  # first: the push lock is never broken, whatever else is pending
+        finished = {h.release for h in status.history if h.result != "InProgress"}
+        orphans = [r for r in facts.in_flight if r.exists and r.phase not in FINAL and r.name not in finished]
+        if orphans:
+            return Adopt(min(orphans, key=lambda r: r.name))
+
     lock_raw = facts.annotations.get(ANNOTATION_LOCK, "").strip()
     if lock_raw and lock_raw != status.commit_lock.last_lock and not status.commit_lock.locked:
         return Lock(parse_token(lock_raw))
@@ -157,12 +163,6 @@ def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFac
             return FinishRelease(cur)  # deleted by someone: release the push lock
         if cur.phase in FINAL:
             return FinishRelease(cur)
-
-    if not status.current:
-        finished = {h.release for h in status.history if h.result != "InProgress"}
-        orphans = [r for r in facts.in_flight if r.exists and r.phase not in FINAL and r.name not in finished]
-        if orphans:
-            return Adopt(min(orphans, key=lambda r: r.name))
 
     ignorable = {c.sha for c in facts.new_commits if c.reverts is not None}
     # An unreadable tip says nothing about the queue: keep the one we had.

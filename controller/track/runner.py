@@ -185,15 +185,18 @@ async def run_track(
     wait: Callable[[float], Awaitable[None]],
     emit: Callable[[str, str, str], None] = lambda _t, _r, _m: None,
     stopped: Callable[[], bool] = lambda: False,
-    owned: Callable[[], Iterable[Mapping[str, Any]]] = lambda: (),
+    owned: Callable[[], Awaitable[Iterable[Mapping[str, Any]]]] | None = None,
 ) -> None:
     """Follow the branch until stopped.
 
     Kubernetes errors (reading the current Release, writing the status) are reported and retried after a
-    short wait; they never end the loop. ``owned`` lists this Track's Releases still in flight (kopf index).
+    short wait; they never end the loop. ``owned`` lists this Track's Releases (label ``stopline.dev/track``);
+    it is read once, on the first iteration: a Release created just before a restart but missing from the
+    status is adopted rather than doubled. Afterwards the status in memory knows every Release it created.
     """
     status = TrackStatus.model_validate(read_body().get("status") or {})
     persisted = status.model_copy(deep=True)
+    list_owned = owned
     while not stopped():
         body = read_body()
         try:
@@ -210,9 +213,11 @@ async def run_track(
         status.observed_generation = meta.get("generation")
         retry = min(spec.poll_interval.total_seconds(), 5.0)
         try:
+            releases = await list_owned() if list_owned is not None else ()
             facts = await observe_track(
-                ref, spec, status, meta.get("annotations") or {}, git, objects, clock(), owned()
+                ref, spec, status, meta.get("annotations") or {}, git, objects, clock(), releases
             )
+            list_owned = None
         except StoplineError as exc:
             log.warning("track %s/%s: cannot read its Release: %s", ref.namespace, ref.name, exc)
             await wait(retry)

@@ -262,6 +262,12 @@ PLAN_CASES = [
         Adopt(rel("web-bbbbbbb", "Holding")),
     ),
     PlanCase(
+        "adoption-comes-before-an-unlock-token",
+        LOCKED,
+        facts(C, [commit(C)], annotations={ANNOTATION_UNLOCK: UNLOCK}, others=[rel("web-ccccccc", None, C)]),
+        Adopt(rel("web-ccccccc", None, C)),
+    ),
+    PlanCase(
         "release-already-finished-in-history-is-not-adopted-again",
         OPEN.model_copy(
             update={"history": [HistoryEntry(revision=B, release="web-bbbbbbb", result="Succeeded", at=T0)]}

@@ -88,6 +88,7 @@ class FakeObjects:
         self.releases: dict[str, dict[str, Any]] = {}
         self.create_calls: list[str] = []
         self.get_errors = 0
+        self.lists = 0
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         assert (plural, namespace) == ("releases", "shop")
@@ -118,13 +119,10 @@ class FakeObjects:
     def set_phase(self, name: str, phase: str) -> None:
         self.releases[name]["status"] = {"phase": phase, "startedAt": T0.isoformat()}
 
-    def in_flight(self) -> list[dict[str, Any]]:
-        """What the kopf index hands the daemon: this Track's Releases that are not final."""
-        return [
-            copy.deepcopy(r)
-            for r in self.releases.values()
-            if r["metadata"]["labels"].get(LABEL_TRACK) == "web" and r["status"].get("phase") not in FINAL
-        ]
+    async def owned(self) -> list[dict[str, Any]]:
+        """``list releases -l stopline.dev/track=web``, as the daemon does when it starts."""
+        self.lists += 1
+        return [copy.deepcopy(r) for r in self.releases.values() if r["metadata"]["labels"].get(LABEL_TRACK) == "web"]
 
 
 class Harness:
@@ -182,7 +180,7 @@ class Harness:
             wait=wait,
             emit=lambda _t, reason, message: self.events.append((reason, message)),
             stopped=lambda: done,
-            owned=self.objects.in_flight if adopt else lambda: [],
+            owned=self.objects.owned if adopt else None,
         )
 
 
@@ -249,6 +247,7 @@ async def test_restart_after_create_with_a_new_commit_adopts_instead_of_doubling
     assert [(e.release, e.result) for e in s.history] == [("web-ccccccc", "Succeeded"), ("web-bbbbbbb", "Succeeded")]
     assert s.last_good == sha("c")
     assert ("ReleaseAdopted", "adopted web-bbbbbbb, already in flight") in h.events
+    assert objects.lists == 2, "listed once per controller start, not on every poll"
 
 
 async def test_without_the_in_flight_index_a_restart_would_break_the_push_lock() -> None:
