@@ -151,6 +151,7 @@ class ProcSample:
     hwm_kib: int  # peak RSS of the process so far (VmHWM)
     threads: int
     fds: int  # open file descriptors (sockets to the API server, Prometheus, ...)
+    cpu_s: float  # user + system CPU seconds of the process so far
 
 
 def proc_sample(pid: int) -> ProcSample:
@@ -163,7 +164,21 @@ def proc_sample(pid: int) -> ProcSample:
         hwm_kib=int(fields["VmHWM"].split()[0]),
         threads=int(fields["Threads"]),
         fds=len(os.listdir(f"/proc/{pid}/fd")),
+        cpu_s=_cpu_seconds(f"/proc/{pid}/stat"),
     )
+
+
+def _cpu_seconds(stat_path: str) -> float:
+    """utime + stime of /proc/<pid>/stat (fields 14 and 15, after the parenthesised command name)."""
+    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent not idle (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def parse_exposition(text: str) -> dict[str, float]:
@@ -195,7 +210,7 @@ class BenchController:
         *,
         prometheus_url: str | None = None,
         env: dict[str, str] | None = None,
-        tick: float = 0.2,
+        tick: float | None = None,
     ) -> None:
         self.stack = stack
         self.prefix = prefix
@@ -226,7 +241,7 @@ class BenchController:
                 "STOPLINE_REPO_CACHE": str(self.workdir / "repos"),
                 "STOPLINE_HTTP_HOST": "127.0.0.1",
                 "STOPLINE_HTTP_PORT": str(self.http_port),
-                "STOPLINE_RELEASE_TICK": str(self.tick),
+                **({"STOPLINE_RELEASE_TICK": str(self.tick)} if self.tick is not None else {}),
                 **self.extra_env,
             }
         )
@@ -444,6 +459,79 @@ def wait_metric_value(query: str, predicate: Callable[[float], bool], timeout: f
 
 
 # ---------------------------------------------------------------------------------------- cluster
+def apiserver_requests() -> Counter[tuple[str, str]]:
+    """The API server's own request counters, {(verb, resource[/subresource]): count}, over every client."""
+    text = helpers.kubectl("get", "--raw", "/metrics", timeout=60).stdout
+    out: Counter[tuple[str, str]] = Counter()
+    for key, value in parse_exposition(text).items():
+        if not key.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', key))
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        out[(labels.get("verb", ""), resource)] += int(value)
+    return out
+
+
+@dataclass(frozen=True)
+class KcmStats:
+    """kube-controller-manager's own view: client-side rate limiting and the Deployment work queue."""
+
+    throttled_s: float  # total time its requests waited in the client-side rate limiter (--kube-api-qps)
+    requests: int
+    deployment_queue_s: float  # total time Deployments waited in the deployment controller's queue
+    deployment_syncs: int
+
+    def __sub__(self, other: KcmStats) -> KcmStats:
+        return KcmStats(
+            self.throttled_s - other.throttled_s,
+            self.requests - other.requests,
+            self.deployment_queue_s - other.deployment_queue_s,
+            self.deployment_syncs - other.deployment_syncs,
+        )
+
+
+def kcm_stats(stack: Stack) -> KcmStats | None:
+    """Read kube-controller-manager's /metrics (kwok backend: its address is in kwok.yaml); None if unknown."""
+    import ssl
+
+    import yaml
+
+    path = stack.state_dir / "kwok" / "clusters" / "stopline-e2e" / "kwok.yaml"
+    try:
+        docs = list(yaml.safe_load_all(path.read_text()))
+    except (OSError, yaml.YAMLError):
+        return None
+    metric = next(
+        (
+            c.get("metric")
+            for d in docs
+            if isinstance(d, dict)
+            for c in d.get("components") or []
+            if c.get("name") == "kube-controller-manager"
+        ),
+        None,
+    )
+    if not metric:
+        return None
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # loopback, self-signed; /metrics is allowed without authentication
+    url = f"{metric.get('scheme', 'https')}://{metric['host']}{metric.get('path', '/metrics')}"
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=context) as resp:
+            samples = parse_exposition(resp.read().decode())
+    except OSError:
+        return None
+    return KcmStats(
+        throttled_s=metric_sum(samples, "rest_client_rate_limiter_duration_seconds_sum"),
+        requests=int(metric_sum(samples, "rest_client_rate_limiter_duration_seconds_count")),
+        deployment_queue_s=samples.get('workqueue_queue_duration_seconds_sum{name="deployment"}', 0.0),
+        deployment_syncs=int(samples.get('workqueue_queue_duration_seconds_count{name="deployment"}', 0.0)),
+    )
+
+
 def node_pod_capacity(api: Any) -> tuple[int, int, int]:
     """(ready nodes, allocatable pods over them, pods currently bound and not finished)."""
     from kubernetes import client

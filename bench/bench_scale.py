@@ -142,6 +142,55 @@ def settled(ctl: BenchController, timeout: float = 60) -> _stack.ProcSample:
     return last
 
 
+def idle_curve(stack: helpers.Stack, api: Any, counts: list[int], workers: int) -> int:
+    """Idle controller footprint against the number of watched (empty) namespaces: kopf opens its watch
+    streams per namespace when given a namespace pattern, so this is the cost before any Release exists."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api)
+    prefix = _stack.bench_prefix("bsi")
+    made: list[str] = []
+    rows: list[tuple[int, _stack.ProcSample]] = []
+
+    def create(ns: str) -> None:
+        try:
+            core.create_namespace({"metadata": {"name": ns, "labels": {_stack.LABEL: prefix}}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    try:
+        for count in sorted(counts):
+            new = [f"{prefix}-{i:04d}" for i in range(len(made), count)]
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(create, new))
+            made += new
+            ctl = BenchController(stack, prefix)
+            try:
+                ctl.start(timeout=180)
+                sample = settled(ctl)
+            finally:
+                ctl.stop()
+            rows.append((count, sample))
+            print(
+                f"[bench] idle over {count} namespaces: RSS {sample.rss_kib / 1024:.1f} MiB, "
+                f"{sample.threads} threads, {sample.fds} fds (load {loadavg()})",
+                flush=True,
+            )
+    finally:
+        _stack.delete_namespaces(api, made)
+    print(f"\n== idle controller vs watched namespaces, {time.strftime('%Y-%m-%d %H:%M')}, load average {loadavg()}")
+    base_n, base = rows[0]
+    for count, sample in rows:
+        extra = (sample.rss_kib - base.rss_kib) / 1024 / (count - base_n) if count > base_n else 0.0
+        print(
+            f"{count:5d} namespaces: RSS {sample.rss_kib / 1024:6.1f} MiB ({extra:.2f} MiB per extra namespace), "
+            f"{sample.fds:4d} fds, {sample.threads} threads"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--releases", type=int, default=100, help="concurrent Releases (default 100; target 500)")
@@ -151,8 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="client threads for setup and creation")
     parser.add_argument("--timeout", type=float, default=0, help="seconds to wait for all final (default auto)")
     parser.add_argument("--keep", action="store_true", help="keep namespaces and repo afterwards")
+    parser.add_argument(
+        "--tick", type=float, default=None, help="STOPLINE_RELEASE_TICK for the controller (default: its own)"
+    )
+    parser.add_argument(
+        "--idle-namespaces",
+        default="",
+        help="instead: idle controller RSS/fds over this many empty namespaces, e.g. 0,100,300,500",
+    )
     args = parser.parse_args(argv)
     n = args.releases
+    if args.idle_namespaces:
+        stack = _stack.ensure_stack()
+        counts = [int(x) for x in args.idle_namespaces.split(",") if x.strip()]
+        return idle_curve(stack, kube_client(), counts, args.workers)
 
     print(f"[bench] scale: {n} Releases; load average {loadavg()} at start; bringing the stack up", flush=True)
     stack = _stack.ensure_stack()
@@ -178,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         helpers.set_metric(METRIC, 1.0, bench=prefix)
         _stack.wait_metric_value(f'max({METRIC}{{bench="{prefix}"}})', lambda v: v == 1.0)
         with proxy:
-            ctl = BenchController(stack, prefix, prometheus_url=proxy.url)
+            ctl = BenchController(stack, prefix, prometheus_url=proxy.url, tick=args.tick)
             ctl.start(timeout=180)
             idle = settled(ctl)
             print(
@@ -190,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
             proxy_before = proxy.query_count()
             evals_before = _stack.metric_sum(ctl.metrics(), "stopline_gate_evaluations_total")
 
+            api_before = _stack.apiserver_requests()
+            kcm_before = _stack.kcm_stats(stack)
             with Sampler(ctl.pid) as sampler:
+                cpu0, busy0 = ctl.sample().cpu_s, _stack.machine_busy_seconds()
                 t0 = time.monotonic()
                 with ThreadPoolExecutor(args.workers) as pool:
                     list(
@@ -233,11 +297,15 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     time.sleep(1.0)
                 wall = time.monotonic() - t0
+                cpu = ctl.sample().cpu_s - cpu0
+                busy = _stack.machine_busy_seconds() - busy0
             m = ctl.metrics()
             evals = _stack.metric_sum(m, "stopline_gate_evaluations_total") - evals_before
             queries = proxy.query_count() - proxy_before
             prom_delta = _stack.prometheus_query_handler_total() - prom_before
             final_sample = ctl.sample()
+            api_delta = _stack.apiserver_requests() - api_before
+            kcm_after = _stack.kcm_stats(stack)
             errors = _stack.metric_sum(m, "stopline_reconcile_errors_total")
     finally:
         if ctl is not None:
@@ -251,19 +319,29 @@ def main(argv: list[str] | None = None) -> int:
     phases = collections.Counter((i.get("status") or {}).get("phase", "New") for i in items)
     failures = n - phases["Succeeded"]
     durations: list[float] = []
+    rollouts: list[float] = []  # phase startedAt → availableAt: the cluster rolling one Deployment out
+    after_hold: list[float] = []  # phase holdUntil → completedAt: the controller noticing the hold ended
     readings = 0
     for item in items:
         st = item.get("status") or {}
         a, b = parse_time(st.get("startedAt")), parse_time(st.get("completedAt"))
         if a and b:
             durations.append((b - a).total_seconds())
+        for ph in st.get("phases") or []:
+            started, available = parse_time(ph.get("startedAt")), parse_time(ph.get("availableAt"))
+            until, completed = parse_time(ph.get("holdUntil")), parse_time(ph.get("completedAt"))
+            if started and available:
+                rollouts.append((available - started).total_seconds())
+            if until and completed:
+                after_hold.append((completed - until).total_seconds())
         readings += sum(int(g.get("readings") or 0) for g in st.get("gauges") or [])
     baselines = sum(1 for item in items for g in (item.get("status") or {}).get("gauges") or [] if g.get("prePush"))
 
     peak_rss = max(sampler.peak_rss_kib, final_sample.hwm_kib) / 1024
     print(
         f"\n== scale (DESIGN.md §6), {time.strftime('%Y-%m-%d %H:%M')}: {n} Releases × 3 phases (hold {args.hold}, "
-        f"gate interval {args.interval}, {args.replicas} replica(s) per Deployment, {n * 3} Deployments), "
+        f"gate interval {args.interval}, {args.replicas} replica(s) per Deployment, {n * 3} Deployments, "
+        f"release tick {args.tick if args.tick is not None else 'default'}), "
         f"{_stack.cpu_count()} cores, load average {loadavg()}"
     )
     print(f"fake nodes: {capacity_note}")
@@ -274,10 +352,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     if durations:
         print(f"per-Release push time (status startedAt → completedAt): {Summary.of(durations).line()}")
+    if rollouts:
+        print(f"per-phase rollout (phase startedAt → availableAt):     {Summary.of(rollouts).line()}")
+    if after_hold:
+        print(f"per-phase hold end → phase completed:                  {Summary.of(after_hold).line()}")
     print(
         f"controller RSS: idle {idle.rss_kib / 1024:.1f} MiB, peak sampled {sampler.peak_rss_kib / 1024:.1f} MiB, "
         f"VmHWM {final_sample.hwm_kib / 1024:.1f} MiB → ratio peak / {RSS_TARGET_MIB:g} MiB = "
         f"{peak_rss / RSS_TARGET_MIB:.2f} ({'meets' if peak_rss <= RSS_TARGET_MIB else 'MISSES'} the target)"
+    )
+    print(
+        f"CPU during the run: controller {cpu:.0f} CPU-s = {cpu / wall:.2f} cores on average; whole machine "
+        f"{busy / wall:.2f} of {_stack.cpu_count()} cores busy (the API server, controller-manager, scheduler and "
+        f"kwok reconcile {n * 3} rollouts on the same cores; other sessions' load included)"
     )
     print(
         f"controller threads: idle {idle.threads}, peak {sampler.peak_threads} for {n} Releases "
@@ -293,6 +380,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{queries / wall if wall else 0:.2f} queries/s; Prometheus's own /api/v1/query counter rose by "
         f"{prom_delta:.0f} (every client of the shared stack, this benchmark's polling included)"
     )
+    calls = ", ".join(
+        f"{verb} {res} {count} ({count / wall:.0f}/s)"
+        for (verb, res), count in api_delta.most_common(8)
+        if verb not in ("WATCH", "LIST")
+    )
+    print(f"API server requests during the run (every client; Deployment GETs are the controller's): {calls}")
+    if kcm_before is not None and kcm_after is not None:
+        k = kcm_after - kcm_before
+        print(
+            f"kube-controller-manager: its {k.requests} API requests waited {k.throttled_s:.0f}s in total in its "
+            f"client-side rate limiter (--kube-api-qps, default 20/s), {k.throttled_s / max(1, k.requests):.3f}s "
+            f"each; a Deployment waited {k.deployment_queue_s / max(1, k.deployment_syncs):.2f}s on average in "
+            f"its deployment queue ({k.deployment_syncs} syncs)"
+        )
     top = proxy.queries.most_common(3)
     print(f"distinct queries sent: {len(proxy.queries)}; top: {[(q[:60], c) for q, c in top]}")
     if failures:
