@@ -86,10 +86,15 @@ async def follow(
 def release_changed(
     type: str | None, namespace: str | None, labels: kopf.Labels, status: kopf.Status, memo: Any, **_: Any
 ) -> None:
-    """A Track's Release finished or was deleted: let the Track look now rather than at its next poll.
+    """A Track's Release became final or was deleted: let the Track look now rather than at its next poll.
 
-    Progress in between (every gauges update) changes nothing for the Track: no wake, no git fetch."""
-    if namespace is not None and (type == "DELETED" or status.get("phase") in FINAL):
+    Once per final phase (``memo`` is kopf's per-object memo): progress before it (every gauges update)
+    and writes after it change nothing for the Track, and each wake costs it a git fetch."""
+    if namespace is None:
+        return
+    phase = status.get("phase")
+    if type == "DELETED" or (phase in FINAL and memo.get("track_woken_at") != phase):
+        memo["track_woken_at"] = phase
         wake_event(memo, namespace, labels[LABEL_TRACK]).set()
 
 
