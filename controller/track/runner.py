@@ -92,6 +92,12 @@ def release_facts(name: str, obj: Mapping[str, Any] | None) -> ReleaseFacts:
     )
 
 
+def owned_by(obj: Mapping[str, Any], ref: TrackRef) -> bool:
+    """Whether this Track (by UID) is an owner of the object."""
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(o.get("uid") == ref.uid for o in owners)
+
+
 def release_body(ref: TrackRef, spec: TrackSpec, action: CreateRelease) -> dict[str, Any]:
     """The Release a Track creates for a new tip: template + source at that revision, owned by the Track."""
     template = spec.template.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -149,6 +155,8 @@ async def observe_track(
         current = release_facts(status.current, await objects.get("releases", ref.namespace, status.current))
     in_flight = []
     for obj in owned:
+        if not owned_by(obj, ref):
+            continue  # labelled by hand, or left by a deleted Track of the same name
         name = (obj.get("metadata") or {}).get("name")
         if name and name != status.current:
             in_flight.append(release_facts(str(name), obj))
@@ -164,9 +172,17 @@ async def observe_track(
 
 
 async def execute_track(ref: TrackRef, spec: TrackSpec, action: TrackAction, objects: TrackObjects) -> None:
-    """Carry out the one side effect a Track has: creating a Release (idempotent by name)."""
-    if isinstance(action, CreateRelease):
-        await objects.create("releases", ref.namespace, release_body(ref, spec, action))
+    """Carry out the one side effect a Track has: creating a Release (idempotent by name).
+
+    A Release of that name that this Track does not own (made by hand, or left by a deleted Track of the
+    same name) is never taken for ours: StoplineError, reported and retried until someone removes it."""
+    if not isinstance(action, CreateRelease):
+        return
+    if await objects.create("releases", ref.namespace, release_body(ref, spec, action)) is not None:
+        return
+    existing = await objects.get("releases", ref.namespace, action.name)
+    if existing is not None and not owned_by(existing, ref):
+        raise StoplineError(f"Release {action.name} already exists and does not belong to Track {ref.name}")
 
 
 def status_patch(status: TrackStatus) -> dict[str, Any]:

@@ -265,6 +265,25 @@ async def test_without_the_in_flight_index_a_restart_would_break_the_push_lock()
         await h.run([], adopt=False)
 
 
+async def test_a_release_of_that_name_not_owned_by_the_track_is_not_taken_for_ours() -> None:
+    git, objects = FakeGit(sha("a")), FakeObjects()
+    h = Harness(git, objects)
+    foreign = release_body(
+        TrackRef("shop", "web", "uid-of-a-deleted-track"),
+        TrackSpec.model_validate(SPEC),
+        CreateRelease("web-aaaaaaa", sha("a"), ()),
+    )
+    objects.releases["web-aaaaaaa"] = {**foreign, "status": {"phase": "Succeeded"}}
+    await h.run([lambda: None])
+    s = h.status
+    assert s.current is None and not s.push_lock.held and s.history == []
+    assert (
+        s.message
+        == "could not create Release web-aaaaaaa: Release web-aaaaaaa already exists and does not belong to Track web"
+    )
+    assert [r for r, _ in h.events] == ["CreateReleaseFailed", "CreateReleaseFailed"]
+
+
 async def test_commits_during_a_push_are_batched_and_listed() -> None:
     git, objects = FakeGit(sha("a")), FakeObjects()
     h = Harness(git, objects)
@@ -453,7 +472,9 @@ async def test_observe_lists_commits_since_the_last_push_and_the_releases_in_fli
     git, objects = FakeGit(sha("a"), sha("b"), sha("c")), FakeObjects()
     git.push(sha("e"), reverts=sha("b"))
     status = TrackStatus(last_pushed=sha("a"))
-    owned = [{"metadata": {"name": "web-fffffff"}, "spec": {"source": {"revision": sha("f")}}, "status": {}}]
+    ours = {"name": "web-fffffff", "ownerReferences": [{"uid": "uid-web"}]}
+    theirs = {"name": "web-0000000", "ownerReferences": [{"uid": "uid-of-another"}]}
+    owned = [{"metadata": meta, "spec": {"source": {"revision": sha("f")}}, "status": {}} for meta in (ours, theirs)]
     facts = await observe_track(REF, TrackSpec.model_validate(SPEC), status, {}, git, objects, T0, owned)
     assert [(c.sha, c.reverts) for c in facts.new_commits] == [(sha("b"), None), (sha("c"), None), (sha("e"), sha("b"))]
     assert facts.tip == sha("e") and facts.current is None
