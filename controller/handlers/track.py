@@ -104,12 +104,14 @@ def track_event(
     namespace: str | None,
     name: str,
     spec: kopf.Spec,
+    meta: kopf.Meta,
     annotations: kopf.Annotations,
     memo: Any,
     **_: Any,
 ) -> None:
-    """lock/unlock annotations take effect at once (status writes of our own do not wake the loop); a
-    changed spec reaches the webhook's routing table at once (repo, branch, secret), not at the next poll."""
+    """lock/unlock annotations and spec edits (suspend, source, template) take effect at once, not at the
+    next poll; status writes of our own do not wake the loop. A changed spec also reaches the webhook's
+    routing table at once (repo, branch, secret)."""
     if namespace is None:
         return
     tracks: dict[tuple[str, str], TrackSpec] = memo.runtime.tracks
@@ -121,6 +123,11 @@ def track_event(
             tracks[(namespace, name)] = current
     seen: dict[tuple[str, str], tuple[str, str]] = memo.runtime.track_annotations
     now = (annotations.get(ANNOTATION_LOCK, ""), annotations.get(ANNOTATION_UNLOCK, ""))
-    if seen.get((namespace, name)) != now:
-        seen[(namespace, name)] = now
+    wake = seen.get((namespace, name)) != now
+    seen[(namespace, name)] = now
+    generation = meta.get("generation")  # moves with spec edits only (status is a subresource)
+    if memo.get("track_generation") != generation:
+        memo["track_generation"] = generation
+        wake = True
+    if wake:
         wake_event(memo, namespace, name).set()

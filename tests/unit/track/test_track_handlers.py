@@ -82,13 +82,18 @@ def test_two_releases_each_wake_once() -> None:
 
 
 def track(
-    memo: kopf.Memo, annotations: dict[str, str], spec: dict[str, Any] | None = None, type_: str = "MODIFIED"
+    memo: kopf.Memo,
+    annotations: dict[str, str],
+    spec: dict[str, Any] | None = None,
+    type_: str = "MODIFIED",
+    generation: int = 1,
 ) -> None:
     track_event(
         type=type_,
         namespace="shop",
         name="web",
         spec=copy.deepcopy(spec if spec is not None else SPEC),
+        meta={"name": "web", "generation": generation},
         annotations=annotations,
         memo=memo,
     )
@@ -107,6 +112,17 @@ def test_lock_and_unlock_annotations_wake_the_track() -> None:
     assert not woken(rt)
     track(memo, {"stopline.dev/unlock": '{"by": "alice"}', "stopline.dev/lock": "freeze"})
     assert woken(rt)
+
+
+def test_spec_edits_wake_the_track() -> None:
+    rt = runtime()
+    memo = per_object(rt)
+    track(memo, {}, generation=1)
+    assert woken(rt)
+    track(memo, {}, generation=1)
+    assert not woken(rt), "a status write keeps the generation"
+    track(memo, {}, {**SPEC, "suspend": True}, generation=2)
+    assert woken(rt), "e.g. suspend: false must not wait for a long pollInterval"
 
 
 def test_spec_changes_reach_the_webhook_routing_table() -> None:
