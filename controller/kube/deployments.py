@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.errors import ClusterError, SnapshotTooLarge
+from controller.errors import ClusterError, ManifestError, SnapshotTooLarge
 from controller.release.actions import LiveDeployment
 
 FIELD_MANAGER = "stopline"
@@ -124,7 +124,7 @@ class Deployments:
         name = meta.get("name")
         ns = meta.get("namespace") or namespace
         if ns != namespace:
-            raise ClusterError(f"Deployment {name} is for namespace {ns}; a Release may only touch {namespace}")
+            raise ManifestError(f"Deployment {name} is for namespace {ns}; a Release may only touch {namespace}")
         meta["namespace"] = namespace
         meta.setdefault("annotations", {})[LABEL_RELEASE] = release
         try:
@@ -137,7 +137,10 @@ class Deployments:
                 _content_type="application/apply-patch+yaml",
             )
         except ApiException as exc:
-            raise _api_error(f"apply Deployment {namespace}/{name}", exc) from exc
+            error = _api_error(f"apply Deployment {namespace}/{name}", exc)
+            if exc.status in (400, 422):  # the manifest itself is invalid: retrying cannot help
+                raise ManifestError(str(error)) from exc
+            raise error from exc
 
     async def apply(self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str) -> None:
         """Server-side apply (field manager ``stopline``) every manifest, concurrently."""

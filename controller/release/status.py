@@ -130,6 +130,10 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
         s.message = f"{type(action).__name__} failed: {outcome.message}"
         if outcome.permanent and not isinstance(action, Undo):
             phase = getattr(action, "phase", s.current_phase)
+            if isinstance(action, ApplyPhase):
+                # Some Deployments of the phase may have been applied before the failure: count the phase as
+                # started so the failure rolls back what was touched instead of leaving it half-applied.
+                _update_phase(s, action.phase, state="Progressing", started_at=now)
             return reduce(spec, s, FailPush("ActionFailed", outcome.message, phase=phase), Done(), now)
         return s
 

@@ -624,11 +624,11 @@ CASES = [
         {"phase": "Progressing", "message": "ApplyPhase failed: apiserver timeout", "failure": None},
     ),
     Case(
-        "permanent-action-failure-before-apply-fails",
+        "permanent-apply-failure-in-first-phase-rolls-back-what-it-touched",
         release_status(current="canary", phases=phases(), snapshot=["web-canary"]),
         ApplyPhase("canary", ("web-canary",)),
         ActionFailed("Deployment web-canary: spec.replicas: Invalid value", permanent=True),
-        {"phase": "Failed", "failure.reason": "ActionFailed", "failure.phase": "canary"},
+        {"phase": "RollingBack", "failure.reason": "ActionFailed", "failure.phase": "canary"},
     ),
     Case(
         "permanent-action-failure-after-apply-rolls-back",
@@ -664,3 +664,22 @@ def test_reduce(case: Case) -> None:
 def test_snapshot_configmap_name_fits_a_kubernetes_name() -> None:
     assert snapshot_configmap_name("web-3f9c2e1") == "web-3f9c2e1-snapshot"
     assert len(snapshot_configmap_name("x" * 253)) == 253
+
+
+def test_permanent_apply_failure_rolls_back_the_half_applied_phase() -> None:
+    from controller.release.actions import ActionFailed as _ActionFailed
+    from controller.release.actions import ApplyPhase as _ApplyPhase
+    from controller.release.actions import Facts as _Facts
+    from controller.release.plan import plan as _plan
+
+    spec = make_spec(gates=[])
+    status = release_status("Progressing", "canary", phases(), snapshot=["web-canary"], absent=())
+    after = reduce(
+        spec, status, _ApplyPhase("canary", ("web-canary",)), _ActionFailed("422 Invalid", permanent=True), at(5)
+    )
+    assert after.phase == "RollingBack"
+    assert after.failure is not None and after.failure.reason == "ActionFailed"
+    canary = next(p for p in after.phases if p.name == "canary")
+    assert canary.started_at == at(5) and canary.state == "Failed"
+    undo = _plan(spec, after, _Facts(now=at(6)))
+    assert isinstance(undo, Undo) and undo.restore == ("web-canary",) and undo.revert is True
