@@ -114,12 +114,17 @@ def setup(api: Any, prefix: str, names: list[str], files: dict[str, str], worker
 
     def available() -> bool:
         items = apps.list_deployment_for_all_namespaces(label_selector=f"{_stack.LABEL}={prefix}").items
-        ready = sum(
-            1
-            for d in items
-            if (d.status.available_replicas or 0) >= (d.spec.replicas or 1)
-            and (d.status.updated_replicas or 0) >= (d.spec.replicas or 1)
-        )
+
+        def done(d: Any) -> bool:
+            want = d.spec.replicas if d.spec.replicas is not None else 1
+            st = d.status
+            return bool(
+                (st.observed_generation or 0) >= (d.metadata.generation or 0)
+                and (st.available_replicas or 0) >= want
+                and (st.updated_replicas or 0) >= want
+            )
+
+        ready = sum(1 for d in items if done(d))
         print(f"[bench] setup: {ready}/{want} Deployments Available (load {loadavg()})", flush=True)
         return ready >= want
 
@@ -226,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     repo_name = f"{prefix}-app"
     repo = helpers.make_repo(repo_name, app_files("v1", args.replicas, prefix), message="app v1")
     sha = helpers.push_commit(repo, app_files("v2", args.replicas, prefix), "app v2")
-    pods_needed = n * len(DEPLOYMENTS) * args.replicas + n  # + one surge pod per rolling Release
+    pods_needed = n * len(DEPLOYMENTS) * args.replicas + (n if args.replicas else 0)  # + a surge pod per Release
     capacity_note = _stack.ensure_pod_capacity(api, stack, pods_needed)
     print(f"[bench] pod capacity: {capacity_note}", flush=True)
 
@@ -307,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             api_delta = _stack.apiserver_requests() - api_before
             kcm_after = _stack.kcm_stats(stack)
             errors = _stack.metric_sum(m, "stopline_reconcile_errors_total")
+            counted = m.get('stopline_releases_total{result="Succeeded"}', 0.0)
+            cancelled = ctl.log_count(r"Daemon 'push' is cancelled")
     finally:
         if ctl is not None:
             ctl.stop()
@@ -345,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{_stack.cpu_count()} cores, load average {loadavg()}"
     )
     print(f"fake nodes: {capacity_note}")
-    print(f"result: {dict(sorted(phases.items()))}; reconcile errors {errors:.0f}")
+    print(
+        f"result: {dict(sorted(phases.items()))}; reconcile errors {errors:.0f}; the controller counted "
+        f"{counted:.0f} Succeeded (stopline_releases_total); kopf logged {cancelled} 'Daemon push is cancelled'"
+    )
     print(
         f"wall time, creating the Releases → all final: {wall:.1f}s (creation took {created_s:.1f}s); "
         f"lower bound 3 × hold = {3 * _stack_seconds(args.hold):.0f}s"
