@@ -7,13 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
-
-
 def _default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "stopline" / "repos"
 
@@ -38,9 +31,7 @@ class Settings:
         defaults = cls()
         return cls(
             prometheus_url=env.get("STOPLINE_PROMETHEUS_URL") or None,
-            repo_cache=Path(env["STOPLINE_REPO_CACHE"])
-            if env.get("STOPLINE_REPO_CACHE")
-            else defaults.repo_cache,
+            repo_cache=Path(env["STOPLINE_REPO_CACHE"]) if env.get("STOPLINE_REPO_CACHE") else defaults.repo_cache,
             http_host=env.get("STOPLINE_HTTP_HOST", defaults.http_host),
             http_port=int(env.get("STOPLINE_HTTP_PORT", defaults.http_port)),
             webhook_secret=env.get("STOPLINE_WEBHOOK_SECRET") or None,
