@@ -203,7 +203,7 @@ def test_good_bad_good_commit_lock_and_unlock(
     r2 = rel_name("web", bad)
     then.release_in(r2, "Holding", "canary", timeout=120)
     when.metric(LOAD, 9.0)
-    status = then.release_reaches(r2, *FINAL, timeout=90)
+    status = then.release_reaches(r2, *FINAL, timeout=120)
     assert status["phase"] == "RolledBack", status.get("message")
     revert = status["revert"]["commit"]
     s = wait_track(ns, "web", lambda s: (s.get("commitLock") or {}).get("locked"), "commit lock set")
@@ -297,7 +297,7 @@ def test_webhook_triggers_a_release_within_one_second(
             name = rel_name("hook", sha)
             latencies[kind], reply = fast.latency(name, partial(post_webhook, controller, payload, headers))
             assert reply == (202, {"branch": "main", "woken": [f"{ns}/hook"], "refused": 0})
-            status = then.release_reaches(name, *FINAL, timeout=90)
+            status = then.release_reaches(name, *FINAL, timeout=120)
             assert status["phase"] == "Succeeded", status.get("message")
             pushed(ns, "hook", name)
     finally:
@@ -340,7 +340,7 @@ def test_webhook_with_a_secret_refuses_unsigned_pushes(
     assert reply == (202, {"branch": "main", "woken": [f"{ns}/signed"], "refused": 0})
     print(f"signed webhook → Release latency: {seconds:.3f}s")
     assert seconds < 1.0
-    status = then.release_reaches(name, *FINAL, timeout=90)
+    status = then.release_reaches(name, *FINAL, timeout=120)
     assert status["phase"] == "Succeeded", status.get("message")
 
 
@@ -351,13 +351,13 @@ def test_commits_during_a_push_are_batched_into_one_release(
     phases = [{"name": "all", "remaining": True, "hold": "20s"}]
     create_track(ns, "batch", app, phases=phases, poll="1s")
     r0 = rel_name("batch", branch_sha(app.repo))
-    then.release_in(r0, "Holding", "all", timeout=90)
+    then.release_in(r0, "Holding", "all", timeout=120)
     promote(when, r0, "e2e-skip-hold-of-the-first-push")
     pushed(ns, "batch", r0)
 
     first = app.commit("v2", "web v2")
     r1 = rel_name("batch", first)
-    then.release_in(r1, "Holding", "all", timeout=90)
+    then.release_in(r1, "Holding", "all", timeout=120)
     middle = app.commit("v3", "web v3")
     newest = app.commit("v4", "web v4")
     s = wait_track(ns, "batch", lambda s: s.get("pending") == [middle, newest], "both commits queued", timeout=60)
@@ -365,13 +365,13 @@ def test_commits_during_a_push_are_batched_into_one_release(
     assert then.status("release", r1)["phase"] == "Holding", "the premise: both commits landed during the hold"
     assert set(track_releases(ns, "batch")) == {r0, r1}
 
-    status = then.release_reaches(r1, *FINAL, timeout=90)
+    status = then.release_reaches(r1, *FINAL, timeout=120)
     assert status["phase"] == "Succeeded", status.get("message")
     r3 = rel_name("batch", newest)
-    status = then.release_in(r3, "Holding", "all", timeout=90)
+    status = then.release_in(r3, "Holding", "all", timeout=120)
     assert status["skippedCommits"] == [middle]
     promote(when, r3, "e2e-skip-hold-of-the-batch")
-    status = then.release_reaches(r3, *FINAL, timeout=90)
+    status = then.release_reaches(r3, *FINAL, timeout=120)
     assert status["phase"] == "Succeeded", status.get("message")
     s = pushed(ns, "batch", r3)
     assert set(track_releases(ns, "batch")) == {r0, r1, r3}, "exactly one Release for the two queued commits"
