@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from controller.errors import StoplineError
 from controller.experiments.reconcile import configmap_key
 from controller.experiments.runner import CONFIGMAP_LABELS, run_experiment
 from controller.handlers.startup import runtime
@@ -67,9 +68,20 @@ def spec_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
         _waker(memo, namespace, name).set()
 
 
+#: Attempts at removing the key before the Experiment is let go (delays 1, 2, 4, 8, 16 s in between).
+UNPUBLISH_ATTEMPTS = 6
+
+
 @kopf.on.delete(API_GROUP, API_VERSION, "experiments")
-async def unpublish(spec: kopf.Spec, namespace: str | None, memo: Any, **_: Any) -> None:
-    """Remove this experiment's key from the shared ConfigMap (a key stopline wrote)."""
+async def unpublish(
+    spec: kopf.Spec, namespace: str | None, retry: int, logger: kopf.Logger, memo: Any, **_: Any
+) -> None:
+    """Remove this experiment's key from the shared ConfigMap (a key stopline wrote).
+
+    Retried a few times, then given up with a warning: when the whole namespace is being deleted the
+    ConfigMap may already be gone and cannot be written again, and retrying forever would keep the
+    finalizer, and so the namespace, forever.
+    """
     if namespace is None:
         return
     rt = runtime(memo)
@@ -77,6 +89,18 @@ async def unpublish(spec: kopf.Spec, namespace: str | None, memo: Any, **_: Any)
         parsed = ExperimentSpec.model_validate(dict(spec))
     except ValidationError:
         return
-    await rt.objects.merge_configmap(
-        namespace, rt.settings.experiments_configmap, {configmap_key(parsed): None}, CONFIGMAP_LABELS
-    )
+    key = configmap_key(parsed)
+    try:
+        await rt.objects.merge_configmap(namespace, rt.settings.experiments_configmap, {key: None}, CONFIGMAP_LABELS)
+    except StoplineError as exc:
+        if retry + 1 < UNPUBLISH_ATTEMPTS:
+            raise kopf.TemporaryError(f"removing {key} from the published ConfigMap: {exc}", delay=2**retry) from exc
+        logger.warning(
+            "giving up removing %s from ConfigMap %s/%s after %d attempts (%s); remove it by hand if the "
+            "namespace is not being deleted",
+            key,
+            namespace,
+            rt.settings.experiments_configmap,
+            UNPUBLISH_ATTEMPTS,
+            exc,
+        )
