@@ -1,0 +1,194 @@
+"""Every examples/NN-*/ folder works as its README says, on the real stack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from dsl import App, Given, Then
+from helpers import REPO_ROOT, get_stack, kubectl, kubectl_json, set_metric, wait_for, wait_scraped
+from operator_proc import Controller
+
+EXAMPLES = REPO_ROOT / "examples"
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*/*.yaml"))
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def example(path: str) -> dict[str, Any]:
+    docs = documents(EXAMPLES / path)
+    assert len(docs) == 1, f"{path} holds {len(docs)} documents"
+    return docs[0]
+
+
+def in_namespace(doc: dict[str, Any], ns: str) -> dict[str, Any]:
+    return {**doc, "metadata": {**doc["metadata"], "namespace": ns}}
+
+
+def apply_doc(doc: dict[str, Any], *extra: str) -> str:
+    return kubectl("apply", *extra, "-f", "-", input=json.dumps(doc)).stdout
+
+
+def delete_stopline_objects(ns: str) -> None:
+    """Delete the test's stopline objects while the controller runs, so their finalizers never hold the
+    namespace after the session's controller has stopped."""
+    kubectl(
+        "delete",
+        "releases.stopline.dev,tracks.stopline.dev,experiments.stopline.dev",
+        "--all",
+        "-n",
+        ns,
+        "--wait=true",
+        "--timeout=90s",
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.fixture(autouse=True)
+def cleanup(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests that use the controller and a namespace delete their stopline objects before the namespace goes."""
+    uses = "ns" in request.fixturenames and "controller" in request.fixturenames
+    ns: str | None = request.getfixturevalue("ns") if uses else None
+    yield
+    if ns is not None:
+        delete_stopline_objects(ns)
+
+
+T = TypeVar("T")
+
+
+def until(fetch: Callable[[], T | None], ok: Callable[[T], bool], timeout: float, message: str) -> T:
+    """Poll ``fetch`` until it returns a value ``ok`` accepts (transient kubectl errors count as "not yet")."""
+
+    def ready() -> T | None:
+        value = fetch()
+        return value if value is not None and ok(value) else None
+
+    result = wait_for(ready, timeout=timeout, message=message)
+    assert result is not None
+    return result
+
+
+@pytest.fixture
+def given(ns: str) -> Given:
+    return Given(ns)
+
+
+@pytest.fixture
+def then(ns: str) -> Then:
+    return Then(ns)
+
+
+def test_every_example_folder_has_a_readme_and_yaml() -> None:
+    folders = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
+    assert [f.name for f in folders] == ["01-basic-release", "02-track", "03-experiment"]
+    for folder in folders:
+        assert (folder / "README.md").is_file(), folder
+        assert list(folder.glob("*.yaml")), folder
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=[str(p.relative_to(EXAMPLES)) for p in EXAMPLE_FILES])
+def test_example_is_accepted_by_the_api_server(path: Path, ns: str) -> None:
+    docs = documents(path)
+    assert docs, f"{path} is empty"
+    for doc in docs:
+        out = apply_doc(in_namespace(doc, ns), "--dry-run=server")
+        assert f"{doc['kind'].lower()}.stopline.dev/{doc['metadata']['name']}" in out, out
+        assert "(server dry run)" in out, out
+
+
+def demo_metrics(ns: str, chat_load: float = 4.1, registrations: float = 120) -> None:
+    set_metric("stopline_demo_chat_load", chat_load, namespace=ns)
+    set_metric("stopline_demo_registrations", registrations, namespace=ns)
+    wait_scraped(timeout=60)
+
+
+def test_01_basic_release_succeeds(controller: Controller, given: Given, then: Then, ns: str) -> None:
+    app: App = given.app(f"{ns}-ex01")
+    sha = app.commit("v2")
+    demo_metrics(ns)
+    release = in_namespace(example("01-basic-release/release.yaml"), ns)
+    release["spec"]["source"] = {**release["spec"]["source"], "repo": app.repo, "revision": sha}
+    release["spec"]["prometheus"] = {"url": get_stack().prometheus_url}
+    apply_doc(release)
+
+    name = release["metadata"]["name"]
+    status = then.release_reaches(name, "Succeeded", "RolledBack", "Failed", timeout=240)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert [(p["name"], p["deployments"], p["state"]) for p in status["phases"]] == [
+        ("canary", ["web-canary"], "Passed"),
+        ("chat", ["chat"], "Passed"),
+        ("everything-else", ["api", "web"], "Passed"),
+    ]
+    for deployment in app.deployments:
+        assert app.image(deployment) == f"registry.example/{deployment}:v2"
+    for phase in ("canary", "chat", "everything-else", "watch"):
+        load = then.gauge(status, "chat-loadavg", phase)
+        assert (load["verdict"], load["prePush"], load["postPush"]) == ("Pass", 4.1, 4.1)
+        assert load["threshold"] == ">6 or >+25%"
+        registrations = then.gauge(status, "registrations", phase)
+        assert (registrations["verdict"], registrations["prePush"]) == ("Pass", 120)
+        assert registrations["threshold"] == "<-20%"
+
+
+def test_02_track_pushes_the_branch_tip(controller: Controller, given: Given, then: Then, ns: str) -> None:
+    app = given.app(f"{ns}-ex02")
+    tip = app.commit("v2")
+    demo_metrics(ns)
+    track = in_namespace(example("02-track/track.yaml"), ns)
+    track["spec"]["source"] = {**track["spec"]["source"], "repo": app.repo}
+    track["spec"]["template"]["prometheus"] = {"url": get_stack().prometheus_url}
+    apply_doc(track)
+
+    name = track["metadata"]["name"]
+    status = until(
+        lambda: then.status("track", name), lambda s: s.get("lastGood") == tip, 240, f"track {name} to push {tip[:7]}"
+    )
+    release = f"{name}-{tip[:7]}"
+    assert status["lastSeen"] == tip
+    assert [(h["revision"], h["release"], h["result"]) for h in status["history"]] == [(tip, release, "Succeeded")]
+    assert not (status.get("commitLock") or {}).get("locked")
+    rel = then.status("release", release)
+    assert rel["phase"] == "Succeeded"
+    assert [p["name"] for p in rel["phases"]] == ["canary", "rest"]
+    for deployment in app.deployments:
+        assert app.image(deployment) == f"registry.example/{deployment}:v2"
+
+
+def test_03_experiment_is_published(controller: Controller, ns: str) -> None:
+    experiment = in_namespace(example("03-experiment/experiment.yaml"), ns)
+    apply_doc(experiment)
+
+    def published() -> dict[str, Any] | None:
+        proc = kubectl("get", "configmap", "stopline-experiments", "-n", ns, "-o", "json", check=False)
+        if proc.returncode != 0:
+            return None
+        text = (json.loads(proc.stdout).get("data") or {}).get("GDCEurope2011.json")
+        return None if text is None else dict(json.loads(text))
+
+    config = wait_for(published, timeout=90, message="GDCEurope2011.json in ConfigMap stopline-experiments")
+    assert config == {
+        "key": "GDCEurope2011",
+        "seed": "GDCEurope2011",
+        "rollout": 10.0,
+        "audience": [],
+        "branches": {"control": 0.5, "enhanced": 0.5},
+        "closeOn": None,
+        "hashVersion": 2,
+        "enabled": True,
+    }
+    status = until(
+        lambda: dict(kubectl_json("get", "experiment", "gdc-europe-2011", "-n", ns).get("status") or {}),
+        lambda s: bool(s.get("report")),
+        90,
+        "the example's report",
+    )
+    assert [row["branch"] for row in status["report"]] == ["control", "enhanced"]
+    assert status["configMap"] == "stopline-experiments"
