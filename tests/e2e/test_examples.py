@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from dsl import App, Given, Then
-from helpers import REPO_ROOT, get_stack, kubectl, kubectl_json, set_metric, wait_for, wait_scraped
+from helpers import REPO_ROOT, get_stack, kubectl, kubectl_json, run, set_metric, wait_for, wait_scraped
 from operator_proc import Controller
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -33,6 +34,17 @@ def in_namespace(doc: dict[str, Any], ns: str) -> dict[str, Any]:
 
 def apply_doc(doc: dict[str, Any], *extra: str) -> str:
     return kubectl("apply", *extra, "-f", "-", input=json.dumps(doc)).stdout
+
+
+def stopline(*args: str) -> str:
+    """The README's `stopline ...` command against the stack."""
+    env = {"KUBECONFIG": str(get_stack().kubeconfig)}
+    return run([sys.executable, "-m", "controller.cli", *args], env=env, cwd=REPO_ROOT, timeout=60).stdout
+
+
+def printer_table(plural: str, ns: str) -> list[list[str]]:
+    """`kubectl get <plural> -n ns`, split into words per line (header first)."""
+    return [line.split() for line in kubectl("get", plural, "-n", ns).stdout.splitlines()]
 
 
 def delete_stopline_objects(ns: str) -> None:
@@ -137,6 +149,14 @@ def test_01_basic_release_succeeds(controller: Controller, given: Given, then: T
         assert (registrations["verdict"], registrations["prePush"]) == ("Pass", 120)
         assert registrations["threshold"] == "<-20%"
 
+    # The README's commands.
+    table = printer_table("releases", ns)
+    assert table[0] == ["NAME", "REVISION", "PHASE", "CURRENT", "FAILED-GATE", "AGE"]
+    assert table[1][:3] == [name, sha, "Succeeded"]
+    shown = json.loads(stopline("status", name, "-n", ns, "-o", "json"))
+    assert (shown["name"], shown["revision"], shown["status"]["phase"]) == (name, sha, "Succeeded")
+    assert stopline("status", name, "-n", ns)  # the table form runs too
+
 
 def test_02_track_pushes_the_branch_tip(controller: Controller, given: Given, then: Then, ns: str) -> None:
     app = given.app(f"{ns}-ex02")
@@ -160,6 +180,18 @@ def test_02_track_pushes_the_branch_tip(controller: Controller, given: Given, th
     assert [p["name"] for p in rel["phases"]] == ["canary", "rest"]
     for deployment in app.deployments:
         assert app.image(deployment) == f"registry.example/{deployment}:v2"
+
+    # The README's commands.
+    table = printer_table("tracks", ns)
+    assert table[0] == ["NAME", "BRANCH", "LOCKED", "CURRENT", "LAST-GOOD", "AGE"]
+    assert table[1][:2] == [name, "main"]
+    shown = json.loads(stopline("status", name, "-n", ns, "-o", "json"))
+    assert (shown["kind"], shown["branch"], shown["locked"], shown["status"]["lastGood"]) == (
+        "Track",
+        "main",
+        False,
+        tip,
+    )
 
 
 def test_03_experiment_is_published(controller: Controller, ns: str) -> None:
@@ -192,3 +224,15 @@ def test_03_experiment_is_published(controller: Controller, ns: str) -> None:
     )
     assert [row["branch"] for row in status["report"]] == ["control", "enhanced"]
     assert status["configMap"] == "stopline-experiments"
+
+    # The README's commands.
+    table = printer_table("experiments", ns)
+    assert table[0] == ["NAME", "ROLLOUT", "DECISION", "P-VALUE", "AGE"]
+    assert table[1][:3] == ["gdc-europe-2011", "10", status["decision"]]
+    shown = json.loads(stopline("experiment", "report", "gdc-europe-2011", "-n", ns, "-o", "json"))
+    assert (shown["key"], shown["branches"], shown["decision"]) == (
+        "GDCEurope2011",
+        {"control": 0.5, "enhanced": 0.5},
+        status["decision"],
+    )
+    assert stopline("experiment", "report", "gdc-europe-2011", "-n", ns)  # the table form runs too
