@@ -254,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             prom_before = _stack.prometheus_query_handler_total()
             proxy_before = proxy.query_count()
-            evals_before = _stack.metric_sum(ctl.metrics(), "stopline_gate_evaluations_total")
+            m0 = ctl.metrics()
+            evals_before = _stack.metric_sum(m0, "stopline_gate_evaluations_total")
+            gate_s_before = _stack.metric_sum(m0, "stopline_gate_evaluation_seconds_sum")
+            gate_n_before = _stack.metric_sum(m0, "stopline_gate_evaluation_seconds_count")
 
             api_before = _stack.apiserver_requests()
             kcm_before = _stack.kcm_stats(stack)
@@ -306,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                 busy = _stack.machine_busy_seconds() - busy0
             m = ctl.metrics()
             evals = _stack.metric_sum(m, "stopline_gate_evaluations_total") - evals_before
+            gate_n = _stack.metric_sum(m, "stopline_gate_evaluation_seconds_count") - gate_n_before
+            gate_s = _stack.metric_sum(m, "stopline_gate_evaluation_seconds_sum") - gate_s_before
             queries = proxy.query_count() - proxy_before
             prom_delta = _stack.prometheus_query_handler_total() - prom_before
             final_sample = ctl.sample()
@@ -390,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{queries / wall if wall else 0:.2f} queries/s; Prometheus's own /api/v1/query counter rose by "
         f"{prom_delta:.0f} (every client of the shared stack, this benchmark's polling included)"
     )
+    if gate_n:
+        print(
+            f"gate evaluation rounds: {gate_n:.0f}, mean {gate_s / gate_n * 1000:.0f} ms each "
+            f"(stopline_gate_evaluation_seconds: Prometheus round trip + waiting for a worker thread)"
+        )
     calls = ", ".join(
         f"{verb} {res} {count} ({count / wall:.0f}/s)"
         for (verb, res), count in api_delta.most_common(8)
