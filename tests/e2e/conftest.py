@@ -19,6 +19,7 @@ from helpers import (
     get_stack,
     install_crds,
     k8s_name,
+    kubectl,
     namespace_report,
     stack_up,
     unique_suffix,
@@ -79,4 +80,7 @@ def ns(stack: Stack, request: pytest.FixtureRequest) -> Iterator[str]:
         OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
         (OUTPUT_DIR / f"{name}.txt").write_text(report)
         print(report)
+    # Delete stopline objects while the session's controller still runs (an Experiment's cleanup handler
+    # holds a finalizer), then the namespace.
+    kubectl("delete", "releases,tracks,experiments", "--all", "-n", name, "--wait=true", "--timeout=60s", check=False)
     delete_namespace(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from helpers import OUTPUT_DIR, Stack
+from helpers import OUTPUT_DIR, Stack, apply, kubectl, kubectl_json, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Test namespaces of this pytest session start with this prefix, and the controller under test watches only
@@ -37,7 +38,7 @@ class Controller:
         self.workdir = workdir
         self.http_port = free_port()
         self.health_port = free_port()
-        self.log_path = OUTPUT_DIR / "controller.log"
+        self.log_path = OUTPUT_DIR / f"controller-{SESSION_PREFIX}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -67,6 +68,7 @@ class Controller:
             self.proc = self._spawn(log)
         self.starts += 1
         self._wait_healthy(timeout)
+        self._wait_watching(timeout)
 
     def _spawn(self, log: BinaryIO) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -102,6 +104,55 @@ class Controller:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError(f"controller not healthy after {timeout}s:\n{self.log_tail()}")
+
+    @property
+    def probe_namespace(self) -> str:
+        return f"{SESSION_PREFIX}-probe"
+
+    def _wait_watching(self, timeout: float) -> None:
+        """Healthy is not enough: wait until the controller acts on an object in a session namespace.
+
+        A probe Experiment (no metric, assignment only) gets a new spec generation on every start; the
+        controller has found the session's namespaces once its status reports that generation.
+        """
+        ns = self.probe_namespace
+        if kubectl("get", "namespace", ns, check=False).returncode != 0:
+            kubectl("create", "namespace", ns)
+        probe = {
+            "apiVersion": "stopline.dev/v1alpha1",
+            "kind": "Experiment",
+            "metadata": {"name": "probe", "namespace": ns},
+            "spec": {
+                "key": f"probe-{SESSION_PREFIX}",
+                "branches": {"control": 0.5, "treatment": 0.5},
+                "rollout": float(self.starts % 100),
+                "interval": "1h",
+            },
+        }
+        apply(json.dumps(probe), ns)
+
+        def seen() -> bool:
+            obj = kubectl_json("get", "experiment", "probe", "-n", ns, "-o", "json")
+            return bool(obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"])
+
+        try:
+            wait_for(seen, timeout=timeout, message="the controller to act on its session's namespaces")
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}\n{self.log_tail()}") from exc
+
+    def remove_probe(self) -> None:
+        kubectl(
+            "delete",
+            "experiment",
+            "probe",
+            "-n",
+            self.probe_namespace,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=60s",
+            check=False,
+        )
+        kubectl("delete", "namespace", self.probe_namespace, "--ignore-not-found", "--wait=false", check=False)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, exactly like a crashed or evicted pod."""
@@ -139,6 +190,7 @@ def controller(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     except RuntimeError as exc:
         pytest.fail(f"the controller did not start: {exc}", pytrace=False)
     yield ctl
+    ctl.remove_probe()
     ctl.stop()
 
 
