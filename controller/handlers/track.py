@@ -14,8 +14,9 @@ from pydantic import ValidationError
 
 from controller.handlers.startup import runtime
 from controller.models.common import API_GROUP, API_VERSION
-from controller.models.track import TrackSpec
+from controller.models.track import TrackSpec, TrackStatus
 from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK, FINAL, LABEL_TRACK
+from controller.track.prune import releases_to_prune
 from controller.track.runner import TrackRef, run_track, wait_or_wake
 
 
@@ -65,6 +66,18 @@ async def follow(
     async def owned() -> list[dict[str, Any]]:
         return await rt.objects.list("releases", namespace, f"{LABEL_TRACK}={name}")
 
+    async def prune(spec: TrackSpec, status: TrackStatus) -> None:
+        doomed = releases_to_prune(
+            await owned(),
+            keep=spec.history_limit,
+            track_uid=uid,
+            protected=(status.current, status.commit_lock.release),
+        )
+        for release, release_uid in doomed:
+            await rt.objects.delete("releases", namespace, release, release_uid)
+        if doomed:
+            emit("Normal", "ReleasesPruned", f"deleted {len(doomed)} old Release(s) beyond historyLimit")
+
     try:
         await run_track(
             ref,
@@ -77,6 +90,7 @@ async def follow(
             emit=emit,
             stopped=stopped.is_set,
             owned=owned,
+            prune=prune,
         )
     finally:
         rt.tracks.pop((namespace, name), None)

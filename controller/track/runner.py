@@ -202,6 +202,7 @@ async def run_track(
     emit: Callable[[str, str, str], None] = lambda _t, _r, _m: None,
     stopped: Callable[[], bool] = lambda: False,
     owned: Callable[[], Awaitable[Iterable[Mapping[str, Any]]]] | None = None,
+    prune: Callable[[TrackSpec, TrackStatus], Awaitable[None]] | None = None,
 ) -> None:
     """Follow the branch until stopped.
 
@@ -255,6 +256,11 @@ async def run_track(
                 await wait(retry)  # the status in memory stays authoritative; written next time round
                 continue
             persisted = status.model_copy(deep=True)
+        if isinstance(action, FinishRelease) and prune is not None:
+            try:
+                await prune(spec, status)
+            except StoplineError as exc:
+                log.warning("track %s/%s: cannot prune old Releases: %s", ref.namespace, ref.name, exc)
         if isinstance(action, Observe):
             await wait(spec.poll_interval.total_seconds())
 

@@ -105,7 +105,9 @@ class FakeObjects:
             return None
         busy = [n for n, r in self.releases.items() if r["status"].get("phase") not in FINAL]
         assert not busy, f"push lock broken: {name} created while {busy} in flight"
-        self.releases[name] = {**copy.deepcopy(body), "status": {}}
+        created = copy.deepcopy(body)
+        created["metadata"].update(uid=f"uid-{name}", creationTimestamp=f"2026-03-01T12:00:{len(self.releases):02d}Z")
+        self.releases[name] = {**created, "status": {}}
         return body
 
     def finish(self, name: str, phase: str, seconds: float = 30, **status: Any) -> None:
@@ -154,7 +156,9 @@ class Harness:
         self.patches += 1
         self.body["status"] = copy.deepcopy(patch["status"])
 
-    async def run(self, script: list[Callable[[], None]], *, adopt: bool = True) -> None:
+    async def run(
+        self, script: list[Callable[[], None]], *, adopt: bool = True, prune: Callable[..., Any] | None = None
+    ) -> None:
         """One controller lifetime: each poll wait runs the next step of ``script``; stop when it ends."""
         steps = list(script)
         done = False
@@ -181,6 +185,7 @@ class Harness:
             emit=lambda _t, reason, message: self.events.append((reason, message)),
             stopped=lambda: done,
             owned=self.objects.owned if adopt else None,
+            prune=prune,
         )
 
 
@@ -508,3 +513,37 @@ async def test_wait_or_wake_returns_at_the_poll_interval() -> None:
 
     await asyncio.wait_for(wait_or_wake(event, 15.0, stop), timeout=5)
     assert asked == [15.0]
+
+
+async def test_finished_pushes_beyond_history_limit_are_pruned_but_never_the_locked_one() -> None:
+    from controller.track.prune import releases_to_prune
+
+    git, objects = FakeGit(sha("a")), FakeObjects()
+    h = Harness(git, objects, spec={**SPEC, "historyLimit": 1})
+    deleted: list[str] = []
+
+    async def prune(spec: TrackSpec, status: TrackStatus) -> None:
+        protected = (status.current, status.commit_lock.release)
+        for name, _uid in releases_to_prune(
+            await objects.owned(), keep=spec.history_limit, track_uid=REF.uid, protected=protected
+        ):
+            deleted.append(name)
+            del objects.releases[name]
+
+    def finish(name: str, phase: str = "Succeeded") -> Callable[[], None]:
+        return lambda: objects.finish(name, phase)
+
+    await h.run(
+        [
+            finish("web-aaaaaaa"),
+            lambda: git.push(sha("b")),
+            finish("web-bbbbbbb"),
+            lambda: git.push(sha("c")),
+            finish("web-ccccccc", "RolledBack"),
+            lambda: None,
+        ],
+        prune=prune,
+    )
+    assert deleted == ["web-aaaaaaa", "web-bbbbbbb"]
+    assert list(objects.releases) == ["web-ccccccc"], "the rolled-back Release under the lock is kept"
+    assert h.status.commit_lock.locked and h.status.commit_lock.release == "web-ccccccc"
