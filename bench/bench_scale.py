@@ -95,12 +95,14 @@ def setup(api: Any, prefix: str, names: list[str], files: dict[str, str], worker
     docs = [yaml.safe_load(t) for t in files.values()]
     started = time.monotonic()
 
-    def one(ns: str) -> None:
+    def namespace(ns: str) -> None:
         try:
             core.create_namespace({"metadata": {"name": ns, "labels": {_stack.LABEL: prefix}}})
         except ApiException as exc:
             if exc.status != 409:
                 raise
+
+    def deployments(ns: str) -> None:
         for doc in docs:
             try:
                 apps.create_namespaced_deployment(ns, doc)
@@ -108,8 +110,18 @@ def setup(api: Any, prefix: str, names: list[str], files: dict[str, str], worker
                 if exc.status != 409:
                     raise
 
+    wanted = set(names)
+
+    def service_accounts() -> bool:
+        # pods are refused until the namespace's default ServiceAccount exists (and the ReplicaSet
+        # controller then backs off), so Deployments go in only once every namespace has one
+        found = core.list_service_account_for_all_namespaces(field_selector="metadata.name=default").items
+        return len(wanted & {sa.metadata.namespace for sa in found}) == len(wanted)
+
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one, names))
+        list(pool.map(namespace, names))
+        poll(service_accounts, 300, 1.0, "a default ServiceAccount in every namespace")
+        list(pool.map(deployments, names))
     want = len(names) * len(docs)
 
     def available() -> bool:
@@ -325,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             helpers.delete_metric(METRIC, bench=prefix)
             shutil.rmtree(stack.repo_path(repo_name), ignore_errors=True)
-            print(f"[bench] deleting {n} namespaces", flush=True)
-            _stack.delete_namespaces(api, names, wait=120)
+            print(f"[bench] deleting {n} namespaces (in the background)", flush=True)
+            _stack.delete_namespaces(api, names)  # they go away in the background
 
     phases = collections.Counter((i.get("status") or {}).get("phase", "New") for i in items)
     failures = n - phases["Succeeded"]
