@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from controller.track.plan import release_name
 METRIC = "stopline_bench_push"
 BOUND = 60.0
 TRACK = "app"
+POLL_INTERVAL = 1.0
 PHASES: list[dict[str, Any]] = [
     {"name": "canary", "deployments": ["web-canary"], "hold": "0s"},
     {"name": "chat", "selector": {"matchLabels": {"tier": "chat"}}, "hold": "0s"},
@@ -133,7 +135,7 @@ def run_mode(mode: str, runs: int, prefix: str, ctl: BenchController, crd: Any, 
             "metadata": {"name": TRACK, "namespace": ns},
             "spec": {
                 "source": {"repo": repo, "branch": "main", "path": "deploy/"},
-                "pollInterval": "1s" if mode == "poll" else "1h",
+                "pollInterval": f"{POLL_INTERVAL:g}s" if mode == "poll" else "1h",
                 "template": template,
             },
         }
@@ -144,6 +146,9 @@ def run_mode(mode: str, runs: int, prefix: str, ctl: BenchController, crd: Any, 
         for i in range(1, runs + 1):
             sha = tree.commit(app_files(f"v{i}", replicas), f"app v{i}")
             name = release_name(TRACK, sha)
+            # we join right after the Track's last look at the branch; a random offset within one poll
+            # interval makes the push land at a random point of the Track's poll cycle, as a real merge does
+            time.sleep(random.uniform(0, POLL_INTERVAL))
             t0 = time.monotonic()
             tree.push()
             t_pushed = time.monotonic()
