@@ -21,7 +21,7 @@ def _waker(memo: Any, namespace: str, name: str) -> asyncio.Event:
     return events.setdefault((namespace, f"experiment/{name}"), asyncio.Event())
 
 
-@kopf.daemon(API_GROUP, API_VERSION, "experiments", cancellation_timeout=10, id="report")
+@kopf.daemon(API_GROUP, API_VERSION, "experiments", cancellation_backoff=2, cancellation_timeout=10, id="report")
 async def report(
     body: kopf.Body,
     namespace: str | None,

@@ -18,7 +18,7 @@ def _live(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") not in FINAL
 
 
-@kopf.daemon(API_GROUP, API_VERSION, "releases", when=_live, cancellation_timeout=10, id="push")
+@kopf.daemon(API_GROUP, API_VERSION, "releases", when=_live, cancellation_backoff=2, cancellation_timeout=10, id="push")
 async def push(
     body: kopf.Body,
     namespace: str | None,

@@ -33,7 +33,7 @@ def _spec_or_none(spec: Any) -> TrackSpec | None:
         return None
 
 
-@kopf.daemon(API_GROUP, API_VERSION, "tracks", cancellation_timeout=10, id="follow")
+@kopf.daemon(API_GROUP, API_VERSION, "tracks", cancellation_backoff=2, cancellation_timeout=10, id="follow")
 async def follow(
     body: kopf.Body,
     namespace: str | None,

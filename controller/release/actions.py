@@ -218,6 +218,7 @@ class Undone:
     deleted: tuple[str, ...]
     revert: RevertResult | None
     restore_error: str | None = None
+    restored_at: datetime | None = None  # when the restore finished (the revert may finish later)
 
 
 @dataclass(frozen=True)

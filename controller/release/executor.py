@@ -221,17 +221,17 @@ class Executor:
     async def undo(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Undo) -> Undone:
         """Restore the cluster and push the revert at the same time; either may fail on its own."""
 
-        async def restore() -> tuple[list[str], list[str], str | None]:
+        async def restore() -> tuple[list[str], list[str], str | None, datetime | None]:
             if not action.restore and not action.delete:
-                return [], [], None
+                return [], [], None, None
             cm = status.snapshot.config_map if status.snapshot else snapshot_configmap_name(ref.name)
             try:
                 restored, deleted = await self.cluster.restore(
                     ref.namespace, cm, action.restore, action.delete, ref.name
                 )
             except StoplineError as exc:
-                return [], [], str(exc)
-            return restored, deleted, None
+                return [], [], str(exc), self.clock()
+            return restored, deleted, None, self.clock()
 
         async def revert() -> RevertResult | None:
             if not action.revert:
@@ -242,8 +242,8 @@ class Executor:
             except StoplineError as exc:
                 return RevertResult("Error", reason=str(exc), attempts=1)
 
-        (restored, deleted, error), reverted = await asyncio.gather(restore(), revert())
-        return Undone(tuple(restored), tuple(deleted), reverted, error)
+        (restored, deleted, error, restored_at), reverted = await asyncio.gather(restore(), revert())
+        return Undone(tuple(restored), tuple(deleted), reverted, error, restored_at)
 
 
 def _permanent(exc: StoplineError) -> bool:

@@ -21,6 +21,7 @@ from controller.models.release import ReleaseSpec, ReleaseStatus
 from controller.release.actions import (
     Action,
     ActionFailed,
+    ApplyPhase,
     Begin,
     CompletePhase,
     FailPush,
@@ -28,6 +29,7 @@ from controller.release.actions import (
     MarkRolledBack,
     Outcome,
     SetPause,
+    Snapshot,
     Undo,
     Undone,
     Wait,
@@ -38,7 +40,24 @@ from controller.release.status import reduce
 
 log = logging.getLogger("stopline.release")
 
-STATUS_ONLY = (Begin, MarkAvailable, CompletePhase, FailPush, MarkRolledBack, SetPause)
+# Status is written before these (they change the world); reads (gates, baselines) need no write first.
+SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo)
+# A new gate reading that changes no verdict or counter is written at most this often (one PATCH per
+# Release per gate interval otherwise); a restart in between only re-reads the gate.
+READINGS_PERSIST_SECONDS = 5.0
+
+
+def readings_only(status: ReleaseStatus, persisted: ReleaseStatus) -> bool:
+    """Whether the statuses differ only in the latest values of gauges rows (not verdicts or counters)."""
+    if status.model_copy(update={"gauges": persisted.gauges}) != persisted:
+        return False
+
+    def key(s: ReleaseStatus) -> list[tuple[str, str, str, int, int, float | None]]:
+        return [(r.gate, r.phase, r.verdict, r.breaches, r.inconclusive, r.pre_push) for r in s.gauges]
+
+    return key(status) == key(persisted)
+
+
 Emit = Callable[[str, str, str], None]
 Step = Callable[[ReleaseRef, Action, Outcome, ReleaseStatus, ReleaseStatus], None]
 
@@ -74,6 +93,7 @@ async def run_release(
     body = read_body()
     status = ReleaseStatus.model_validate(body.get("status") or {})
     persisted = status.model_copy(deep=True)
+    persisted_at = asyncio.get_running_loop().time()
     while not stopped():
         body = read_body()
         try:
@@ -92,18 +112,23 @@ async def run_release(
         if isinstance(action, Wait):
             if status.phase == "Pending" and not status.phases:
                 status.message = action.reason  # e.g. why the manifests cannot be read yet
-            if status != persisted:
+            now = asyncio.get_running_loop().time()
+            if status != persisted and (
+                is_final(status)
+                or now - persisted_at >= READINGS_PERSIST_SECONDS
+                or not readings_only(status, persisted)
+            ):
                 await patch_status(status_patch(status))
-                persisted = status.model_copy(deep=True)
+                persisted, persisted_at = status.model_copy(deep=True), now
             if is_final(status):
                 hooks.on_final(ref, status)
                 return status
             await sleep(_sleep_for(action, status, executor.clock(), tick))
             continue
 
-        if not isinstance(action, STATUS_ONLY) and status != persisted:
+        if isinstance(action, SIDE_EFFECTS) and status != persisted:
             await patch_status(status_patch(status))
-            persisted = status.model_copy(deep=True)
+            persisted, persisted_at = status.model_copy(deep=True), asyncio.get_running_loop().time()
 
         started = asyncio.get_running_loop().time()
         outcome = await executor.execute(ref, spec, status, action)
@@ -114,7 +139,7 @@ async def run_release(
         _announce(hooks.emit, before, status, action, outcome)
         if isinstance(outcome, ActionFailed) and not outcome.permanent:
             await patch_status(status_patch(status))
-            persisted = status.model_copy(deep=True)
+            persisted, persisted_at = status.model_copy(deep=True), asyncio.get_running_loop().time()
             await sleep(min(2.0, tick * 8))
     return status
 

@@ -200,7 +200,9 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
             continue
         m = out.values.get(gate.name)
         if m is not None:
-            _upsert_row(s, record(gate, row, m.value, judge(gate, row.pre_push, m), m.at))
+            # ``at`` is when the reading was taken into account, not when the query started: the next
+            # reading is due one interval later, even if the provider answered from its short cache.
+            _upsert_row(s, record(gate, row, m.value, judge(gate, row.pre_push, m), max(now, m.at)))
     _inconclusive_overlay(spec, s, action.phase, now)
 
 
@@ -265,7 +267,11 @@ def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now:
     if action.restore or action.delete or s.undo is None:
         tries = (s.undo.attempts if s.undo else 0) + (1 if action.restore or action.delete else 0)
         s.undo = UndoStatus(
-            at=now, restored=list(out.restored), deleted=list(out.deleted), error=out.restore_error, attempts=tries
+            at=out.restored_at or now,
+            restored=list(out.restored),
+            deleted=list(out.deleted),
+            error=out.restore_error,
+            attempts=tries,
         )
         if out.restore_error:
             _cond(s, "RolledBack", "False", "RestoreFailed", out.restore_error, now)

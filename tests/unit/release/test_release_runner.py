@@ -1,0 +1,57 @@
+"""Which status changes the release loop writes at once, and which it batches."""
+
+from __future__ import annotations
+
+from sim import at, release_status, row
+
+from controller.release.runner import readings_only
+
+
+def test_a_new_reading_that_changes_no_verdict_is_batched() -> None:
+    before = release_status("Holding", "canary", gauges=[row("load", "canary", pre=4.0)])
+    after = before.model_copy(deep=True)
+    after.gauges = [row("load", "canary", pre=4.0).model_copy(update={"post_push": 4.2, "readings": 3, "at": at(3)})]
+    assert readings_only(after, before)
+
+
+def test_a_verdict_or_counter_change_is_written_at_once() -> None:
+    before = release_status("Holding", "canary", gauges=[row("load", "canary", pre=4.0)])
+    failed = before.model_copy(deep=True)
+    failed.gauges = [row("load", "canary", pre=4.0).model_copy(update={"verdict": "Fail", "breaches": 1})]
+    assert not readings_only(failed, before)
+    extra_row = before.model_copy(deep=True)
+    extra_row.gauges = [*before.gauges, row("load", "watch", pre=4.0)]
+    assert not readings_only(extra_row, before)
+
+
+def test_any_change_outside_the_gauges_is_written_at_once() -> None:
+    before = release_status("Holding", "canary", gauges=[row("load", "canary", pre=4.0)])
+    after = before.model_copy(update={"message": "paused: gate(s) inconclusive"})
+    assert not readings_only(after, before)
+
+
+def test_an_answer_from_the_provider_cache_does_not_make_the_gate_due_again() -> None:
+    """A fast-failing Prometheus answered from the provider's cache must be counted once per interval."""
+    from sim import make_spec, phase_status
+
+    from controller.gates.evaluate import Measurement
+    from controller.release.actions import EvaluateGates, Facts, Readings, Wait
+    from controller.release.plan import plan
+    from controller.release.status import reduce
+
+    spec = make_spec(
+        phases=[{"name": "canary", "deployments": ["web-canary"], "hold": "60s"}],
+        gates=[{"name": "load", "query": "max(load)", "max": 6, "interval": "1s", "inconclusiveLimit": 1000}],
+    )
+    status = release_status(
+        "Holding",
+        "canary",
+        [phase_status("canary", "Holding", ["web-canary"], started_at=at(0), available_at=at(1), hold_until=at(61))],
+        gauges=[row("load", "canary", pre=4.0)],
+        snapshot=["web-canary"],
+    )
+    stale = Measurement(None, at(1), error="prometheus unreachable: ConnectionError")
+    status = reduce(spec, status, EvaluateGates("canary", ("load",)), Readings({"load": stale}), at(10))
+    action = plan(spec, status, Facts(now=at(10)))
+    assert isinstance(action, Wait) and action.until == at(11)
+    assert status.gauges[0].inconclusive == 1
