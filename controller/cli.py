@@ -121,6 +121,14 @@ def _get(api: StoplineApi, plural: str, name: str, kind: str) -> dict[str, Any]:
     return obj
 
 
+def _track(api: StoplineApi, name: str) -> TrackView:
+    return TrackView.from_object(_get(api, "tracks", name, "Track"))
+
+
+def _release(api: StoplineApi, name: str) -> ReleaseView:
+    return ReleaseView.from_object(_get(api, "releases", name, "Release"))
+
+
 def _facts(rows: Sequence[tuple[str, Text | str]]) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -427,7 +435,7 @@ def history(
     """The Track's pushes, newest first: revision, Release, result, duration, failed gate, revert."""
     with exit_on_error():
         api = _connect(namespace, context)
-        t = TrackView.from_object(_get(api, "tracks", track, "Track"))
+        t = _track(api, track)
         if output is not Output.table:
             _dump([h.model_dump(mode="json", by_alias=True) for h in t.status.history], output)
             return
@@ -461,7 +469,7 @@ def lock(
     """Set the Track's commit lock by hand: nothing new is pushed until ``unlock``."""
     with exit_on_error():
         api = _connect(namespace, context)
-        t = TrackView.from_object(_get(api, "tracks", track, "Track"))
+        t = _track(api, track)
         held = t.status.commit_lock
         if held.locked:
             # Writing a token now would be acted on right after the next unlock: leave it.
@@ -482,7 +490,7 @@ def unlock(
     """Clear the Track's commit lock (after a rollback, once the cause is understood)."""
     with exit_on_error():
         api = _connect(namespace, context)
-        t = TrackView.from_object(_get(api, "tracks", track, "Track"))
+        t = _track(api, track)
         if not t.status.commit_lock.locked:
             # A token written now would silently clear the next lock: refuse to leave one lying around.
             typer.echo(f"Track {track} is not locked; nothing to do")
@@ -501,7 +509,7 @@ def check(
     """For CI: exit 0 when the line is open, 3 while the commit lock is held (the reason is printed)."""
     with exit_on_error():
         api = _connect(namespace, context)
-        t = TrackView.from_object(_get(api, "tracks", track, "Track"))
+        t = _track(api, track)
     lock_ = t.status.commit_lock
     if output is not Output.table:
         from controller.web.server import lock_summary
@@ -517,7 +525,7 @@ def check(
 
 
 def _live_release(api: StoplineApi, name: str, verb: str) -> ReleaseView:
-    r = ReleaseView.from_object(_get(api, "releases", name, "Release"))
+    r = _release(api, name)
     if r.final:
         raise CliError(f"Release {name} is already {r.status.phase}: nothing to {verb}")
     return r
@@ -597,7 +605,7 @@ def logs(
     """Gate readings (the gauges, with the latest reading's time and detail) and the Release's Events."""
     with exit_on_error():
         api = _connect(namespace, context)
-        r = ReleaseView.from_object(_get(api, "releases", release, "Release"))
+        r = _release(api, release)
         events = sort_events([EventView.from_object(o) for o in api.events("Release", release)])
     if output is not Output.table:
         _dump(

@@ -9,6 +9,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from dsl import Given, Then, When
 from helpers import (
     CRD_DIR,
     OUTPUT_DIR,
@@ -84,3 +85,18 @@ def ns(stack: Stack, request: pytest.FixtureRequest) -> Iterator[str]:
     # holds a finalizer), then the namespace.
     kubectl("delete", "releases,tracks,experiments", "--all", "-n", name, "--wait=true", "--timeout=60s", check=False)
     delete_namespace(name)
+
+
+@pytest.fixture
+def given(ns: str) -> Given:
+    return Given(ns)
+
+
+@pytest.fixture
+def when(ns: str) -> When:
+    return When(ns)
+
+
+@pytest.fixture
+def then(ns: str) -> Then:
+    return Then(ns)

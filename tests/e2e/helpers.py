@@ -490,3 +490,15 @@ def git_show(url: str, ref: str, path: str) -> str:
 
 def unique_suffix() -> str:
     return secrets.token_hex(3)
+
+
+def until(fetch: Callable[[], T | None], ok: Callable[[T], bool], timeout: float, message: str) -> T:
+    """Poll ``fetch`` until it returns a value ``ok`` accepts (transient kubectl errors count as "not yet")."""
+
+    def ready() -> T | None:
+        value = fetch()
+        return value if value is not None and ok(value) else None
+
+    result = wait_for(ready, timeout=timeout, message=message)
+    assert result is not None
+    return result

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 from dsl import App, Given, Then
-from helpers import REPO_ROOT, get_stack, kubectl, kubectl_json, run, set_metric, wait_for, wait_scraped
+from helpers import REPO_ROOT, get_stack, kubectl, kubectl_json, run, set_metric, until, wait_for, wait_scraped
 from operator_proc import Controller
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -45,57 +44,6 @@ def stopline(*args: str) -> str:
 def printer_table(plural: str, ns: str) -> list[list[str]]:
     """`kubectl get <plural> -n ns`, split into words per line (header first)."""
     return [line.split() for line in kubectl("get", plural, "-n", ns).stdout.splitlines()]
-
-
-def delete_stopline_objects(ns: str) -> None:
-    """Delete the test's stopline objects while the controller runs, so their finalizers never hold the
-    namespace after the session's controller has stopped."""
-    kubectl(
-        "delete",
-        "releases.stopline.dev,tracks.stopline.dev,experiments.stopline.dev",
-        "--all",
-        "-n",
-        ns,
-        "--wait=true",
-        "--timeout=90s",
-        check=False,
-        timeout=120,
-    )
-
-
-@pytest.fixture(autouse=True)
-def cleanup(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Tests that use the controller and a namespace delete their stopline objects before the namespace goes."""
-    uses = "ns" in request.fixturenames and "controller" in request.fixturenames
-    ns: str | None = request.getfixturevalue("ns") if uses else None
-    yield
-    if ns is not None:
-        delete_stopline_objects(ns)
-
-
-T = TypeVar("T")
-
-
-def until(fetch: Callable[[], T | None], ok: Callable[[T], bool], timeout: float, message: str) -> T:
-    """Poll ``fetch`` until it returns a value ``ok`` accepts (transient kubectl errors count as "not yet")."""
-
-    def ready() -> T | None:
-        value = fetch()
-        return value if value is not None and ok(value) else None
-
-    result = wait_for(ready, timeout=timeout, message=message)
-    assert result is not None
-    return result
-
-
-@pytest.fixture
-def given(ns: str) -> Given:
-    return Given(ns)
-
-
-@pytest.fixture
-def then(ns: str) -> Then:
-    return Then(ns)
 
 
 def test_every_example_folder_has_a_readme_and_yaml() -> None:

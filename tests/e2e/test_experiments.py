@@ -4,13 +4,13 @@ the Release experiment gate (issue 7)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from dsl import API, THREE_PHASES, Given, Then, When
-from helpers import kubectl, kubectl_json, set_metric, wait_for, wait_scraped
+from helpers import kubectl, kubectl_json, set_metric, until, wait_for, wait_scraped
 from operator_proc import Controller
 from prometheus_client import CollectorRegistry
 
@@ -27,62 +27,6 @@ OBSERVED_SPLIT = {"control": 0.496, "enhanced": 0.504}
 # enhanced converts at 10 % against control's 12 % on 5000 users each: z ≈ 3.2, p ≈ 0.0014.
 HARM = {"control": (600, 5000), "enhanced": (500, 5000)}
 USERS = [f"user-{i}" for i in range(400)]
-
-
-def delete_stopline_objects(ns: str) -> None:
-    """Delete the test's stopline objects while the controller runs, so their finalizers never hold the
-    namespace after the session's controller has stopped."""
-    kubectl(
-        "delete",
-        "releases.stopline.dev,tracks.stopline.dev,experiments.stopline.dev",
-        "--all",
-        "-n",
-        ns,
-        "--wait=true",
-        "--timeout=90s",
-        check=False,
-        timeout=120,
-    )
-
-
-@pytest.fixture(autouse=True)
-def cleanup(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Tests that use the controller and a namespace delete their stopline objects before the namespace goes."""
-    uses = "ns" in request.fixturenames and "controller" in request.fixturenames
-    ns: str | None = request.getfixturevalue("ns") if uses else None
-    yield
-    if ns is not None:
-        delete_stopline_objects(ns)
-
-
-T = TypeVar("T")
-
-
-def until(fetch: Callable[[], T | None], ok: Callable[[T], bool], timeout: float, message: str) -> T:
-    """Poll ``fetch`` until it returns a value ``ok`` accepts (transient kubectl errors count as "not yet")."""
-
-    def ready() -> T | None:
-        value = fetch()
-        return value if value is not None and ok(value) else None
-
-    result = wait_for(ready, timeout=timeout, message=message)
-    assert result is not None
-    return result
-
-
-@pytest.fixture
-def given(ns: str) -> Given:
-    return Given(ns)
-
-
-@pytest.fixture
-def when(ns: str) -> When:
-    return When(ns)
-
-
-@pytest.fixture
-def then(ns: str) -> Then:
-    return Then(ns)
 
 
 def feed_counts(experiment_label: str, counts: Mapping[str, tuple[int, int]]) -> None:

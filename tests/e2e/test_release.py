@@ -20,21 +20,6 @@ def revert_commits(app: App) -> list[tuple[str, str]]:
     return [(sha, subject) for sha, subject in app.log() if subject.startswith("stopline: revert")]
 
 
-@pytest.fixture
-def given(ns: str) -> Given:
-    return Given(ns)
-
-
-@pytest.fixture
-def when(ns: str) -> When:
-    return When(ns)
-
-
-@pytest.fixture
-def then(ns: str) -> Then:
-    return Then(ns)
-
-
 def test_good_revision_goes_through_three_phases(
     controller: Controller, given: Given, when: When, then: Then, ns: str
 ) -> None:

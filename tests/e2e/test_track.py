@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from dsl import API, App, Given, Then, When, gate
 from helpers import apply, branch_sha, get_stack, kubectl, kubectl_json, run, wait_for, wait_scraped
 from operator_proc import Controller
@@ -29,21 +28,6 @@ VENV_BIN = Path(sys.executable).parent
 LABEL_TRACK = "stopline.dev/track"
 FINAL = ("Succeeded", "RolledBack", "Failed")
 T = TypeVar("T")
-
-
-@pytest.fixture
-def given(ns: str) -> Given:
-    return Given(ns)
-
-
-@pytest.fixture
-def when(ns: str) -> When:
-    return When(ns)
-
-
-@pytest.fixture
-def then(ns: str) -> Then:
-    return Then(ns)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
