@@ -98,6 +98,10 @@ def main() -> int:
     k("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
     say(f"Fresh namespace {NS} with the app at v1, and a Git repo holding it")
+    # A previous demo's objects may still carry a finalizer from an older controller that is no longer
+    # running: they are the demo's own, so let them go before the namespace is recreated.
+    for obj in k("get", "releases,tracks,experiments", "-n", NS, "-o", "name", check=False).split():
+        k("patch", obj, "-n", NS, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
     k("delete", "namespace", NS, "--ignore-not-found", "--wait=true", "--timeout=120s")
     k("create", "namespace", NS)
     git_base = Path(env["GIT_BASE"])
