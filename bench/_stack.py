@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:
 
 import helpers  # noqa: E402  (tests/e2e/helpers.py, put on sys.path above)
 from helpers import Stack  # noqa: E402
+from operator_proc import wait_healthy  # noqa: E402
 
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "stopline-bench"  # logs; outside the checkout
 LABEL = "stopline.dev/bench"
@@ -265,18 +266,7 @@ class BenchController:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"controller exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1):
-                    pass
-                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"controller not healthy after {timeout}s:\n{self.log_tail()}")
+        wait_healthy(self.proc, self.health_port, self.http_url, timeout, self.log_tail)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

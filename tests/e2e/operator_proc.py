@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,6 +28,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_healthy(
+    proc: subprocess.Popen[bytes], health_port: int, http_url: str, timeout: float, log_tail: Callable[[], str]
+) -> None:
+    """Until kopf's liveness endpoint and the controller's own HTTP endpoint both answer (or it exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"controller exited with {proc.returncode}:\n{log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=1):
+                pass
+            with urllib.request.urlopen(f"{http_url}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"controller not healthy after {timeout}s:\n{log_tail()}")
 
 
 class Controller:
@@ -92,18 +110,7 @@ class Controller:
 
     def _wait_healthy(self, timeout: float) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"controller exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1):
-                    pass
-                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"controller not healthy after {timeout}s:\n{self.log_tail()}")
+        wait_healthy(self.proc, self.health_port, self.http_url, timeout, self.log_tail)
 
     @property
     def probe_namespace(self) -> str:

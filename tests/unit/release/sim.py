@@ -524,3 +524,25 @@ def run(
         trace.status = status
         trace.steps.append(Step(now, action, outcome, status))
     raise SimError(f"not final after {max_steps} steps; last actions: {trace.named()[-5:]}")
+
+
+RESOLVED = {"canary": ["web-canary"], "chat": ["chat-a", "chat-b"], "everything-else": ["web"]}
+
+
+def phases(**states: PhaseState) -> list[PhaseStatus]:
+    """The three resolved phases; named ones in the given state (Passed/Failed/Holding ones were applied)."""
+    out = []
+    for name, deps in RESOLVED.items():
+        state = states.get(name.replace("-", "_"), "Pending")
+        applied = state != "Pending"
+        out.append(
+            phase_status(
+                name,
+                state,
+                deps,
+                started_at=at(0) if applied else None,
+                available_at=at(5) if state in ("Holding", "Passed") else None,
+                hold_until=at(65) if state in ("Holding", "Passed") else None,
+            )
+        )
+    return out

@@ -11,7 +11,7 @@ from sim import (
     FOUR_DEPLOYMENTS,
     at,
     make_spec,
-    phase_status,
+    phases,
     release_status,
     row,
 )
@@ -54,28 +54,8 @@ WATCH_ONLY_NO_WINDOW = make_spec(gates=[LOAD, {**REGS, "phases": ["watch"]}])
 NO_ROLLBACK = make_spec(gates=[LOAD], onFailure={"rollback": False})
 NO_REVERT = make_spec(gates=[LOAD], onFailure={"revertCommit": False})
 
-RESOLVED = {"canary": ["web-canary"], "chat": ["chat-a", "chat-b"], "everything-else": ["web"]}
 MANIFESTS = Manifests(tuple(ManifestDeployment(n, labels) for n, labels in FOUR_DEPLOYMENTS.items()))
 GATES = ("load", "registrations")
-
-
-def phases(**states: PhaseState) -> list[Any]:
-    """The three resolved phases; named ones in the given state (Passed/Failed/Holding ones were applied)."""
-    out = []
-    for name, deps in RESOLVED.items():
-        state = states.get(name.replace("-", "_"), "Pending")
-        applied = state != "Pending"
-        out.append(
-            phase_status(
-                name,
-                state,
-                deps,
-                started_at=at(0) if applied else None,
-                available_at=at(5) if state in ("Holding", "Passed") else None,
-                hold_until=at(65) if state in ("Holding", "Passed") else None,
-            )
-        )
-    return out
 
 
 def holding(rows: list[Any], *, current: str = "canary", phase: Any = "Holding", **extra: Any) -> ReleaseStatus:

@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sim import RELEASE, at, make_spec, phase_status, release_status, row
+from sim import RELEASE, at, make_spec, phases, release_status, row
 
 from controller.gates.evaluate import Measurement
 from controller.models.common import get_condition
 from controller.models.release import (
-    PhaseState,
     ReleaseSpec,
     ReleaseStatus,
     RevertStatus,
@@ -55,25 +54,6 @@ NO_REVERT = make_spec(gates=[LOAD], onFailure={"revertCommit": False})
 NEITHER = make_spec(gates=[LOAD], onFailure={"rollback": False, "revertCommit": False})
 
 CM = f"{RELEASE}-snapshot"
-RESOLVED = {"canary": ["web-canary"], "chat": ["chat-a", "chat-b"], "everything-else": ["web"]}
-
-
-def phases(**states: PhaseState) -> list[Any]:
-    out = []
-    for name, deps in RESOLVED.items():
-        state = states.get(name.replace("-", "_"), "Pending")
-        applied = state != "Pending"
-        out.append(
-            phase_status(
-                name,
-                state,
-                deps,
-                started_at=at(0) if applied else None,
-                available_at=at(5) if state in ("Holding", "Passed") else None,
-                hold_until=at(65) if state in ("Holding", "Passed") else None,
-            )
-        )
-    return out
 
 
 def holding(rows: list[Any] | None = None, **extra: Any) -> ReleaseStatus:
