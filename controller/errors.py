@@ -19,6 +19,10 @@ class ClusterError(StoplineError):
     """A Kubernetes API call failed; usually transient."""
 
 
+class ObjectGone(ClusterError):
+    """The object being reconciled no longer exists (404, or another object of the same name: UID mismatch)."""
+
+
 class SnapshotTooLarge(StoplineError):
     """The pre-push copies do not fit in a ConfigMap."""
 

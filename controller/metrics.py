@@ -30,14 +30,14 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from controller.models.release import GaugeRow, ReleaseStatus
-from controller.release.actions import Action, ActionFailed, EvaluateGates, Outcome, Undo, Undone
+from controller.models.release import FINAL_PHASES, GaugeRow, ReleaseStatus
+from controller.release.actions import Action, ActionFailed, EvaluateGates, Outcome, RecordRevert, Undo, Undone
 from controller.release.executor import ReleaseRef
 from controller.release.runner import Emit, Hooks
 
 GATE_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DETECT_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
-FINAL = frozenset({"Succeeded", "RolledBack", "Failed"})
+FINAL = FINAL_PHASES
 
 _Key = tuple[str, str, str]
 
@@ -80,12 +80,38 @@ class ControllerMetrics:
             "stopline_reconcile_errors", "Failed actions and crashed reconcile loops, by kind.", ["kind"], registry=r
         )
         self.active_releases = Gauge("stopline_active_releases", "Releases being driven right now.", registry=r)
+        self.revert_attempts = Counter(
+            "stopline_revert_attempts",
+            "Git revert attempts, by result (Pushed, AlreadyReverted, Conflict, or the failure's reason).",
+            ["result"],
+            registry=r,
+        )
+        self.reverts_pending = Gauge(
+            "stopline_reverts_pending", "Rolled-back revisions whose revert is not on the branch yet.", registry=r
+        )
+        self.inconclusive_pauses = Counter(
+            "stopline_inconclusive_pauses",
+            "Pushes paused because an acting gate had no conclusive reading (monitoring outage).",
+            registry=r,
+        )
+        self.paused_releases = Gauge(
+            "stopline_paused_releases", "Releases paused right now, by reason.", ["reason"], registry=r
+        )
+        self.status_write_errors = Counter(
+            "stopline_status_write_errors", "Status patches that failed (retried with backoff), by kind.", ["kind"],
+            registry=r,
+        )  # fmt: skip
+        self._pending_reverts: set[_Key] = set()
+        self._paused: dict[_Key, str] = {}
+        for reason in ("User", "Inconclusive"):
+            self.paused_releases.labels(reason)
         for verdict in ("Pass", "Fail", "Inconclusive", "Error"):
             self.gate_evaluations.labels(verdict)
         for result in sorted(FINAL):
             self.releases.labels(result)
         for kind in ("Release", "Track", "Experiment"):
             self.reconcile_errors.labels(kind)
+            self.status_write_errors.labels(kind)
         # (namespace, name, uid) -> (gate, phase) -> time of the first breaching reading of the current streak
         self._first_breach: dict[_Key, dict[tuple[str, str], datetime]] = {}
 
@@ -105,6 +131,35 @@ class ControllerMetrics:
             self._readings(ref, before, after)
         elif isinstance(action, Undo) and isinstance(outcome, Undone):
             self._undone(ref, action, outcome, after)
+        elif isinstance(action, RecordRevert):
+            r = action.result
+            self.reverts.labels(r.state if r.state != "Error" else "Pending").inc()
+            self.revert_attempts.labels(r.state if r.state != "Error" else (r.code or "Error")).inc()
+        self._track_pending(ref, after)
+
+    def status_write_error(self, kind: str) -> None:
+        """A status patch of ``kind`` failed (the loop retries it)."""
+        self.status_write_errors.labels(kind).inc()
+
+    def _track_pending(self, ref: ReleaseRef, after: ReleaseStatus) -> None:
+        key = _key(ref)
+        pending = after.revert is not None and after.revert.state in ("Pending", "Error")
+        if pending and key not in self._pending_reverts:
+            self._pending_reverts.add(key)
+        elif not pending and key in self._pending_reverts:
+            self._pending_reverts.discard(key)
+        self.reverts_pending.set(len(self._pending_reverts))
+        reason = after.pause_reason
+        old = self._paused.get(key)
+        if reason != old:
+            if old is not None:
+                self.paused_releases.labels(old).dec()
+                del self._paused[key]
+            if reason is not None:
+                self.paused_releases.labels(reason).inc()
+                self._paused[key] = reason
+                if reason == "Inconclusive":
+                    self.inconclusive_pauses.inc()
 
     def on_final(self, ref: ReleaseRef, status: ReleaseStatus) -> None:
         """The Release reached a final state (the loop reports this once, when it returns)."""
@@ -118,7 +173,12 @@ class ControllerMetrics:
 
     def hooks(self, emit: Emit | None = None) -> Hooks:
         """Hooks for :func:`controller.release.runner.run_release` reporting here (and events to ``emit``)."""
-        hooks = Hooks(on_action=self.on_action, on_step=self.on_step, on_final=self.on_final)
+        hooks = Hooks(
+            on_action=self.on_action,
+            on_step=self.on_step,
+            on_final=self.on_final,
+            on_persist_error=self.status_write_error,
+        )
         if emit is not None:
             hooks.emit = emit
         return hooks
@@ -135,6 +195,12 @@ class ControllerMetrics:
         finally:
             self.active_releases.dec()
             self._first_breach.pop(_key(ref), None)
+            key = _key(ref)
+            self._pending_reverts.discard(key)
+            self.reverts_pending.set(len(self._pending_reverts))
+            old = self._paused.pop(key, None)
+            if old is not None:
+                self.paused_releases.labels(old).dec()
 
     def exposition(self) -> tuple[bytes, str]:
         """The registry in the Prometheus text format, and its content type."""
@@ -156,8 +222,6 @@ class ControllerMetrics:
                 streaks.pop(where, None)
 
     def _undone(self, ref: ReleaseRef, action: Undo, outcome: Undone, after: ReleaseStatus) -> None:
-        if outcome.revert is not None:
-            self.reverts.labels(outcome.revert.state).inc()
         if not (action.restore or action.delete) or outcome.restore_error:
             return
         self.rollbacks.inc()

@@ -20,6 +20,7 @@ from controller.kube.objects import Objects
 from controller.models.common import SecretRef
 from controller.models.release import GitSource, ReleaseSpec
 from controller.models.track import TrackSpec
+from controller.reconcile.supervisor import Supervisor
 from controller.release.actions import RevertResult
 from controller.release.executor import Executor
 from controller.settings import Settings
@@ -72,13 +73,26 @@ class GitAdapter:
         return docs
 
     async def revert(
-        self, namespace: str, spec: ReleaseSpec, message: str, trailers: Mapping[str, str]
+        self,
+        namespace: str,
+        spec: ReleaseSpec,
+        message: str,
+        trailers: Mapping[str, str],
+        proceed: Callable[[], bool] = lambda: True,
     ) -> RevertResult:
-        """Push ``git revert`` of the revision to its branch (idempotent, never forced)."""
+        """Push ``git revert`` of the revision to its branch (idempotent, never forced); ``proceed`` is asked
+        right before the push (False: push nothing)."""
         src = spec.source
         creds = await self.credentials(namespace, src.secret_ref)
         out = await self._call(
-            self.cache.revert, src.repo, src.branch, src.revision, message=message, trailers=trailers, creds=creds
+            self.cache.revert,
+            src.repo,
+            src.branch,
+            src.revision,
+            message=message,
+            trailers=trailers,
+            creds=creds,
+            proceed=proceed,
         )
         return RevertResult(
             state=_REVERT_STATES.get(out.status, "Error"),
@@ -130,9 +144,8 @@ class Runtime:
     prometheus: PrometheusProvider
     executor: Executor
     clock: Callable[[], datetime]
-    wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
-    track_annotations: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     tracks: dict[tuple[str, str], TrackSpec] = field(default_factory=dict)
+    supervisors: dict[str, Supervisor] = field(default_factory=dict)  # by plural: releases, tracks, experiments
     http: Any = None
 
 

@@ -1,24 +1,27 @@
-"""The per-Experiment loop: publish the live config, read counts, write report and decision. No kopf."""
+"""The Experiment kind for the reconcile driver: read counts, fold the report, publish the live config. No kopf."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from controller.errors import StoplineError
-from controller.experiments.reconcile import (
-    configmap_key,
-    evaluate,
-    published_config,
-    with_report,
-    without_report,
+from controller.experiments.plan import (
+    ExperimentAction,
+    ExperimentFacts,
+    ExperimentOutcome,
+    NoOutcome,
+    Publish,
+    Published,
+    Wait,
+    experiment_events,
+    plan_experiment,
+    reduce_experiment,
 )
-from controller.models.common import ConditionStatus, set_condition
+from controller.models.common import set_condition
 from controller.models.experiment import ExperimentSpec, ExperimentStatus
+from controller.reconcile.driver import Context, Driver
 
 CONFIGMAP_LABELS = {"app.kubernetes.io/managed-by": "stopline", "stopline.dev/experiments": "published"}
 
@@ -37,6 +40,142 @@ class Publisher(Protocol):
     ) -> None: ...
 
 
+class ExperimentKind:
+    """What the reconcile driver needs to know about Experiments. The loop runs until the object is deleted."""
+
+    kind = "Experiment"
+
+    def __init__(
+        self,
+        namespace: str,
+        counts: Counts,
+        publisher: Publisher,
+        *,
+        configmap: str,
+        prometheus_url: str | None,
+        clock: Callable[[], datetime],
+        alive: Callable[[], bool],
+    ) -> None:
+        self.namespace = namespace
+        self.counts = counts
+        self.publisher = publisher
+        self.configmap = configmap
+        self.prometheus_url = prometheus_url
+        self.clock = clock
+        self.alive = alive
+        self.published: str | None = None
+        self.round_started = True
+
+    def parse_status(self, raw: Mapping[str, Any]) -> ExperimentStatus:
+        return ExperimentStatus.model_validate(raw)
+
+    def parse_spec(self, raw: Mapping[str, Any]) -> ExperimentSpec:
+        return ExperimentSpec.model_validate(raw)
+
+    def invalid(
+        self, status: ExperimentStatus, message: str, now: datetime, generation: int | None
+    ) -> ExperimentStatus:
+        s = status.model_copy(deep=True)
+        s.message = message
+        s.conditions = set_condition(s.conditions, "Ready", "False", "InvalidSpec", message, now, generation)
+        return s
+
+    def with_generation(self, status: ExperimentStatus, generation: int | None) -> ExperimentStatus:
+        if status.observed_generation != generation:
+            self.round_started = True  # a spec edit: refresh at once
+        return status
+
+    async def observe(self, spec: ExperimentSpec, status: ExperimentStatus, meta: Mapping[str, Any]) -> ExperimentFacts:
+        now, generation = self.clock(), meta.get("generation")
+        base = {"now": now, "generation": generation, "published": self.published, "configmap": self.configmap}
+        if not self.round_started:
+            return ExperimentFacts(**base)  # type: ignore[arg-type]
+        self.round_started = False
+        if spec.metric is None:
+            return ExperimentFacts(**base, no_counts="no metric configured: assignment only")  # type: ignore[arg-type]
+        if self.prometheus_url is None:
+            return ExperimentFacts(**base, no_counts="no Prometheus URL configured")  # type: ignore[arg-type]
+        try:
+            exposures = await self.counts.query_by(self.prometheus_url, spec.metric.exposures, "branch")
+            conversions = (
+                await self.counts.query_by(self.prometheus_url, spec.metric.conversions, "branch")
+                if spec.metric.conversions
+                else None
+            )
+        except StoplineError as exc:
+            return ExperimentFacts(**base, no_counts=str(exc), counted=True)  # type: ignore[arg-type]
+        return ExperimentFacts(**base, exposures=exposures, conversions=conversions, counted=True)  # type: ignore[arg-type]
+
+    def observe_failed(
+        self, spec: ExperimentSpec, status: ExperimentStatus, error: StoplineError, now: datetime
+    ) -> ExperimentStatus:
+        s = status.model_copy(deep=True)
+        s.message = str(error)
+        return s
+
+    def plan(self, spec: ExperimentSpec, status: ExperimentStatus, facts: ExperimentFacts) -> ExperimentAction:
+        return plan_experiment(spec, status, facts)
+
+    def is_side_effect(self, action: ExperimentAction) -> bool:
+        return isinstance(action, Publish)
+
+    async def execute(
+        self, spec: ExperimentSpec, status: ExperimentStatus, action: ExperimentAction, facts: ExperimentFacts
+    ) -> ExperimentOutcome:
+        if not isinstance(action, Publish):
+            return NoOutcome()
+        if not self.alive():
+            return Published(action.config, error="not published: the Experiment is gone")
+        try:
+            await self.publisher.merge_configmap(
+                self.namespace, self.configmap, {action.key: action.config}, CONFIGMAP_LABELS
+            )
+        except StoplineError as exc:
+            self.round_started = False
+            return Published(action.config, error=str(exc))
+        self.published = action.config
+        return Published(action.config)
+
+    def reduce(
+        self,
+        spec: ExperimentSpec,
+        status: ExperimentStatus,
+        action: ExperimentAction,
+        outcome: ExperimentOutcome,
+        facts: ExperimentFacts,
+    ) -> ExperimentStatus:
+        return reduce_experiment(spec, status, action, outcome, facts)
+
+    def events(
+        self,
+        before: ExperimentStatus,
+        after: ExperimentStatus,
+        action: ExperimentAction,
+        outcome: ExperimentOutcome,
+    ) -> list[tuple[str, str, str]]:
+        return experiment_events(before, after, action, outcome)
+
+    def persist_now(
+        self, status: ExperimentStatus, persisted: ExperimentStatus, action: ExperimentAction, since: float
+    ) -> bool:
+        return status != persisted and isinstance(action, Wait | Publish)
+
+    def sleep_for(
+        self, spec: ExperimentSpec, status: ExperimentStatus, action: ExperimentAction, facts: ExperimentFacts
+    ) -> float | None:
+        if isinstance(action, Wait):
+            self.round_started = True
+            return action.seconds
+        if isinstance(action, Publish) and facts.published == self.published:
+            # the publication failed: retry at the next round
+            self.round_started = True
+            return spec.interval.total_seconds()
+        return None
+
+    def done(self, spec: ExperimentSpec, status: ExperimentStatus) -> bool:
+        return False
+
+
 async def run_experiment(
     namespace: str,
     read_body: Callable[[], Mapping[str, Any]],
@@ -50,73 +189,30 @@ async def run_experiment(
     wait: Callable[[float], Awaitable[None]],
     emit: Callable[[str, str, str], None] = lambda _t, _r, _m: None,
     stopped: Callable[[], bool] = lambda: False,
-) -> None:
-    """Keep the published config and the report current until stopped."""
-    status = ExperimentStatus.model_validate(read_body().get("status") or {})
-    persisted = status.model_copy(deep=True)
-    published: str | None = None
-    while not stopped():
-        body = read_body()
-        meta = body.get("metadata") or {}
-        generation = meta.get("generation")
-        try:
-            spec = ExperimentSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            status.message = f"invalid spec: {exc.errors()[0]['msg']}"
-            status.conditions = set_condition(
-                status.conditions, "Ready", "False", "InvalidSpec", status.message, clock(), generation
-            )
-            await patch_status({"status": status.model_dump(mode="json", by_alias=True)})
-            emit("Warning", "InvalidSpec", status.message)
-            return
-        now = clock()
-        if spec.metric is None:
-            status = without_report(spec, status, "no metric configured: assignment only", now, generation)
-        elif prometheus_url is None:
-            status = without_report(spec, status, "no Prometheus URL configured", now, generation)
-        else:
-            try:
-                exposures = await counts.query_by(prometheus_url, spec.metric.exposures, "branch")
-                conversions = (
-                    await counts.query_by(prometheus_url, spec.metric.conversions, "branch")
-                    if spec.metric.conversions
-                    else None
-                )
-                report, decision = evaluate(spec, exposures, conversions)
-                before = status.decision
-                status = with_report(spec, status, report, decision, now, generation)
-                if status.decision != before:
-                    kind = "Warning" if status.decision.startswith("Harm") else "Normal"
-                    emit(kind, "Decision", f"{status.decision}: {status.message}")
-            except StoplineError as exc:
-                status = without_report(spec, status, str(exc), now, generation)
-
-        config = published_config(spec, status).to_json()
-        status.config_map = configmap
-        if config != published:
-            try:
-                await publisher.merge_configmap(namespace, configmap, {configmap_key(spec): config}, CONFIGMAP_LABELS)
-                published = config
-                closed = json.loads(config).get("closeOn")
-                status.conditions = set_condition(
-                    status.conditions,
-                    "Published",
-                    "True",
-                    "ConfigPublished",
-                    f"{configmap}/{configmap_key(spec)}" + (f" closed on {closed}" if closed else ""),
-                    now,
-                    generation,
-                )
-                emit("Normal", "Published", f"config published to ConfigMap {configmap}")
-            except StoplineError as exc:
-                status.conditions = set_condition(
-                    status.conditions, "Published", "False", "PublishFailed", str(exc), now, generation
-                )
-        ready: ConditionStatus = "True" if published is not None else "False"
-        status.conditions = set_condition(
-            status.conditions, "Ready", ready, "Running", status.message or "", now, generation
-        )
-        if status != persisted:
-            await patch_status({"status": status.model_dump(mode="json", by_alias=True)})
-            persisted = status.model_copy(deep=True)
-        await wait(spec.interval.total_seconds())
+    on_persist_error: Callable[[str], None] = lambda _k: None,
+) -> ExperimentStatus:
+    """Keep the published config and the report current until stopped (through the reconcile driver)."""
+    alive = lambda: not stopped()  # noqa: E731
+    kind = ExperimentKind(
+        namespace,
+        counts,
+        publisher,
+        configmap=configmap,
+        prometheus_url=prometheus_url,
+        clock=clock,
+        alive=alive,
+    )
+    meta = read_body().get("metadata") or {}
+    ctx = Context(
+        kind="Experiment",
+        namespace=namespace,
+        name=str(meta.get("name") or ""),
+        read_body=read_body,
+        patch_status=patch_status,
+        wait=wait,
+        clock=clock,
+        alive=alive,
+        emit=emit,
+        on_persist_error=on_persist_error,
+    )
+    return await Driver(kind, ctx).run()

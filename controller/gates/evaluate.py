@@ -3,7 +3,9 @@
 One reading gives a per-reading verdict (Pass / Fail / Inconclusive / Error); the limits are applied
 in :func:`record` — the only place that decides whether a gate has *tripped* and must stop the push:
 ``failureLimit`` counts breaches since the last Pass (readings without data neither add to nor clear
-the count), ``inconclusiveLimit`` counts consecutive readings without data.
+the count), ``inconclusiveLimit`` counts consecutive readings without data. Past ``failureLimit`` the
+gate has *breached*; past ``inconclusiveLimit`` it is in an *outage* (the Release's ``onInconclusive``
+policy decides what that means; the verdict stays Inconclusive).
 
 Delta percent is relative to ``|prePush|`` so a negative baseline still reads naturally. From a
 pre-push value of exactly 0 any increase is an infinite increase: it breaches ``maxIncreasePercent``
@@ -137,11 +139,23 @@ def judge_experiment(gate: Gate, decision: str | None, srm_ok: bool | None) -> J
     return Judgement("Pass", f"experiment {gate.experiment.name}: {decision}")
 
 
+def breached(gate: Gate, row: GaugeRow) -> bool:
+    """Whether the gate's breaches are past ``failureLimit``: what the push did is bad."""
+    return not gate.dry_run and row.breaches > gate.failure_limit
+
+
+def outage(gate: Gate, row: GaugeRow) -> bool:
+    """Whether the gate has had no conclusive reading more than ``inconclusiveLimit`` times in a row.
+
+    That says nothing about the push, only that its effect cannot be judged: what happens then is the
+    Release's ``onInconclusive`` policy (pause by default), never a plain gate failure.
+    """
+    return not gate.dry_run and row.inconclusive > gate.inconclusive_limit
+
+
 def tripped(gate: Gate, row: GaugeRow) -> bool:
     """Whether the gate's consecutive breaches or inconclusive readings are past their limits."""
-    if gate.dry_run:
-        return False
-    return row.breaches > gate.failure_limit or row.inconclusive > gate.inconclusive_limit
+    return breached(gate, row) or outage(gate, row)
 
 
 def new_row(gate: Gate, phase: str, pre: float | None) -> GaugeRow:
@@ -160,7 +174,6 @@ def record(gate: Gate, row: GaugeRow, measurement_value: float | None, judgement
     if judgement.verdict == "Fail" and breaches <= gate.failure_limit:
         message = f"{message} (breach {breaches} of {gate.failure_limit} tolerated)"
     if inconclusive and inconclusive > gate.inconclusive_limit:
-        verdict = "Fail"
         message = f"{message}: inconclusive {inconclusive} times in a row (limit {gate.inconclusive_limit})"
     if gate.dry_run and verdict == "Fail":
         message = f"{message} [dry run: not acted on]"

@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -358,6 +358,7 @@ class RepoCache:
         creds: GitCredentials | None = None,
         max_attempts: int = 5,
         author: tuple[str, str] = DEFAULT_AUTHOR,
+        proceed: Callable[[], bool] = lambda: True,
     ) -> RevertOutcome:
         """Revert ``revision`` on ``branch`` and push (never forced). Idempotent through the
         ``Stopline-Revert-Of`` trailer: a second call returns ``already`` with the first revert."""
@@ -382,7 +383,7 @@ class RepoCache:
                 if existing is not None:
                     return RevertOutcome("already", commit=existing, attempts=attempt - 1)
                 try:
-                    outcome = self._attempt(s, branch, full, len(parents) > 1, tip, body, ident, attempt)
+                    outcome = self._attempt(s, branch, full, len(parents) > 1, tip, body, ident, attempt, proceed)
                 finally:
                     s.reset_worktree()
                 if outcome is not None:
@@ -406,6 +407,7 @@ class RepoCache:
         body: str,
         ident: Mapping[str, str],
         attempt: int,
+        proceed: Callable[[], bool] = lambda: True,
     ) -> RevertOutcome | None:
         """One revert + push on top of ``tip``. None means: rejected as non-fast-forward, try again."""
         s.reset_worktree(tip)
@@ -432,6 +434,8 @@ class RepoCache:
                 )
             raise s.failure("commit", r)
         commit = s.run("rev-parse", "HEAD").out.strip()
+        if not proceed():  # the Release was deleted (or the controller stops) while this attempt ran
+            return RevertOutcome("error", reason="not pushed: the Release is gone", attempts=attempt)
         rejected = self._push(s, branch)
         if rejected is None:
             return RevertOutcome("pushed", commit=commit, attempts=attempt)

@@ -1,9 +1,10 @@
-"""Experiment wiring: one daemon per Experiment; its published key is removed when it is deleted."""
+"""Experiment wiring: one loop per Experiment (under the Experiments' supervisor); its published key is
+removed when it is deleted (kopf's finalizer for the delete handler, given up after a few attempts)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from pydantic import ValidationError
@@ -12,60 +13,47 @@ from controller.errors import StoplineError
 from controller.experiments.reconcile import configmap_key
 from controller.experiments.runner import CONFIGMAP_LABELS, run_experiment
 from controller.handlers.startup import runtime
+from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.experiment import ExperimentSpec
+from controller.reconcile.supervisor import Run, Supervisor
+from controller.wiring import Runtime
 
 
-def _waker(memo: Any, namespace: str, name: str) -> asyncio.Event:
-    events: dict[tuple[str, str], asyncio.Event] = memo.runtime.wakers
-    return events.setdefault((namespace, f"experiment/{name}"), asyncio.Event())
+def supervisor(rt: Runtime) -> Supervisor:
+    """The Experiments' supervisor (made at startup): one loop per Experiment."""
+
+    async def start(run: Run) -> None:
+        namespace, name = run.namespace, run.name
+
+        async def patch_status(patch: dict[str, Any]) -> None:
+            await rt.objects.patch_status("experiments", namespace, name, patch, uid=run.uid)
+
+        def emit(type_: str, reason: str, message: str) -> None:
+            kopf.event(cast(kopf.Body, run.body), type=type_, reason=reason, message=message[:1000])
+
+        await run_experiment(
+            namespace,
+            run.read_body,
+            patch_status,
+            rt.prometheus,
+            rt.objects,
+            configmap=rt.settings.experiments_configmap,
+            prometheus_url=rt.settings.prometheus_url,
+            clock=rt.clock,
+            wait=run.wait,
+            emit=emit,
+            stopped=lambda: not run.alive(),
+            on_persist_error=default_metrics().status_write_error,
+        )
+
+    return Supervisor("Experiment", start, wake_on=lambda old, new: old.get("spec") != new.get("spec"))
 
 
-@kopf.daemon(API_GROUP, API_VERSION, "experiments", cancellation_backoff=2, cancellation_timeout=10, id="report")
-async def report(
-    body: kopf.Body,
-    namespace: str | None,
-    name: str,
-    stopped: kopf.DaemonStopped,
-    memo: Any,
-    **_: Any,
-) -> None:
-    """Publish the live config and refresh the report every ``interval``."""
-    assert namespace is not None, "Experiment is a namespaced resource"
-    rt = runtime(memo)
-    event = _waker(memo, namespace, name)
-
-    async def patch_status(patch: dict[str, Any]) -> None:
-        await rt.objects.patch_status("experiments", namespace, name, patch)
-
-    def emit(type_: str, reason: str, message: str) -> None:
-        kopf.event(body, type=type_, reason=reason, message=message[:1000])
-
-    async def wait(seconds: float) -> None:
-        from controller.track.runner import wait_or_wake
-
-        await wait_or_wake(event, seconds, stopped.wait)
-
-    await run_experiment(
-        namespace,
-        lambda: body,
-        patch_status,
-        rt.prometheus,
-        rt.objects,
-        configmap=rt.settings.experiments_configmap,
-        prometheus_url=rt.settings.prometheus_url,
-        clock=rt.clock,
-        wait=wait,
-        emit=emit,
-        stopped=stopped.is_set,
-    )
-
-
-@kopf.on.field(API_GROUP, API_VERSION, "experiments", field="spec")
-def spec_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """closeOn, rollout and weights take effect at once, not at the next interval."""
-    if namespace is not None:
-        _waker(memo, namespace, name).set()
+@kopf.on.event(API_GROUP, API_VERSION, "experiments")
+def experiment_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Every Experiment event reaches the supervisor: spec edits (closeOn, rollout, weights) act at once."""
+    runtime(memo).supervisors["experiments"].on_event(type, body)
 
 
 #: Attempts at removing the key before the Experiment is let go (delays 1, 2, 4, 8, 16 s in between).
@@ -74,7 +62,7 @@ UNPUBLISH_ATTEMPTS = 6
 
 @kopf.on.delete(API_GROUP, API_VERSION, "experiments")
 async def unpublish(
-    spec: kopf.Spec, namespace: str | None, retry: int, logger: kopf.Logger, memo: Any, **_: Any
+    spec: kopf.Spec, namespace: str | None, name: str, retry: int, logger: kopf.Logger, memo: Any, **_: Any
 ) -> None:
     """Remove this experiment's key from the shared ConfigMap (a key stopline wrote).
 
@@ -85,6 +73,11 @@ async def unpublish(
     if namespace is None:
         return
     rt = runtime(memo)
+    run = rt.supervisors["experiments"].running(namespace, name)
+    if run is not None:  # its loop publishes nothing more; let a publication in flight finish first
+        run.stop(deleted=True)
+        if run.task is not None:
+            await asyncio.wait({run.task}, timeout=5.0)
     try:
         parsed = ExperimentSpec.model_validate(dict(spec))
     except ValidationError:

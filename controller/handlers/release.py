@@ -1,56 +1,62 @@
-"""Release wiring: one async daemon per live Release runs the release loop."""
+"""Release wiring: one loop per live Release, started and stopped by the Release watch."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import kopf
 
 from controller.handlers.startup import runtime
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
+from controller.models.release import FINAL_PHASES
+from controller.reconcile.supervisor import Run, Supervisor
 from controller.release.executor import ReleaseRef
-from controller.release.plan import FINAL
 from controller.release.runner import run_release
+from controller.wiring import Runtime
 
 
-def _live(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") not in FINAL
+def wanted(body: Mapping[str, Any]) -> bool:
+    """A Release needs a loop until it is final and no git revert is still to be pushed."""
+    status = body.get("status") or {}
+    if status.get("phase") not in FINAL_PHASES:
+        return True
+    revert = status.get("revert") or {}
+    return revert.get("state") in ("Pending", "Error")
 
 
-@kopf.daemon(API_GROUP, API_VERSION, "releases", when=_live, cancellation_backoff=2, cancellation_timeout=10, id="push")
-async def push(
-    body: kopf.Body,
-    namespace: str | None,
-    name: str,
-    uid: str,
-    stopped: kopf.DaemonStopped,
-    memo: Any,
-    **_: Any,
-) -> None:
-    """Drive the Release from its status to a final state, one action at a time."""
-    assert namespace is not None, "Release is a namespaced resource"
-    rt = runtime(memo)
-    ref = ReleaseRef(namespace=namespace, name=name, uid=uid)
+def supervisor(rt: Runtime) -> Supervisor:
+    """The Releases' supervisor (made at startup)."""
 
-    async def patch_status(patch: dict[str, Any]) -> None:
-        await rt.objects.patch_status("releases", namespace, name, patch)
+    async def start(run: Run) -> None:
+        ref = ReleaseRef(namespace=run.namespace, name=run.name, uid=run.uid)
+        metrics = default_metrics()
+        run.on_stop.append(lambda: rt.executor.forget(ref))
 
-    def emit(type_: str, reason: str, message: str) -> None:
-        kopf.event(body, type=type_, reason=reason, message=message[:1000])
+        async def patch_status(patch: dict[str, Any]) -> None:
+            await rt.objects.patch_status("releases", run.namespace, run.name, patch, uid=run.uid)
 
-    async def sleep(seconds: float) -> None:
-        await stopped.wait(seconds)
+        def emit(type_: str, reason: str, message: str) -> None:
+            kopf.event(cast(kopf.Body, run.body), type=type_, reason=reason, message=message[:1000])
 
-    metrics = default_metrics()
-    with metrics.running(ref):
-        await run_release(
-            ref,
-            lambda: body,
-            patch_status,
-            rt.executor,
-            hooks=metrics.hooks(emit),
-            stopped=stopped.is_set,
-            tick=rt.settings.release_tick_seconds,
-            sleep=sleep,
-        )
+        with metrics.running(ref):
+            await run_release(
+                ref,
+                run.read_body,
+                patch_status,
+                rt.executor,
+                hooks=metrics.hooks(emit),
+                stopped=lambda: not run.alive(),
+                tick=rt.settings.release_tick_seconds,
+                sleep=run.wait,
+                wake=run.wake,
+            )
+
+    return Supervisor("Release", start, wanted=wanted)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "releases")
+def release_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Every Release event reaches the supervisor: it starts, wakes or stops the Release's loop."""
+    runtime(memo).supervisors["releases"].on_event(type, body)

@@ -36,6 +36,13 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         concurrent.futures.ThreadPoolExecutor(max_workers=cfg.max_threads, thread_name_prefix="stopline-io")
     )
     rt = build_runtime(cfg)
+    from controller.handlers import experiment, release, track  # the kinds' supervisors
+
+    rt.supervisors = {
+        "releases": release.supervisor(rt),
+        "tracks": track.supervisor(rt),
+        "experiments": experiment.supervisor(rt),
+    }
     memo.runtime = rt
     rt.http = await serve(rt)
     log.info("stopline started: prometheus=%s repo-cache=%s", cfg.prometheus_url, cfg.repo_cache)
@@ -43,8 +50,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 
 @kopf.on.cleanup()
 async def shutdown(memo: Any, **_: Any) -> None:
-    """Stop the HTTP endpoint."""
+    """Stop every loop (each persists nothing more once stopped), then the HTTP endpoint."""
     rt = runtime(memo)
+    await asyncio.gather(*(sup.shutdown(grace=8.0) for sup in rt.supervisors.values()))
     if rt.http is not None:
         await rt.http.cleanup()
 
@@ -68,7 +76,7 @@ async def serve(rt: Runtime) -> web.AppRunner:
         return out
 
     def wake(ns: str, name: str) -> None:
-        rt.wakers.setdefault((ns, name), asyncio.Event()).set()
+        rt.supervisors["tracks"].wake(ns, name)
 
     async def track_status(ns: str, name: str) -> dict[str, Any] | None:
         return await rt.objects.get("tracks", ns, name)

@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.errors import ClusterError, InvalidSpec
+from controller.errors import ClusterError, InvalidSpec, ObjectGone
 from controller.models.common import API_GROUP, API_VERSION
 
 
@@ -30,19 +30,25 @@ class Objects:
         self._core: Any = client.CoreV1Api(api_client)
 
     # ---------------------------------------------------------------- custom objects
-    def _patch_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def _patch_status(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
+    ) -> None:
+        if uid is not None:  # a UID in the patch is a precondition: never write onto a namesake
+            patch = {**patch, "metadata": {"uid": uid}}
         try:
             self._custom.patch_namespaced_custom_object_status(
                 API_GROUP, API_VERSION, namespace, plural, name, patch, _content_type="application/merge-patch+json"
             )
         except ApiException as exc:
-            if exc.status == 404:
-                return  # deleted meanwhile: nothing left to report on
+            if exc.status == 404 or (exc.status == 409 and "uid" in (exc.body or "").lower()):
+                raise ObjectGone(f"{plural}/{name} in {namespace} no longer exists") from exc
             raise _error(f"patch {plural}/{name} status", exc) from exc
 
-    async def patch_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """JSON-merge-patch the status subresource."""
-        await asyncio.to_thread(self._patch_status, plural, namespace, name, patch)
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
+    ) -> None:
+        """JSON-merge-patch the status subresource; ObjectGone when the object (with that UID) is gone."""
+        await asyncio.to_thread(self._patch_status, plural, namespace, name, patch, uid)
 
     def _patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         try:

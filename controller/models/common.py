@@ -6,7 +6,10 @@ generated from these models (``make crds``), so field descriptions become ``kube
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -227,3 +230,39 @@ def set_condition(
 def get_condition(conditions: list[Condition], type_: str) -> Condition | None:
     """The condition of the given type, if present."""
     return next((c for c in conditions if c.type == type_), None)
+
+
+#: The trailer of every revert commit stopline pushes: ``Stopline-Revert-Of: <full sha>``.
+REVERT_TRAILER = "Stopline-Revert-Of"
+
+
+@dataclass(frozen=True)
+class Token:
+    """A parsed lock/unlock/waive annotation: ``{"by", "reason", "withoutRevert"}`` or a plain reason."""
+
+    raw: str
+    by: str
+    reason: str
+    without_revert: bool = False
+
+
+def parse_token(raw: str) -> Token:
+    """``{"by": ..., "reason": ..., "withoutRevert": true}`` or a plain reason string."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        return Token(
+            raw=raw,
+            by=str(data.get("by") or "unknown"),
+            reason=str(data.get("reason") or ""),
+            without_revert=bool(data.get("withoutRevert")),
+        )
+    return Token(raw=raw, by="unknown", reason=raw)
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """Whether the object with this UID is the controller owner of ``obj`` (the one rule for ownership)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)

@@ -219,11 +219,14 @@ class Gate(Model):
 
 
 class OnFailure(Model):
-    """What stopline does when a gate fails."""
+    """What stopline does when a gate fails (or a push fails in any other way)."""
 
     rollback: bool = Field(default=True, description="Restore the exact pre-push objects of every touched Deployment.")
     revert_commit: bool = Field(default=True, description="Push a git revert of the revision to the branch.")
     lock: bool = Field(default=True, description="Set the owning Track's commit lock.")
+
+
+OnInconclusive = Literal["pause", "rollback", "rollbackAndRevert"]
 
 
 _TEMPLATE_RULES: tuple[tuple[str, str], ...] = (
@@ -255,6 +258,16 @@ class ReleaseTemplate(Model):
         description="Fail the push when a phase is not Available within this time.",
     )
     on_failure: OnFailure = Field(default_factory=OnFailure, description="Rollback, revert and lock switches.")
+    on_inconclusive: OnInconclusive = Field(
+        default="pause",
+        description=(
+            "What a gate past its inconclusiveLimit (no data, NaN, Prometheus unreachable) does. "
+            "pause (default): the push waits, paused, never promoted, until readings return — a monitoring "
+            "outage alone never fails or reverts a push. rollback: fail the push and restore the cluster, "
+            "without a git revert (the commit is not known to be bad). rollbackAndRevert: fail, restore and "
+            "push the revert commit too."
+        ),
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> ReleaseTemplate:
@@ -302,6 +315,8 @@ ReleasePhase = Literal[
     "Failed",
     "Paused",
 ]
+#: Release phases after which nothing more happens to the cluster (a pending git revert may still be retried).
+FINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "RolledBack", "Failed"})
 PhaseState = Literal["Pending", "Progressing", "Holding", "Passed", "Failed", "RolledBack"]
 Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
 
@@ -315,7 +330,16 @@ class PhaseStatus(StatusModel):
     )
     started_at: datetime | None = Field(default=None, description="When stopline started changing the phase.")
     available_at: datetime | None = Field(default=None, description="When every Deployment was Available.")
-    hold_until: datetime | None = Field(default=None, description="When the hold ends.")
+    hold_until: datetime | None = Field(
+        default=None,
+        description="Earliest end of the hold: now plus the observed time still missing (moves while gates lack data).",
+    )
+    observed_seconds: float = Field(
+        default=0.0, description="Hold time so far in which every gate of the phase had conclusive readings."
+    )
+    observed_since: datetime | None = Field(
+        default=None, description="Start of the current stretch of conclusive readings (not yet counted)."
+    )
     completed_at: datetime | None = Field(default=None, description="When the phase passed or failed.")
     deployments: list[str] = Field(default_factory=list, description="Deployments this phase pushes.")
 
@@ -347,14 +371,23 @@ class SnapshotStatus(StatusModel):
     absent: list[str] = Field(default_factory=list, description="Deployments that did not exist before the push.")
 
 
-RevertState = Literal["Pending", "Pushed", "AlreadyReverted", "Conflict", "Error", "Skipped"]
+RevertState = Literal["Pending", "Pushed", "AlreadyReverted", "Conflict", "Error", "Skipped", "Waived"]
+#: Revert states after which no further attempt is made.
+REVERT_SETTLED: frozenset[str] = frozenset({"Pushed", "AlreadyReverted", "Conflict", "Skipped", "Waived"})
+#: Revert states in which the revert commit is on the branch.
+REVERT_LANDED: frozenset[str] = frozenset({"Pushed", "AlreadyReverted"})
 
 
 class RevertStatus(StatusModel):
     """The git revert of the bad revision."""
 
     state: RevertState = Field(
-        default="Pending", description="Pending, Pushed, AlreadyReverted, Conflict, Error, Skipped."
+        default="Pending",
+        description=(
+            "Pending: wanted, not on the branch yet (retried with capped backoff until it lands); Pushed; "
+            "AlreadyReverted (found on the branch); Conflict (cannot be reverted cleanly: needs a human); "
+            "Skipped (not configured or not wanted); Waived (a human unlocked without it)."
+        ),
     )
     commit: str | None = Field(default=None, description="SHA of the revert commit on the branch.")
     pushed_at: datetime | None = Field(default=None, description="When it was pushed (or found already pushed).")
@@ -362,6 +395,8 @@ class RevertStatus(StatusModel):
     reason: str | None = Field(default=None, description="Why it could not be pushed.")
     attempts: int = Field(default=0, description="Push attempts so far.")
     last_attempt_at: datetime | None = Field(default=None, description="When the revert was last attempted.")
+    attempt_started_at: datetime | None = Field(default=None, description="When the attempt in flight started.")
+    next_attempt_at: datetime | None = Field(default=None, description="When the next attempt is due (Pending).")
 
 
 class UndoStatus(StatusModel):
@@ -382,6 +417,18 @@ class FailureStatus(StatusModel):
     reason: str = Field(description="Machine-friendly reason: GateFailed, Aborted, ProgressDeadlineExceeded, ...")
     message: str = Field(description="Human-readable summary with the numbers.")
     at: datetime | None = Field(default=None, description="When the failure was detected.")
+    revert: bool = Field(default=True, description="Whether this failure wants the revision reverted in Git.")
+
+
+class ActionError(StatusModel):
+    """The latest action that could not be carried out (cleared by the next one that succeeds)."""
+
+    action: str = Field(description="The action, e.g. ApplyPhase, Snapshot, Undo.")
+    message: str = Field(description="What went wrong.")
+    permanent: bool = Field(default=False, description="Retrying cannot help: the planner fails the push.")
+    phase: str | None = Field(default=None, description="Phase the action was for.")
+    at: datetime | None = Field(default=None, description="When it failed.")
+    attempts: int = Field(default=1, description="Failures in a row.")
 
 
 class ReleaseStatus(StatusModel):
@@ -398,17 +445,25 @@ class ReleaseStatus(StatusModel):
     snapshot: SnapshotStatus | None = Field(default=None, description="Pre-push copies of touched objects.")
     revert: RevertStatus | None = Field(default=None, description="The git revert, when one was needed.")
     failure: FailureStatus | None = Field(default=None, description="Why the push failed.")
-    watch_until: datetime | None = Field(default=None, description="End of the watch window.")
+    watch_until: datetime | None = Field(default=None, description="Earliest end of the watch window.")
+    watch_observed_seconds: float = Field(
+        default=0.0, description="Watch time so far in which every watch gate had conclusive readings."
+    )
+    watch_observed_since: datetime | None = Field(
+        default=None, description="Start of the current stretch of conclusive watch readings."
+    )
     undo: UndoStatus | None = Field(default=None, description="What the rollback restored and deleted.")
     rolled_back_at: datetime | None = Field(default=None, description="When every touched Deployment was restored.")
     started_at: datetime | None = Field(default=None, description="When the push started.")
     completed_at: datetime | None = Field(default=None, description="When the push reached a final state.")
-    paused_from: ReleasePhase | None = Field(default=None, description="State to resume into after a pause.")
+    user_paused: bool = Field(default=False, description="Paused by the user (annotation stopline.dev/paused).")
     pause_reason: Literal["User", "Inconclusive"] | None = Field(
-        default=None, description="User: paused by annotation; Inconclusive: a gate has no data."
+        default=None,
+        description="Derived: User (paused by annotation) or Inconclusive (an acting gate has no data).",
     )
     promoted: str | None = Field(default=None, description="Last promote token acted on.")
     skipped_commits: list[str] = Field(default_factory=list, description="Commits batched into this push by a Track.")
+    action_error: ActionError | None = Field(default=None, description="The latest action that failed, if any.")
     message: str | None = Field(default=None, description="Latest human-readable message.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, GatesPassing, RolledBack, GitReverted."

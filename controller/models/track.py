@@ -70,6 +70,15 @@ class CommitLock(StatusModel):
     last_lock: str | None = Field(default=None, description="Last stopline.dev/lock annotation acted on.")
 
 
+class MissingRevert(StatusModel):
+    """A rolled-back revision still on the branch: its revert has not landed yet."""
+
+    revision: str = Field(description="The rolled-back revision.")
+    release: str = Field(description="The Release that rolled it back (and keeps retrying the revert).")
+    since: datetime | None = Field(default=None, description="When the Track learned the revert was missing.")
+    reason: str | None = Field(default=None, description="Why the revert is not on the branch yet.")
+
+
 class PushLock(StatusModel):
     """The push lock: one Release in flight per Track."""
 
@@ -93,6 +102,9 @@ class HistoryEntry(StatusModel):
     skipped: list[str] = Field(default_factory=list, description="Commits batched into this push.")
     failed_gate: str | None = Field(default=None, description="Gate that failed, if any.")
     revert_commit: str | None = Field(default=None, description="Revert commit pushed, if any.")
+    revert_waived_by: str | None = Field(
+        default=None, description="Who unlocked without the revert: the rolled-back commit stayed on the branch."
+    )
 
 
 class TrackStatus(StatusModel):
@@ -108,6 +120,13 @@ class TrackStatus(StatusModel):
     push_lock: PushLock = Field(default_factory=PushLock, description="Push lock status.")
     history: list[HistoryEntry] = Field(default_factory=list, description="Last pushes, newest first.")
     ignored_reverts: list[str] = Field(default_factory=list, description="Revert commits stopline pushed itself.")
+    missing_reverts: list[MissingRevert] = Field(
+        default_factory=list,
+        description=(
+            "Rolled-back revisions whose revert is not on the branch yet. While any is listed nothing is "
+            "pushed (every new tip still contains the bad commit) and unlock needs --without-revert."
+        ),
+    )
     observed_generation: int | None = Field(default=None, description="Spec generation last acted on.")
     message: str | None = Field(default=None, description="Latest human-readable message.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Locked, SourceReachable.")

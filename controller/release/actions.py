@@ -18,6 +18,8 @@ ANNOTATION_PROMOTE = "stopline.dev/promote"
 ANNOTATION_ABORT = "stopline.dev/abort"
 ANNOTATION_PAUSED = "stopline.dev/paused"
 ANNOTATION_SKIPPED = "stopline.dev/skipped-commits"  # set by a Track: commits batched into this push
+# Set by `stopline unlock --without-revert`: stop retrying the git revert (a JSON token {"by", "reason"}).
+ANNOTATION_WAIVE_REVERT = "stopline.dev/waive-revert"
 WATCH_PHASE = "watch"
 
 
@@ -51,6 +53,14 @@ class LiveDeployment:
 
 
 @dataclass(frozen=True)
+class RevertJob:
+    """The git revert attempt running beside the loop: still running, or finished with ``result``."""
+
+    running: bool
+    result: RevertResult | None = None
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the planner may look at besides spec and status."""
 
@@ -59,6 +69,8 @@ class Facts:
     live: Mapping[str, LiveDeployment] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     generation: int | None = None
+    revert_job: RevertJob | None = None
+    error: str | None = None  # observing failed (e.g. the API server did not answer): plan with what is known
 
 
 # ---------------------------------------------------------------- actions
@@ -121,21 +133,41 @@ class CompletePhase:
 
 @dataclass(frozen=True)
 class FailPush:
-    """Stop the push: record why, then roll back / revert as configured."""
+    """Stop the push: record why, then roll back / revert as configured (``revert``: the planner's call)."""
 
     reason: str
     message: str
     gate: str | None = None
     phase: str | None = None
+    revert: bool = True
 
 
 @dataclass(frozen=True)
 class Undo:
-    """Restore snapshots, delete what the push created, and revert the commit — concurrently."""
+    """Restore snapshots and delete what the push created, concurrently (the cluster side of a rollback)."""
 
     restore: tuple[str, ...]
     delete: tuple[str, ...]
-    revert: bool
+
+
+@dataclass(frozen=True)
+class StartRevert:
+    """Start one git revert attempt beside the loop (it reports back as ``Facts.revert_job``)."""
+
+
+@dataclass(frozen=True)
+class RecordRevert:
+    """Fold a finished revert attempt into the status."""
+
+    result: RevertResult
+
+
+@dataclass(frozen=True)
+class WaiveRevert:
+    """A human said to go on without the revert (annotation ``stopline.dev/waive-revert``)."""
+
+    by: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -170,6 +202,9 @@ Action = (
     | CompletePhase
     | FailPush
     | Undo
+    | StartRevert
+    | RecordRevert
+    | WaiveRevert
     | MarkRolledBack
     | SetPause
     | Wait
@@ -203,11 +238,12 @@ class Readings:
 class RevertResult:
     """What the Git revert did."""
 
-    state: str  # Pushed | AlreadyReverted | Conflict | Error | Skipped
+    state: str  # Pushed | AlreadyReverted | Conflict | Error (Error is retried)
     commit: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # human-readable, never with credentials
     attempts: int = 0
     message: str | None = None
+    code: str | None = None  # machine reason of an Error: AuthenticationFailed, Unreachable, Timeout, ...
 
 
 @dataclass(frozen=True)
@@ -216,9 +252,15 @@ class Undone:
 
     restored: tuple[str, ...]
     deleted: tuple[str, ...]
-    revert: RevertResult | None
     restore_error: str | None = None
-    restored_at: datetime | None = None  # when the restore finished (the revert may finish later)
+    restored_at: datetime | None = None  # when the restore finished
+
+
+@dataclass(frozen=True)
+class RevertStarted:
+    """Result of :class:`StartRevert`: an attempt is running (or was already running)."""
+
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -229,4 +271,4 @@ class ActionFailed:
     permanent: bool = False
 
 
-Outcome = Done | SnapshotTaken | Readings | Undone | ActionFailed
+Outcome = Done | SnapshotTaken | Readings | Undone | RevertStarted | ActionFailed

@@ -29,7 +29,9 @@ from controller.release.actions import (
     Manifests,
     Outcome,
     Readings,
+    RevertJob,
     RevertResult,
+    RevertStarted,
     Snapshot,
     SnapshotTaken,
     Undo,
@@ -77,7 +79,12 @@ class GitPort(Protocol):
     async def manifests(self, namespace: str, spec: ReleaseSpec) -> list[dict[str, Any]]: ...
 
     async def revert(
-        self, namespace: str, spec: ReleaseSpec, message: str, trailers: Mapping[str, str]
+        self,
+        namespace: str,
+        spec: ReleaseSpec,
+        message: str,
+        trailers: Mapping[str, str],
+        proceed: Callable[[], bool] = lambda: True,
     ) -> RevertResult: ...
 
 
@@ -131,6 +138,45 @@ class Executor:
         self.experiments = experiments
         self.default_prometheus = default_prometheus
         self.clock = clock
+        self._reverts: dict[str, asyncio.Task[RevertResult]] = {}
+        self._allowed: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ the revert beside the loop
+    def revert_job(self, ref: ReleaseRef) -> RevertJob | None:
+        """The attempt running for this Release, or its result once (then it is forgotten)."""
+        task = self._reverts.get(ref.uid)
+        if task is None:
+            return None
+        if not task.done():
+            return RevertJob(running=True)
+        del self._reverts[ref.uid]
+        if task.cancelled():
+            return RevertJob(running=False, result=RevertResult("Error", reason="attempt cancelled", code="Cancelled"))
+        exc = task.exception()
+        if exc is not None:
+            return RevertJob(running=False, result=RevertResult("Error", reason=str(exc), code=_code(exc)))
+        return RevertJob(running=False, result=task.result())
+
+    def start_revert(
+        self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, done: Callable[[], None]
+    ) -> RevertStarted:
+        """Start one revert attempt in the background; ``done`` is called when it finishes."""
+        if ref.uid not in self._reverts:
+            message, trailers = revert_message(spec, status, ref.namespace, ref.name)
+            self._allowed[ref.uid] = True
+            task = asyncio.ensure_future(
+                self.git.revert(ref.namespace, spec, message, trailers, lambda: self._allowed.get(ref.uid, False))
+            )
+            task.add_done_callback(lambda _t: done())
+            self._reverts[ref.uid] = task
+        return RevertStarted(self.clock())
+
+    def forget(self, ref: ReleaseRef) -> None:
+        """The Release is gone or its loop stops: an attempt in flight pushes nothing from now on."""
+        self._allowed.pop(ref.uid, None)
+        task = self._reverts.pop(ref.uid, None)
+        if task is not None and not task.done():
+            task.cancel()
 
     # ------------------------------------------------------------------ observe
     async def observe(
@@ -142,6 +188,7 @@ class Executor:
         generation: int | None = None,
     ) -> Facts:
         """The facts the planner needs now — and only those (no API call in a hold)."""
+        revert_job = self.revert_job(ref)
         manifests: Manifests | None = None
         if needs_manifests(status):
             try:
@@ -150,7 +197,7 @@ class Executor:
                 manifests = Manifests(error=str(exc), transient=not _permanent(exc))
         names: list[str] = []
         state = machine_state(status)
-        if state == "RollingBack" and status.undo is not None:
+        if state == "RollingBack" and status.undo is not None and not status.undo.error:
             names = list(status.undo.restored)
         elif state in ("Progressing", "Holding"):
             current = next((p for p in status.phases if p.name == status.current_phase), None)
@@ -158,7 +205,12 @@ class Executor:
                 names = list(current.deployments)
         live = await self.cluster.states(ref.namespace, names) if names else {}
         return Facts(
-            now=self.clock(), manifests=manifests, live=live, annotations=dict(annotations), generation=generation
+            now=self.clock(),
+            manifests=manifests,
+            live=live,
+            annotations=dict(annotations),
+            generation=generation,
+            revert_job=revert_job,
         )
 
     # ------------------------------------------------------------------ act
@@ -219,31 +271,20 @@ class Executor:
         return Readings(values, experiments)
 
     async def undo(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Undo) -> Undone:
-        """Restore the cluster and push the revert at the same time; either may fail on its own."""
+        """Restore every snapshotted object and delete what the push created (the git revert runs apart)."""
+        if not action.restore and not action.delete:
+            return Undone((), ())
+        cm = status.snapshot.config_map if status.snapshot else snapshot_configmap_name(ref.name)
+        try:
+            restored, deleted = await self.cluster.restore(ref.namespace, cm, action.restore, action.delete, ref.name)
+        except StoplineError as exc:
+            return Undone((), (), str(exc), self.clock())
+        return Undone(tuple(restored), tuple(deleted), None, self.clock())
 
-        async def restore() -> tuple[list[str], list[str], str | None, datetime | None]:
-            if not action.restore and not action.delete:
-                return [], [], None, None
-            cm = status.snapshot.config_map if status.snapshot else snapshot_configmap_name(ref.name)
-            try:
-                restored, deleted = await self.cluster.restore(
-                    ref.namespace, cm, action.restore, action.delete, ref.name
-                )
-            except StoplineError as exc:
-                return [], [], str(exc), self.clock()
-            return restored, deleted, None, self.clock()
 
-        async def revert() -> RevertResult | None:
-            if not action.revert:
-                return None
-            message, trailers = revert_message(spec, status, ref.namespace, ref.name)
-            try:
-                return await self.git.revert(ref.namespace, spec, message, trailers)
-            except StoplineError as exc:
-                return RevertResult("Error", reason=str(exc), attempts=1)
-
-        (restored, deleted, error, restored_at), reverted = await asyncio.gather(restore(), revert())
-        return Undone(tuple(restored), tuple(deleted), reverted, error, restored_at)
+def _code(exc: BaseException) -> str:
+    """A machine reason for a failed revert attempt (the git adapter's own, or the error's class)."""
+    return str(getattr(exc, "reason", None) or type(exc).__name__)
 
 
 def _permanent(exc: StoplineError) -> bool:

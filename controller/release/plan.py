@@ -10,15 +10,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Literal
 
-from controller.gates.evaluate import tripped
-from controller.models.common import format_duration
-from controller.models.release import Gate, GaugeRow, PhaseStatus, ReleasePhase, ReleaseSpec, ReleaseStatus
+from controller.gates.evaluate import breached, outage
+from controller.models.common import format_duration, parse_token
+from controller.models.release import (
+    FINAL_PHASES,
+    REVERT_SETTLED,
+    Gate,
+    GaugeRow,
+    PhaseStatus,
+    ReleasePhase,
+    ReleaseSpec,
+    ReleaseStatus,
+)
 from controller.release.actions import (
     ANNOTATION_ABORT,
     ANNOTATION_PAUSED,
     ANNOTATION_PROMOTE,
     ANNOTATION_SKIPPED,
+    ANNOTATION_WAIVE_REVERT,
     WATCH_PHASE,
     Action,
     ApplyPhase,
@@ -31,34 +42,106 @@ from controller.release.actions import (
     Manifests,
     MarkAvailable,
     MarkRolledBack,
+    RecordRevert,
     SetPause,
     Snapshot,
+    StartRevert,
     Undo,
     Wait,
+    WaiveRevert,
 )
 
-FINAL: frozenset[str] = frozenset({"Succeeded", "RolledBack", "Failed"})
-MAX_REVERT_ATTEMPTS = 5
-REVERT_RETRY = timedelta(seconds=5)
+FINAL = FINAL_PHASES
 MAX_RESTORE_ATTEMPTS = 5
 RESTORE_RETRY = timedelta(seconds=2)
+#: A wanted git revert is retried until it lands: 2 s, 4 s, 8 s, ... capped at 30 s between attempts.
+REVERT_BACKOFF_BASE = timedelta(seconds=2)
+REVERT_BACKOFF_MAX = timedelta(seconds=30)
+
+
+def revert_backoff(attempts: int) -> timedelta:
+    """Delay before the next revert attempt after ``attempts`` failed ones (capped exponential)."""
+    if attempts <= 0:
+        return timedelta(0)
+    delay: timedelta = REVERT_BACKOFF_BASE * (2 ** min(attempts - 1, 16))
+    return min(delay, REVERT_BACKOFF_MAX)
 
 
 def machine_state(status: ReleaseStatus) -> ReleasePhase:
-    """The underlying state, looking through a pause."""
-    if status.phase == "Paused" and status.paused_from is not None:
-        return status.paused_from
-    return status.phase
+    """The state of the push, looking through a pause (derived from the rest of the status)."""
+    return derive_phase(status, paused=False)
+
+
+def derive_phase(status: ReleaseStatus, *, paused: bool = True) -> ReleasePhase:
+    """``status.phase`` as a function of the rest of the status (never stored on its own).
+
+    Final: ``completedAt`` set — Succeeded without a failure, RolledBack when the restore finished,
+    Failed otherwise. In flight: RollingBack once a failure is recorded; Paused (when ``paused``) while the
+    user paused the push or an acting gate of the phase being judged has no conclusive reading; Watching
+    in the watch window; Holding while the current phase holds; Progressing once phases are resolved.
+    """
+    if status.completed_at is not None:
+        if status.failure is None:
+            return "Succeeded"
+        return "RolledBack" if status.rolled_back_at is not None else "Failed"
+    if status.failure is not None:
+        return "RollingBack"
+    if not status.phases:
+        return "Pending"
+    if paused and pause_reason(status) is not None:
+        return "Paused"
+    if status.current_phase == WATCH_PHASE:
+        return "Watching"
+    current = next((p for p in status.phases if p.name == status.current_phase), None)
+    if current is not None and current.state == "Holding":
+        return "Holding"
+    return "Progressing"
+
+
+def pause_reason(status: ReleaseStatus) -> Literal["User", "Inconclusive"] | None:
+    """Why the push is paused: the user's annotation, or an acting gate without a conclusive reading."""
+    if status.completed_at is not None or status.failure is not None or not status.phases:
+        return None
+    if status.user_paused:
+        return "User"
+    phase = status.current_phase
+    judging = phase == WATCH_PHASE or any(p.name == phase and p.state == "Holding" for p in status.phases)
+    if judging and any(
+        r.phase == phase and not r.dry_run and r.verdict in ("Inconclusive", "Error") and r.readings > 0
+        for r in status.gauges
+    ):
+        return "Inconclusive"
+    return None
 
 
 def is_final(status: ReleaseStatus) -> bool:
-    """Whether the Release has reached a final state."""
+    """Whether the push has reached a final state (the cluster side is done)."""
     return machine_state(status) in FINAL
+
+
+def revert_wanted(spec: ReleaseSpec, status: ReleaseStatus) -> bool:
+    """A revert commit is wanted when configured, the failure calls for one and the revision was pushed."""
+    return (
+        spec.on_failure.revert_commit
+        and status.failure is not None
+        and status.failure.revert
+        and _anything_applied(status)
+    )
+
+
+def revert_pending(spec: ReleaseSpec, status: ReleaseStatus) -> bool:
+    """A wanted revert that has not landed, conflicted or been waived yet."""
+    return revert_wanted(spec, status) and (status.revert is None or status.revert.state not in REVERT_SETTLED)
+
+
+def settled(spec: ReleaseSpec, status: ReleaseStatus) -> bool:
+    """Nothing more will ever be done for this Release: final, and no revert still to push."""
+    return is_final(status) and not revert_pending(spec, status)
 
 
 def needs_manifests(status: ReleaseStatus) -> bool:
     """The planner needs the revision's manifests only to resolve the phases, once."""
-    return status.phase == "Pending" and not status.phases
+    return status.completed_at is None and status.failure is None and not status.phases
 
 
 def gates_for(spec: ReleaseSpec, phase: str) -> list[Gate]:
@@ -110,24 +193,47 @@ def _anything_applied(status: ReleaseStatus) -> bool:
 
 
 def needs_revert(spec: ReleaseSpec, status: ReleaseStatus) -> bool:
-    """A revert commit is wanted when configured and the revision was actually pushed."""
-    return spec.on_failure.revert_commit and _anything_applied(status)
+    """Deprecated name of :func:`revert_wanted`."""
+    return revert_wanted(spec, status)
 
 
-def _revert_settled(status: ReleaseStatus, now: datetime) -> tuple[bool, datetime | None]:
-    """(settled, retry_at): whether the revert needs no further attempt, else when to retry."""
-    revert = status.revert
-    if revert is None or revert.state in ("Pushed", "AlreadyReverted", "Conflict", "Skipped"):
-        return True, None
-    if revert.state == "Error" and revert.attempts >= MAX_REVERT_ATTEMPTS:
-        return True, None
-    last = revert.last_attempt_at or (status.undo.at if status.undo else None) or now
-    return False, last + REVERT_RETRY
+def _plan_revert(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action | None:
+    """The git side of a failed push, planned apart from the cluster side (which never waits for it).
+
+    One attempt runs at a time beside the loop; a failed attempt is retried with capped backoff until the
+    revert lands, conflicts, or a human waives it. None when there is nothing to do for Git right now.
+    """
+    if not revert_pending(spec, status):
+        return None
+    waive = facts.annotations.get(ANNOTATION_WAIVE_REVERT, "").strip()
+    if waive:
+        token = parse_token(waive)
+        return WaiveRevert(token.by, token.reason)
+    job = facts.revert_job
+    if job is not None and job.result is not None:
+        return RecordRevert(job.result)
+    if job is not None and job.running:
+        return None
+    due = status.revert.next_attempt_at if status.revert else None
+    if due is None or facts.now >= due:
+        return StartRevert()
+    return None
+
+
+def _revert_wait(spec: ReleaseSpec, status: ReleaseStatus) -> tuple[datetime | None, str]:
+    """When the loop must look at the revert again, and what it is waiting for."""
+    r = status.revert
+    if not revert_pending(spec, status) or r is None:
+        return None, ""
+    if r.attempt_started_at is not None:
+        return None, f"git revert attempt {r.attempts} in flight"
+    why = f"git revert pending after {r.attempts} attempt(s): {r.reason or 'not pushed yet'}"
+    return r.next_attempt_at, why
 
 
 def _user_pause(status: ReleaseStatus, facts: Facts) -> SetPause | None:
     want = facts.annotations.get(ANNOTATION_PAUSED, "").strip().lower() in ("true", "1", "yes")
-    have = status.pause_reason == "User"
+    have = status.user_paused
     if want != have:
         return SetPause(want)
     return None
@@ -136,10 +242,20 @@ def _user_pause(status: ReleaseStatus, facts: Facts) -> SetPause | None:
 def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
     """The next action for this Release."""
     state = machine_state(status)
-    if state in FINAL:
-        return Wait(None, f"release {state.lower()}")
-    if state == "RollingBack":
-        return _plan_rollback(spec, status, facts)
+    if state in FINAL or state == "RollingBack":
+        git = _plan_revert(spec, status, facts)
+        if git is not None:
+            return git
+        if state == "RollingBack":
+            return _plan_rollback(spec, status, facts)
+        until, why = _revert_wait(spec, status)
+        return Wait(until, why or f"release {state.lower()}")
+
+    failed = status.action_error
+    if failed is not None and failed.permanent:
+        return FailPush(
+            "ActionFailed", f"{failed.action}: {failed.message}", phase=failed.phase or status.current_phase
+        )
 
     abort = facts.annotations.get(ANNOTATION_ABORT, "").strip()
     if abort:
@@ -158,10 +274,10 @@ def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
     pause = _user_pause(status, facts)
     if pause is not None:
         return pause
-    user_paused = status.pause_reason == "User"
+    user_paused = status.user_paused
 
     if state == "Watching":
-        return _plan_gates(spec, status, facts, WATCH_PHASE, status.watch_until, user_paused)
+        return _plan_gates(spec, status, facts, WATCH_PHASE, user_paused)
 
     current = _current(status)
     if current is None:
@@ -184,7 +300,7 @@ def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
     if current.state == "Progressing":
         return _plan_rollout(spec, current, facts)
     if current.state == "Holding":
-        return _plan_gates(spec, status, facts, current.name, current.hold_until, user_paused)
+        return _plan_gates(spec, status, facts, current.name, user_paused)
     return FailPush("InternalError", f"phase {current.name} is in unexpected state {current.state}")
 
 
@@ -224,12 +340,52 @@ def _plan_rollout(spec: ReleaseSpec, current: PhaseStatus, facts: Facts) -> Acti
     return Wait(deadline, f"waiting for phase {current.name} to become Available")
 
 
+def acting_gates(spec: ReleaseSpec, phase: str) -> list[Gate]:
+    """Gates of a phase whose verdicts act on the push (not dry-run)."""
+    return [g for g in gates_for(spec, phase) if not g.dry_run]
+
+
+def observed_cap(spec: ReleaseSpec, phase: str) -> float | None:
+    """How much time one conclusive reading vouches for: the longest acting gate interval (None: no gates)."""
+    gates = acting_gates(spec, phase)
+    if not gates:
+        return None
+    return max(g.interval.total_seconds() for g in gates)
+
+
+def hold_clock(status: ReleaseStatus, phase: str) -> tuple[float, datetime | None]:
+    """(observed seconds counted so far, start of the current uncounted stretch) of a phase or the watch."""
+    if phase == WATCH_PHASE:
+        return status.watch_observed_seconds, status.watch_observed_since
+    current = next((p for p in status.phases if p.name == phase), None)
+    if current is None:
+        return 0.0, None
+    return current.observed_seconds, current.observed_since
+
+
+def observed_seconds(spec: ReleaseSpec, status: ReleaseStatus, phase: str, now: datetime) -> float:
+    """Hold time observed so far: counted stretches plus the current one, which the latest conclusive
+    reading vouches for up to one gate interval (while the user pauses or a gate has no data, no time counts)."""
+    counted, since = hold_clock(status, phase)
+    if since is None or status.user_paused:
+        return counted
+    tail = max(0.0, (now - since).total_seconds())
+    cap = observed_cap(spec, phase)
+    return counted + (tail if cap is None else min(tail, cap))
+
+
+def required_hold(spec: ReleaseSpec, phase: str) -> timedelta:
+    """The hold of a phase (``watch`` for the watch window)."""
+    if phase == WATCH_PHASE:
+        return spec.watch
+    return next((p.hold for p in spec.phases if p.name == phase), timedelta(0))
+
+
 def _plan_gates(
     spec: ReleaseSpec,
     status: ReleaseStatus,
     facts: Facts,
     phase: str,
-    until: datetime | None,
     user_paused: bool,
 ) -> Action:
     now = facts.now
@@ -237,8 +393,18 @@ def _plan_gates(
     rows = {g.name: row_for(status, g.name, phase) for g in gates}
     for g in gates:
         row = rows[g.name]
-        if row is not None and tripped(g, row):
+        if row is not None and breached(g, row):
             return FailPush("GateFailed", f"gate {g.name} {row.message} in phase {phase}", gate=g.name, phase=phase)
+    out = [g for g in gates if rows[g.name] is not None and outage(g, rows[g.name])]  # type: ignore[arg-type]
+    if out and spec.on_inconclusive != "pause":
+        g = out[0]
+        return FailPush(
+            "GatesInconclusive",
+            f"gate {g.name} {rows[g.name].message} in phase {phase} (onInconclusive: {spec.on_inconclusive})",  # type: ignore[union-attr]
+            gate=g.name,
+            phase=phase,
+            revert=spec.on_inconclusive == "rollbackAndRevert",
+        )
     due: list[str] = []
     next_due: list[datetime] = []
     for g in gates:
@@ -258,42 +424,45 @@ def _plan_gates(
         g.dry_run or (rows[g.name] is not None and rows[g.name].verdict == "Pass")  # type: ignore[union-attr]
         for g in gates
     )
-    if (until is None or now >= until) and conclusive:
+    required = required_hold(spec, phase).total_seconds()
+    observed = observed_seconds(spec, status, phase, now)
+    if conclusive and observed >= required:
         return CompletePhase(phase)
-    wake = [*next_due, *([until] if until is not None and now < until else [])]
-    why = f"holding {phase}" if conclusive else f"holding {phase}: waiting for conclusive gate readings"
+    wake = list(next_due)
+    if conclusive:
+        wake.append(now + timedelta(seconds=required - observed))
+    if out:
+        names = ", ".join(g.name for g in out)
+        why = (
+            f"paused in {phase}: gate(s) {names} past inconclusiveLimit; waiting for data "
+            f"(onInconclusive: pause; observed {observed:.0f}s of {required:.0f}s)"
+        )
+    elif conclusive:
+        why = f"holding {phase}: observed {observed:.0f}s of {required:.0f}s"
+    else:
+        why = f"holding {phase}: waiting for conclusive gate readings (observed {observed:.0f}s of {required:.0f}s)"
     return Wait(min(wake, default=None), why)
 
 
 def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
+    """The cluster side of a failed push: restore, then wait for the restored workloads to be Available."""
     now = facts.now
-    revert = needs_revert(spec, status)
+    snap = status.snapshot
     if status.undo is None:
-        snap = status.snapshot
         restore = tuple(snap.deployments) if spec.on_failure.rollback and snap else ()
         delete = tuple(snap.absent) if spec.on_failure.rollback and snap else ()
-        return Undo(restore, delete, revert)
-    settled, retry_at = _revert_settled(status, now) if revert else (True, None)
+        return Undo(restore, delete)
     undo = status.undo
     restore_again = bool(undo.error) and undo.attempts < MAX_RESTORE_ATTEMPTS and spec.on_failure.rollback
-    restore_at = (undo.at or now) + RESTORE_RETRY
-    if restore_again and now >= restore_at:
-        snap = status.snapshot
-        return Undo(
-            tuple(snap.deployments) if snap else (),
-            tuple(snap.absent) if snap else (),
-            revert and not settled and retry_at is not None and now >= retry_at,
-        )
-    if not settled and retry_at is not None:
-        if now >= retry_at:
-            return Undo((), (), True)
-        return Wait(min(retry_at, restore_at) if restore_again else retry_at, "retrying the git revert")
     if restore_again:
+        restore_at = (undo.at or now) + RESTORE_RETRY
+        if now >= restore_at:
+            return Undo(tuple(snap.deployments) if snap else (), tuple(snap.absent) if snap else ())
         return Wait(restore_at, f"retrying the restore: {undo.error}")
-    restored = status.undo.restored
-    if restored and not status.undo.error:
+    restored = undo.restored
+    if restored and not undo.error:
         pending = [d for d in restored if not (facts.live.get(d) and facts.live[d].available)]
-        deadline = (status.undo.at or now) + spec.progress_deadline
+        deadline = (undo.at or now) + spec.progress_deadline
         if pending and now < deadline:
             return Wait(deadline, f"waiting for restored {', '.join(pending)} to become Available")
         if pending:

@@ -1,59 +1,70 @@
-"""The per-Release loop: observe → plan → execute one action → reduce → persist. No kopf here.
+"""The Release kind for the reconcile driver: observe → plan → execute one action → reduce. No kopf here.
 
-Runs as one asyncio task per live Release (a kopf daemon), waking at the earliest gate interval or hold
-end, never on a coarse timer. Status is persisted before every side-effecting action and before every
-wait, so a controller killed at any point resumes from status without repeating a completed action.
+Gate readings run at each gate's own ``interval`` inside the loop, never on a coarse timer. The git
+revert of a failed push runs beside the loop (one attempt at a time, retried with capped backoff until it
+lands): the cluster side reaches RolledBack as soon as the restore is done, whatever Git is doing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
+from controller.errors import StoplineError
 from controller.models.common import set_condition
-from controller.models.release import ReleaseSpec, ReleaseStatus
+from controller.models.release import FailureStatus, ReleaseSpec, ReleaseStatus
+from controller.reconcile.driver import Context, Driver, Event
 from controller.release.actions import (
     Action,
     ActionFailed,
     ApplyPhase,
     Begin,
     CompletePhase,
+    Facts,
     FailPush,
     MarkAvailable,
     MarkRolledBack,
     Outcome,
+    RecordRevert,
     SetPause,
     Snapshot,
+    StartRevert,
     Undo,
     Undone,
     Wait,
+    WaiveRevert,
 )
 from controller.release.executor import Executor, ReleaseRef
-from controller.release.plan import is_final, plan
+from controller.release.plan import derive_phase, is_final, pause_reason, plan, settled
 from controller.release.status import reduce
 
 log = logging.getLogger("stopline.release")
 
 # Status is written before these (they change the world); reads (gates, baselines) need no write first.
-SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo)
+SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, StartRevert)
 # A new gate reading that changes no verdict or counter is written at most this often (one PATCH per
 # Release per gate interval otherwise); a restart in between only re-reads the gate.
 READINGS_PERSIST_SECONDS = 5.0
 
 
 def readings_only(status: ReleaseStatus, persisted: ReleaseStatus) -> bool:
-    """Whether the statuses differ only in the latest values of gauges rows (not verdicts or counters)."""
-    if status.model_copy(update={"gauges": persisted.gauges}) != persisted:
+    """Whether the statuses differ only in the latest values of gauges rows and hold clocks."""
+    volatile = {"gauges": persisted.gauges, "phases": persisted.phases, "watch_until": persisted.watch_until}
+    volatile |= {
+        "watch_observed_seconds": persisted.watch_observed_seconds,
+        "watch_observed_since": persisted.watch_observed_since,
+    }
+    if status.model_copy(update=volatile) != persisted:
         return False
 
-    def key(s: ReleaseStatus) -> list[tuple[str, str, str, int, int, float | None]]:
-        return [(r.gate, r.phase, r.verdict, r.breaches, r.inconclusive, r.pre_push) for r in s.gauges]
+    def key(s: ReleaseStatus) -> list[tuple[Any, ...]]:
+        return [(r.gate, r.phase, r.verdict, r.breaches, r.inconclusive, r.pre_push) for r in s.gauges] + [
+            (p.name, p.state, p.started_at, p.available_at, p.completed_at, p.observed_since is None) for p in s.phases
+        ]
 
     return key(status) == key(persisted)
 
@@ -70,11 +81,155 @@ class Hooks:
     on_action: Callable[[ReleaseRef, Action, float], None] = field(default=lambda _r, _a, _s: None)
     on_final: Callable[[ReleaseRef, ReleaseStatus], None] = field(default=lambda _r, _s: None)
     on_step: Step = field(default=lambda _r, _a, _o, _b, _s: None)  # action, outcome, status before and after
+    on_persist_error: Callable[[str], None] = field(default=lambda _k: None)
 
 
 def status_patch(status: ReleaseStatus) -> dict[str, Any]:
     """A JSON merge patch for the status subresource; explicit nulls clear cleared fields."""
     return {"status": status.model_dump(mode="json", by_alias=True)}
+
+
+class ReleaseKind:
+    """What the driver needs to know about Releases."""
+
+    kind = "Release"
+
+    def __init__(
+        self,
+        ref: ReleaseRef,
+        executor: Executor,
+        hooks: Hooks,
+        *,
+        tick: float,
+        wake: Callable[[], None],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.ref = ref
+        self.executor = executor
+        self.hooks = hooks
+        self.tick = tick
+        self.wake = wake
+        self.monotonic = monotonic
+        self.final_reported = False
+
+    def parse_status(self, raw: Mapping[str, Any]) -> ReleaseStatus:
+        status = ReleaseStatus.model_validate(raw)
+        # Statuses written before the phase was derived may carry a stored pause: derive it afresh.
+        status.phase, status.pause_reason = derive_phase(status), pause_reason(status)
+        return status
+
+    def parse_spec(self, raw: Mapping[str, Any]) -> ReleaseSpec:
+        return ReleaseSpec.model_validate(raw)
+
+    def invalid(self, status: ReleaseStatus, message: str, now: datetime, generation: int | None) -> ReleaseStatus:
+        s = status.model_copy(deep=True)
+        s.message = message
+        s.completed_at = s.completed_at or now
+        if s.failure is None:
+            s.failure = FailureStatus(reason="InvalidSpec", message=message, at=now, revert=False)
+        s.conditions = set_condition(s.conditions, "Ready", "False", "InvalidSpec", message, now, generation)
+        s.phase, s.pause_reason = derive_phase(s), pause_reason(s)
+        return s
+
+    def with_generation(self, status: ReleaseStatus, generation: int | None) -> ReleaseStatus:
+        status.observed_generation = generation
+        return status
+
+    async def observe(self, spec: ReleaseSpec, status: ReleaseStatus, meta: Mapping[str, Any]) -> Facts:
+        return await self.executor.observe(
+            self.ref, spec, status, meta.get("annotations") or {}, meta.get("generation")
+        )
+
+    def observe_failed(
+        self, spec: ReleaseSpec, status: ReleaseStatus, error: StoplineError, now: datetime
+    ) -> ReleaseStatus:
+        s = status.model_copy(deep=True)
+        s.message = f"cannot observe the cluster, retrying: {error}"
+        return s
+
+    def plan(self, spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
+        return plan(spec, status, facts)
+
+    def is_side_effect(self, action: Action) -> bool:
+        return isinstance(action, SIDE_EFFECTS)
+
+    async def execute(self, spec: ReleaseSpec, status: ReleaseStatus, action: Action, facts: Facts) -> Outcome:
+        started = self.monotonic()
+        if isinstance(action, StartRevert):
+            outcome: Outcome = self.executor.start_revert(self.ref, spec, status, self.wake)
+        else:
+            outcome = await self.executor.execute(self.ref, spec, status, action)
+        if not isinstance(action, Wait):
+            self.hooks.on_action(self.ref, action, self.monotonic() - started)
+        return outcome
+
+    def reduce(
+        self, spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Outcome, facts: Facts
+    ) -> ReleaseStatus:
+        if isinstance(action, Wait):
+            if status.phase == "Pending" and not status.phases and status.message != action.reason:
+                s = status.model_copy(deep=True)
+                s.message = action.reason  # e.g. why the manifests cannot be read yet
+                return s
+            return status
+        after = reduce(spec, status, action, outcome, facts.now)
+        self.hooks.on_step(self.ref, action, outcome, status, after)
+        _log_step(self.ref, action, outcome, after)
+        return after
+
+    def events(self, before: ReleaseStatus, after: ReleaseStatus, action: Action, outcome: Outcome) -> Iterable[Event]:
+        return release_events(before, after, action, outcome)
+
+    def persist_now(
+        self, status: ReleaseStatus, persisted: ReleaseStatus, action: Action, since_persist: float
+    ) -> bool:
+        if status == persisted:
+            return False
+        if isinstance(action, Wait):
+            return is_final(status) or since_persist >= READINGS_PERSIST_SECONDS or not readings_only(status, persisted)
+        return not readings_only(status, persisted) or since_persist >= READINGS_PERSIST_SECONDS
+
+    def sleep_for(self, spec: ReleaseSpec, status: ReleaseStatus, action: Action, facts: Facts) -> float | None:
+        if isinstance(action, Wait):
+            return _sleep_for(action, status, facts.now, self.tick)
+        err = status.action_error
+        if err is not None and not err.permanent and err.at == facts.now:
+            return min(2.0, self.tick * 8)  # a transient failure: try again shortly
+        return None
+
+    def done(self, spec: ReleaseSpec, status: ReleaseStatus) -> bool:
+        if is_final(status) and not self.final_reported:
+            self.final_reported = True
+            self.hooks.on_final(self.ref, status)
+        return settled(spec, status)
+
+
+def _log_step(ref: ReleaseRef, action: Action, outcome: Outcome, after: ReleaseStatus) -> None:
+    where = f"release {ref.namespace}/{ref.name}"
+    if isinstance(outcome, ActionFailed):
+        log.warning("%s: %s failed%s: %s", where, type(action).__name__, "" if outcome.permanent else " (retrying)",
+                    outcome.message)  # fmt: skip
+    elif isinstance(action, FailPush):
+        log.warning("%s: push failed: %s: %s", where, action.reason, action.message)
+    elif isinstance(action, RecordRevert):
+        r, st = action.result, after.revert
+        if r.state in ("Pushed", "AlreadyReverted"):
+            log.info("%s: git revert %s: %s", where, r.state, r.commit)
+        elif r.state == "Conflict":
+            log.warning("%s: git revert gives up: conflict: %s", where, r.reason)
+        else:
+            log.warning(
+                "%s: git revert attempt %d failed (%s: %s); next attempt at %s",
+                where,
+                st.attempts if st else 0,
+                r.code or "Error",
+                r.reason,
+                st.next_attempt_at.isoformat() if st and st.next_attempt_at else "-",
+            )
+    elif isinstance(action, WaiveRevert):
+        log.warning("%s: git revert waived by %s (%s): the commit stays on the branch", where, action.by, action.reason)
+    elif isinstance(action, MarkRolledBack):
+        log.info("%s: %s", where, after.message)
 
 
 async def run_release(
@@ -87,61 +242,30 @@ async def run_release(
     stopped: Callable[[], bool] = lambda: False,
     tick: float = 0.25,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    wake: Callable[[], None] = lambda: None,
 ) -> ReleaseStatus:
-    """Drive one Release until it is final (or ``stopped``); returns the last status."""
+    """Drive one Release until it is settled (final, revert landed or given up by a human) or ``stopped``."""
     hooks = hooks or Hooks()
-    body = read_body()
-    status = ReleaseStatus.model_validate(body.get("status") or {})
-    persisted = status.model_copy(deep=True)
-    persisted_at = asyncio.get_running_loop().time()
-    while not stopped():
-        body = read_body()
-        try:
-            spec = ReleaseSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            status = _invalid(status, exc, executor.clock())
-            await patch_status(status_patch(status))
-            hooks.emit("Warning", "InvalidSpec", status.message or "invalid spec")
-            return status
-        meta = body.get("metadata") or {}
-        if status.observed_generation != meta.get("generation"):
-            status.observed_generation = meta.get("generation")
-        facts = await executor.observe(ref, spec, status, meta.get("annotations") or {}, meta.get("generation"))
-        action = plan(spec, status, facts)
-
-        if isinstance(action, Wait):
-            if status.phase == "Pending" and not status.phases:
-                status.message = action.reason  # e.g. why the manifests cannot be read yet
-            now = asyncio.get_running_loop().time()
-            if status != persisted and (
-                is_final(status)
-                or now - persisted_at >= READINGS_PERSIST_SECONDS
-                or not readings_only(status, persisted)
-            ):
-                await patch_status(status_patch(status))
-                persisted, persisted_at = status.model_copy(deep=True), now
-            if is_final(status):
-                hooks.on_final(ref, status)
-                return status
-            await sleep(_sleep_for(action, status, executor.clock(), tick))
-            continue
-
-        if isinstance(action, SIDE_EFFECTS) and status != persisted:
-            await patch_status(status_patch(status))
-            persisted, persisted_at = status.model_copy(deep=True), asyncio.get_running_loop().time()
-
-        started = asyncio.get_running_loop().time()
-        outcome = await executor.execute(ref, spec, status, action)
-        hooks.on_action(ref, action, asyncio.get_running_loop().time() - started)
-        before = status
-        status = reduce(spec, status, action, outcome, executor.clock())
-        hooks.on_step(ref, action, outcome, before, status)
-        _announce(hooks.emit, before, status, action, outcome)
-        if isinstance(outcome, ActionFailed) and not outcome.permanent:
-            await patch_status(status_patch(status))
-            persisted, persisted_at = status.model_copy(deep=True), asyncio.get_running_loop().time()
-            await sleep(min(2.0, tick * 8))
-    return status
+    loop_time = asyncio.get_running_loop().time
+    kind = ReleaseKind(ref, executor, hooks, tick=tick, wake=wake, monotonic=loop_time)
+    ctx = Context(
+        kind="Release",
+        namespace=ref.namespace,
+        name=ref.name,
+        read_body=read_body,
+        patch_status=patch_status,
+        wait=sleep,
+        clock=executor.clock,
+        alive=lambda: not stopped(),
+        emit=hooks.emit,
+        on_persist_error=hooks.on_persist_error,
+        monotonic=loop_time,
+    )
+    try:
+        return await Driver(kind, ctx).run()
+    finally:
+        if stopped():
+            executor.forget(ref)
 
 
 def _sleep_for(wait: Wait, status: ReleaseStatus, now: datetime, tick: float) -> float:
@@ -153,46 +277,46 @@ def _sleep_for(wait: Wait, status: ReleaseStatus, now: datetime, tick: float) ->
     return max(0.0, min((wait.until - now).total_seconds(), cap))
 
 
-def _invalid(status: ReleaseStatus, exc: ValidationError, now: datetime) -> ReleaseStatus:
-    s = status.model_copy(deep=True)
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors()
-    )
-    s.phase = "Failed"
-    s.message = f"invalid spec: {problems}"
-    s.conditions = set_condition(s.conditions, "Ready", "False", "InvalidSpec", s.message, now, s.observed_generation)
-    return s
-
-
-def _announce(emit: Emit, before: ReleaseStatus, after: ReleaseStatus, action: Action, outcome: object) -> None:
-    """Kubernetes Events on every transition users care about."""
+def release_events(before: ReleaseStatus, after: ReleaseStatus, action: Action, outcome: Outcome) -> list[Event]:
+    """Kubernetes Events on every transition users care about, derived from the step."""
+    out: list[Event] = []
     if isinstance(action, Begin):
-        emit("Normal", "PushStarted", after.message or "push started")
+        out.append(("Normal", "PushStarted", after.message or "push started"))
         if action.ignored:
-            emit("Warning", "ObjectsNotPushed", f"only Deployments are pushed; ignored {', '.join(action.ignored)}")
+            out.append(
+                ("Warning", "ObjectsNotPushed", f"only Deployments are pushed; ignored {', '.join(action.ignored)}")
+            )
     elif isinstance(action, MarkAvailable):
-        emit("Normal", "PhaseAvailable", after.message or f"phase {action.phase} Available")
+        out.append(("Normal", "PhaseAvailable", after.message or f"phase {action.phase} Available"))
     elif isinstance(action, CompletePhase):
-        emit("Normal", "PhasePassed" if after.phase != "Succeeded" else "Succeeded", after.message or "")
+        out.append(("Normal", "PhasePassed" if after.phase != "Succeeded" else "Succeeded", after.message or ""))
     elif isinstance(action, FailPush):
-        emit("Warning", action.reason, action.message)
-    elif isinstance(action, Undo) and isinstance(outcome, Undone):
-        if action.restore or action.delete:
-            if outcome.restore_error:
-                emit("Warning", "RollbackFailed", outcome.restore_error)
-            else:
-                emit("Normal", "Restored", f"restored {', '.join(outcome.restored + outcome.deleted)}")
-        if outcome.revert is not None:
-            r = outcome.revert
-            kind = "Normal" if r.state in ("Pushed", "AlreadyReverted") else "Warning"
-            emit(kind, f"GitRevert{r.state}", r.commit or r.reason or r.state)
+        out.append(("Warning", action.reason, action.message))
+    elif isinstance(action, Undo) and isinstance(outcome, Undone) and (action.restore or action.delete):
+        if outcome.restore_error:
+            out.append(("Warning", "RollbackFailed", outcome.restore_error))
+        else:
+            out.append(("Normal", "Restored", f"restored {', '.join(outcome.restored + outcome.deleted)}"))
+    elif isinstance(action, RecordRevert):
+        r = action.result
+        if r.state in ("Pushed", "AlreadyReverted"):
+            out.append(("Normal", f"GitRevert{r.state}", r.commit or r.state))
+        elif r.state == "Conflict":
+            out.append(("Warning", "GitRevertConflict", r.reason or "conflict"))
+        else:
+            st = after.revert
+            nxt = st.next_attempt_at.strftime("%H:%M:%SZ") if st and st.next_attempt_at else "-"
+            out.append(("Warning", "GitRevertPending", f"{r.code or 'Error'}: {r.reason or 'failed'}; retry at {nxt}"))
+    elif isinstance(action, WaiveRevert):
+        out.append(("Warning", "GitRevertWaived", f"by {action.by}: {action.reason}"))
     elif isinstance(action, MarkRolledBack):
-        emit("Warning" if after.phase == "Failed" else "Normal", after.phase, after.message or "")
+        out.append(("Warning" if after.phase == "Failed" else "Normal", after.phase, after.message or ""))
     elif isinstance(action, SetPause):
-        emit("Normal", "Paused" if action.paused else "Resumed", after.message or "")
+        out.append(("Normal", "Paused" if action.paused else "Resumed", after.message or ""))
     if isinstance(outcome, ActionFailed):
-        emit("Warning", "ActionFailed", f"{type(action).__name__}: {outcome.message}")
+        out.append(("Warning", "ActionFailed", f"{type(action).__name__}: {outcome.message}"))
     if before.pause_reason != "Inconclusive" and after.pause_reason == "Inconclusive":
-        emit("Warning", "GatesInconclusive", after.message or "")
-    elif before.pause_reason == "Inconclusive" and after.pause_reason is None:
-        emit("Normal", "GatesConclusive", after.message or "")
+        out.append(("Warning", "GatesInconclusive", after.message or ""))
+    elif before.pause_reason == "Inconclusive" and after.pause_reason is None and after.failure is None:
+        out.append(("Normal", "GatesConclusive", after.message or ""))
+    return out

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from controller.gates.evaluate import judge, judge_experiment, new_row, record
-from controller.models.common import ConditionStatus, set_condition
+from controller.gates.evaluate import judge, judge_experiment, new_row, outage, record
+from controller.models.common import ConditionStatus, format_duration, set_condition
 from controller.models.release import (
+    REVERT_LANDED,
+    ActionError,
     FailureStatus,
     GaugeRow,
     PhaseStatus,
-    ReleasePhase,
     ReleaseSpec,
     ReleaseStatus,
     RevertStatus,
@@ -25,21 +26,34 @@ from controller.release.actions import (
     Begin,
     CaptureBaseline,
     CompletePhase,
-    Done,
     EvaluateGates,
     FailPush,
     MarkAvailable,
     MarkRolledBack,
     Outcome,
     Readings,
+    RecordRevert,
+    RevertResult,
     SetPause,
     Snapshot,
     SnapshotTaken,
+    StartRevert,
     Undo,
     Undone,
     Wait,
+    WaiveRevert,
 )
-from controller.release.plan import gates_for, machine_state, needs_revert, row_for
+from controller.release.plan import (
+    derive_phase,
+    gates_for,
+    hold_clock,
+    observed_cap,
+    pause_reason,
+    required_hold,
+    revert_backoff,
+    revert_wanted,
+    row_for,
+)
 
 
 def _clock_time(t: datetime) -> str:
@@ -54,14 +68,6 @@ def snapshot_configmap_name(release: str) -> str:
 
 def _cond(status: ReleaseStatus, type_: str, value: ConditionStatus, reason: str, message: str, now: datetime) -> None:
     status.conditions = set_condition(status.conditions, type_, value, reason, message, now, status.observed_generation)
-
-
-def _set_phase(status: ReleaseStatus, phase: ReleasePhase) -> None:
-    """Set the machine state, keeping a pause overlay in place."""
-    if status.phase == "Paused" and status.paused_from is not None:
-        status.paused_from = phase
-    else:
-        status.phase = phase
 
 
 def _update_phase(status: ReleaseStatus, name: str, **changes: object) -> None:
@@ -86,63 +92,97 @@ def _baseline(status: ReleaseStatus, gate: str, phase: str) -> float | None:
     return row.pre_push if row else None
 
 
-def _lift_inconclusive_pause(status: ReleaseStatus) -> None:
-    if status.pause_reason == "Inconclusive":
-        status.phase = status.paused_from or status.phase
-        status.paused_from = None
-        status.pause_reason = None
+def _gate_conditions(spec: ReleaseSpec, status: ReleaseStatus, phase: str, now: datetime) -> None:
+    """Keep ``GatesPassing`` and the message honest after new readings.
 
-
-def _inconclusive_overlay(spec: ReleaseSpec, status: ReleaseStatus, phase: str, now: datetime) -> None:
-    """Show ``Paused`` while an acting gate has no conclusive reading; lift it when readings return.
-
-    Also keeps ``GatesPassing`` honest: False while an acting gate is breaching (even within its
-    failureLimit), True only when every acting gate's latest verdict is Pass.
+    Unknown while an acting gate has no conclusive reading (the push is then Paused: derived), False while
+    one is breaching (even within its failureLimit), True only when every acting gate's latest verdict is Pass.
     """
-    rows = [
-        r for g in gates_for(spec, phase) if not g.dry_run for r in [row_for(status, g.name, phase)] if r is not None
-    ]
+    acting = {g.name: g for g in gates_for(spec, phase) if not g.dry_run}
+    rows = [r for r in status.gauges if r.phase == phase and r.gate in acting]
     waiting = [r for r in rows if r.verdict in ("Inconclusive", "Error")]
     breaching = [r for r in rows if r.verdict == "Fail"]
+    was_waiting = any(c.type == "GatesPassing" and c.status == "Unknown" for c in status.conditions)
     if waiting:
         names = ", ".join(f"{r.gate} ({r.message})" for r in waiting)
-        _cond(status, "GatesPassing", "Unknown", "GatesInconclusive", f"no conclusive reading: {names}", now)
-        if status.pause_reason is None:
-            status.paused_from = status.phase
-            status.phase = "Paused"
-            status.pause_reason = "Inconclusive"
+        over = [r for r in waiting if outage(acting[r.gate], r)]
+        reason = "InconclusiveLimitExceeded" if over else "GatesInconclusive"
+        _cond(status, "GatesPassing", "Unknown", reason, f"no conclusive reading: {names}", now)
         status.message = f"paused: gate(s) inconclusive: {names}"
+        if over and spec.on_inconclusive == "pause":
+            status.message += "; the push waits for data (onInconclusive: pause)"
         return
     if breaching:
         names = ", ".join(f"{r.gate} ({r.message})" for r in breaching)
         _cond(status, "GatesPassing", "False", "GateBreaching", f"breaching in {phase}: {names}", now)
     else:
         _cond(status, "GatesPassing", "True", "GatesPass", f"every gate passes in {phase}", now)
-    if status.pause_reason == "Inconclusive":
-        _lift_inconclusive_pause(status)
+    if was_waiting:
         status.message = f"gates conclusive again in {phase}"
 
 
+def _tick_hold(spec: ReleaseSpec, status: ReleaseStatus, phase: str, now: datetime) -> None:
+    """Count observed hold time: the stretch since the last conclusive reading counts only when this
+    reading is conclusive too (every acting gate has data), up to one gate interval per reading."""
+    acting = [g for g in gates_for(spec, phase) if not g.dry_run]
+    rows = [row_for(status, g.name, phase) for g in acting]
+    conclusive = all(r is not None and r.readings > 0 and r.verdict in ("Pass", "Fail") for r in rows)
+    counted, since = hold_clock(status, phase)
+    if since is not None and conclusive and not status.user_paused:
+        cap = observed_cap(spec, phase)
+        tail = max(0.0, (now - since).total_seconds())
+        counted += tail if cap is None else min(tail, cap)
+    since = now if conclusive and not status.user_paused else None
+    _set_clock(spec, status, phase, counted, since, now)
+
+
+def _set_clock(
+    spec: ReleaseSpec, status: ReleaseStatus, phase: str, counted: float, since: datetime | None, now: datetime
+) -> None:
+    left = max(0.0, required_hold(spec, phase).total_seconds() - counted)
+    until = now + timedelta(seconds=left)
+    if phase == WATCH_PHASE:
+        status.watch_observed_seconds, status.watch_observed_since = counted, since
+        status.watch_until = until
+    else:
+        _update_phase(status, phase, observed_seconds=counted, observed_since=since, hold_until=until)
+
+
+def _derive(s: ReleaseStatus) -> ReleaseStatus:
+    """The one place ``phase`` and ``pauseReason`` are set: derived from the rest of the status."""
+    s.phase = derive_phase(s)
+    s.pause_reason = pause_reason(s)
+    return s
+
+
 def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Outcome, now: datetime) -> ReleaseStatus:
-    """The status after ``action`` ran with ``outcome``."""
-    s = status.model_copy(deep=True)
+    """The status after ``action`` ran with ``outcome``: it records what happened; the planner decides."""
+    return _derive(_reduce(spec, status.model_copy(deep=True), action, outcome, now))
+
+
+def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcome, now: datetime) -> ReleaseStatus:
     if isinstance(outcome, ActionFailed):
-        s.message = f"{type(action).__name__} failed: {outcome.message}"
-        if outcome.permanent and not isinstance(action, Undo):
-            phase = getattr(action, "phase", s.current_phase)
-            if isinstance(action, ApplyPhase):
-                # Some Deployments of the phase may have been applied before the failure: count the phase as
-                # started so the failure rolls back what was touched instead of leaving it half-applied.
-                _update_phase(s, action.phase, state="Progressing", started_at=now)
-            return reduce(spec, s, FailPush("ActionFailed", outcome.message, phase=phase), Done(), now)
+        name = type(action).__name__
+        phase = getattr(action, "phase", None) or s.current_phase
+        prev = s.action_error
+        attempts = prev.attempts + 1 if prev is not None and prev.action == name else 1
+        s.action_error = ActionError(
+            action=name, message=outcome.message, permanent=outcome.permanent, phase=phase, at=now, attempts=attempts
+        )
+        s.message = f"{name} failed: {outcome.message}" + ("" if outcome.permanent else " (retrying)")
+        if outcome.permanent and isinstance(action, ApplyPhase):
+            # Some objects of the phase may have been applied before the failure: count the phase as
+            # started so the failure rolls back what was touched instead of leaving it half-applied.
+            _update_phase(s, action.phase, state="Progressing", started_at=now)
         return s
+    if not isinstance(action, Wait):
+        s.action_error = None
 
     if isinstance(action, Begin):
         s.phases = [PhaseStatus(name=n, deployments=list(d)) for n, d in action.phases]
         s.started_at = s.started_at or now
         s.current_phase = action.phases[0][0]
         s.skipped_commits = list(action.skipped)
-        s.phase = "Progressing"
         s.message = f"pushing {spec.source.revision[:7]} in {len(action.phases)} phase(s)"
         if action.unassigned:
             s.message += f"; not in any phase: {', '.join(action.unassigned)}"
@@ -167,11 +207,13 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
         _update_phase(s, action.phase, state="Progressing", started_at=now)
         s.message = f"phase {action.phase}: applied {', '.join(action.deployments)}"
     elif isinstance(action, MarkAvailable):
-        hold = next((p.hold for p in spec.phases if p.name == action.phase), None)
-        until = now + hold if hold is not None else now
-        _update_phase(s, action.phase, state="Holding", available_at=now, hold_until=until)
-        _set_phase(s, "Holding")
-        s.message = f"phase {action.phase} Available; holding until {_clock_time(until)}"
+        hold = required_hold(spec, action.phase)
+        _update_phase(s, action.phase, state="Holding", available_at=now, observed_seconds=0.0, observed_since=now)
+        _set_clock(spec, s, action.phase, 0.0, now, now)
+        s.message = (
+            f"phase {action.phase} Available; holding {format_duration(hold)} of observed time "
+            f"(until {_clock_time(now + hold)} if every gate keeps reading)"
+        )
     elif isinstance(action, EvaluateGates) and isinstance(outcome, Readings):
         _fold_readings(spec, s, action, outcome, now)
     elif isinstance(action, CompletePhase):
@@ -180,12 +222,20 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
         _fail(spec, s, action, now)
     elif isinstance(action, Undo) and isinstance(outcome, Undone):
         _undone(spec, s, action, outcome, now)
+    elif isinstance(action, StartRevert):
+        _revert_started(spec, s, now)
+    elif isinstance(action, RecordRevert):
+        _revert_finished(spec, s, action.result, now)
+    elif isinstance(action, WaiveRevert):
+        r = s.revert or RevertStatus()
+        s.revert = r.model_copy(
+            update={"state": "Waived", "reason": f"waived by {action.by}: {action.reason}", "next_attempt_at": None}
+        )
+        _cond(s, "GitReverted", "False", "Waived", f"waived by {action.by}: {action.reason}; the commit stays", now)
     elif isinstance(action, MarkRolledBack):
         _finish_rollback(spec, s, action, now)
     elif isinstance(action, SetPause):
-        _pause(s, action, now)
-    elif isinstance(action, Wait):
-        pass
+        _pause(spec, s, action, now)
     return s
 
 
@@ -203,39 +253,35 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
             # ``at`` is when the reading was taken into account, not when the query started: the next
             # reading is due one interval later, even if the provider answered from its short cache.
             _upsert_row(s, record(gate, row, m.value, judge(gate, row.pre_push, m), max(now, m.at)))
-    _inconclusive_overlay(spec, s, action.phase, now)
+    _tick_hold(spec, s, action.phase, now)
+    _gate_conditions(spec, s, action.phase, now)
 
 
 def _complete(spec: ReleaseSpec, s: ReleaseStatus, action: CompletePhase, now: datetime) -> None:
     if action.promoted:
         s.promoted = action.promoted
-    # A promoted phase may end while its gates are inconclusive; the overlay belongs to that phase.
-    _lift_inconclusive_pause(s)
     if action.phase == WATCH_PHASE:
         _succeed(s, now)
         return
-    _update_phase(s, action.phase, state="Passed", completed_at=now)
+    _update_phase(s, action.phase, state="Passed", completed_at=now, observed_since=None)
     names = [p.name for p in s.phases]
     idx = names.index(action.phase)
     how = " (promoted)" if action.promoted else ""
     if idx + 1 < len(names):
         s.current_phase = names[idx + 1]
-        _set_phase(s, "Progressing")
         s.message = f"phase {action.phase} passed{how}; next: {names[idx + 1]}"
     elif spec.watch.total_seconds() > 0:
         s.current_phase = WATCH_PHASE
+        s.watch_observed_seconds, s.watch_observed_since = 0.0, now
         s.watch_until = now + spec.watch
-        _set_phase(s, "Watching")
-        s.message = f"phase {action.phase} passed{how}; watching until {_clock_time(s.watch_until)}"
+        s.message = f"phase {action.phase} passed{how}; watching {format_duration(spec.watch)} of observed time"
     else:
         _succeed(s, now)
 
 
 def _succeed(s: ReleaseStatus, now: datetime) -> None:
-    s.phase = "Succeeded"
-    s.paused_from = None
-    s.pause_reason = None
     s.current_phase = None
+    s.user_paused = False
     s.completed_at = now
     s.message = "every phase passed"
     _cond(s, "Ready", "True", "Succeeded", "every phase passed its gates", now)
@@ -243,93 +289,132 @@ def _succeed(s: ReleaseStatus, now: datetime) -> None:
 
 def _fail(spec: ReleaseSpec, s: ReleaseStatus, action: FailPush, now: datetime) -> None:
     s.failure = FailureStatus(
-        gate=action.gate, phase=action.phase, reason=action.reason, message=action.message, at=now
+        gate=action.gate,
+        phase=action.phase,
+        reason=action.reason,
+        message=action.message,
+        at=now,
+        revert=action.revert,
     )
     s.failed_gate = action.gate
     s.message = action.message
-    s.paused_from = None
-    s.pause_reason = None
+    s.user_paused = False
     if action.phase and action.phase != WATCH_PHASE:
-        _update_phase(s, action.phase, state="Failed", completed_at=now)
+        _update_phase(s, action.phase, state="Failed", completed_at=now, observed_since=None)
     if action.gate:
-        _cond(s, "GatesPassing", "False", "GateFailed", action.message, now)
+        _cond(s, "GatesPassing", "False", action.reason, action.message, now)
+    _cond(s, "Ready", "False", action.reason, action.message, now)
     applied = any(p.started_at is not None for p in s.phases)
-    if applied and (spec.on_failure.rollback or spec.on_failure.revert_commit):
-        s.phase = "RollingBack"
-        _cond(s, "Ready", "False", action.reason, action.message, now)
-    else:
-        s.phase = "Failed"
-        s.completed_at = now
-        _cond(s, "Ready", "False", action.reason, action.message, now)
+    if not (applied and spec.on_failure.rollback):
+        s.completed_at = now  # Failed: nothing to restore (a wanted revert is still pushed)
+        if applied:
+            _cond(s, "RolledBack", "False", "NotRolledBack", "onFailure.rollback is false", now)
+    if revert_wanted(spec, s):
+        s.revert = RevertStatus(state="Pending", reason="not attempted yet")
+        _cond(s, "GitReverted", "False", "Pending", f"revert of {spec.source.revision[:7]} not pushed yet", now)
+    elif applied:
+        why = (
+            "onFailure.revertCommit is false"
+            if not spec.on_failure.revert_commit
+            else f"not wanted for {action.reason} (onInconclusive: {spec.on_inconclusive})"
+        )
+        s.revert = RevertStatus(state="Skipped", reason=why)
+        _cond(s, "GitReverted", "False", "Skipped", why, now)
 
 
 def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now: datetime) -> None:
-    if action.restore or action.delete or s.undo is None:
-        tries = (s.undo.attempts if s.undo else 0) + (1 if action.restore or action.delete else 0)
-        s.undo = UndoStatus(
-            at=out.restored_at or now,
-            restored=list(out.restored),
-            deleted=list(out.deleted),
-            error=out.restore_error,
-            attempts=tries,
+    tries = (s.undo.attempts if s.undo else 0) + (1 if action.restore or action.delete else 0)
+    s.undo = UndoStatus(
+        at=out.restored_at or now,
+        restored=list(out.restored),
+        deleted=list(out.deleted),
+        error=out.restore_error,
+        attempts=tries,
+    )
+    if out.restore_error:
+        _cond(s, "RolledBack", "False", "RestoreFailed", out.restore_error, now)
+
+
+def _revert_started(spec: ReleaseSpec, s: ReleaseStatus, now: datetime) -> None:
+    r = s.revert or RevertStatus()
+    attempt = r.attempts + 1
+    s.revert = r.model_copy(
+        update={"state": "Pending", "attempts": attempt, "attempt_started_at": now, "next_attempt_at": None}
+    )
+    detail = f"attempt {attempt} in flight" + (f"; last: {r.reason}" if r.reason and attempt > 1 else "")
+    _cond(s, "GitReverted", "False", "Pending", detail, now)
+
+
+def _revert_finished(spec: ReleaseSpec, s: ReleaseStatus, result: RevertResult, now: datetime) -> None:
+    r = s.revert or RevertStatus(attempts=1)
+    base = {"last_attempt_at": now, "attempt_started_at": None, "message": result.message or r.message}
+    if result.state in REVERT_LANDED:
+        s.revert = r.model_copy(
+            update={
+                **base,
+                "state": result.state,
+                "commit": result.commit,
+                "pushed_at": now,
+                "reason": None,
+                "next_attempt_at": None,
+            }
         )
-        if out.restore_error:
-            _cond(s, "RolledBack", "False", "RestoreFailed", out.restore_error, now)
-    if out.revert is not None:
-        prev = s.revert.attempts if s.revert else 0
-        r = out.revert
-        s.revert = RevertStatus(
-            state=r.state,
-            commit=r.commit,
-            pushed_at=now if r.state in ("Pushed", "AlreadyReverted") else None,
-            last_attempt_at=now,
-            message=r.message,
-            reason=r.reason,
-            attempts=prev + max(r.attempts, 1),
+        _cond(s, "GitReverted", "True", result.state, f"revert {result.commit} on {spec.source.branch}", now)
+    elif result.state == "Conflict":
+        why = result.reason or "the revert does not apply cleanly"
+        s.revert = r.model_copy(update={**base, "state": "Conflict", "reason": why, "next_attempt_at": None})
+        _cond(s, "GitReverted", "False", "Conflict", why, now)
+    else:
+        code = result.code or "Error"
+        why = f"{code}: {result.reason or 'revert failed'}"
+        retry_at = now + revert_backoff(r.attempts)
+        s.revert = r.model_copy(update={**base, "state": "Pending", "reason": why, "next_attempt_at": retry_at})
+        _cond(
+            s,
+            "GitReverted",
+            "False",
+            "Pending",
+            f"attempt {r.attempts} failed: {why}; next attempt at {_clock_time(retry_at)}",
+            now,
         )
-        if r.state in ("Pushed", "AlreadyReverted"):
-            _cond(s, "GitReverted", "True", r.state, f"revert {r.commit} on {spec.source.branch}", now)
-        elif r.state == "Skipped":
-            _cond(s, "GitReverted", "False", "Skipped", r.reason or "revert not configured", now)
-        else:
-            _cond(s, "GitReverted", "False", r.state, r.reason or "revert failed", now)
-    elif not needs_revert(spec, s) and s.revert is None:
-        s.revert = RevertStatus(state="Skipped", reason="onFailure.revertCommit is false")
-        _cond(s, "GitReverted", "False", "Skipped", "onFailure.revertCommit is false", now)
 
 
 def _finish_rollback(spec: ReleaseSpec, s: ReleaseStatus, action: MarkRolledBack, now: datetime) -> None:
-    restored = bool((s.undo and s.undo.restored) or (s.undo and s.undo.deleted))
+    undo = s.undo
+    restored = bool(undo and (undo.restored or undo.deleted))
     s.completed_at = now
     s.current_phase = None
-    if spec.on_failure.rollback and s.undo and not s.undo.error:
-        s.phase = "RolledBack"
+    if spec.on_failure.rollback and undo and not undo.error:
         s.rolled_back_at = now
         for p in s.phases:
             if p.started_at is not None and p.state != "Failed":
                 _update_phase(s, p.name, state="RolledBack")
         detail = action.message or (
-            f"restored {', '.join(s.undo.restored + s.undo.deleted)}" if restored else "nothing to restore"
+            f"restored {', '.join(undo.restored + undo.deleted)}" if restored else "nothing to restore"
         )
         _cond(s, "RolledBack", "True", "Restored", detail, now)
         s.message = f"rolled back: {s.failure.message if s.failure else ''}".rstrip(": ")
     else:
-        s.phase = "Failed"
-        why = s.undo.error if s.undo and s.undo.error else "onFailure.rollback is false"
-        _cond(s, "RolledBack", "False", "NotRolledBack", why, now)
+        why = undo.error if undo and undo.error else "onFailure.rollback is false"
+        _cond(s, "RolledBack", "False", "NotRolledBack", why or "", now)
 
 
-def _pause(s: ReleaseStatus, action: SetPause, now: datetime) -> None:
+def _pause(spec: ReleaseSpec, s: ReleaseStatus, action: SetPause, now: datetime) -> None:
+    phase = s.current_phase
     if action.paused:
-        if s.pause_reason is None:
-            s.paused_from = machine_state(s)
-        s.phase = "Paused"
-        s.pause_reason = "User"
+        s.user_paused = True
         s.message = "paused by user"
         _cond(s, "Paused", "True", "UserPaused", "annotation stopline.dev/paused is set", now)
     else:
-        s.phase = s.paused_from or s.phase
-        s.paused_from = None
-        s.pause_reason = None
+        s.user_paused = False
         s.message = "resumed by user"
         _cond(s, "Paused", "False", "Resumed", "annotation stopline.dev/paused removed", now)
+    if phase is not None:
+        # Paused time never counts towards a hold: close the current stretch either way.
+        counted, since = hold_clock(s, phase)
+        if since is not None and action.paused:
+            cap = observed_cap(spec, phase)
+            tail = max(0.0, (now - since).total_seconds())
+            counted += tail if cap is None else min(tail, cap)
+        if any(p.name == phase and p.state == "Holding" for p in s.phases) or phase == WATCH_PHASE:
+            _set_clock(spec, s, phase, counted, None if action.paused else now, now)

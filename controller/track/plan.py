@@ -15,17 +15,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from controller.models.track import HistoryEntry, TrackSpec, TrackStatus
+from controller.models.common import Token, parse_token
+from controller.models.release import FINAL_PHASES
+from controller.models.track import HistoryEntry, MissingRevert, TrackSpec, TrackStatus
 
 ANNOTATION_UNLOCK = "stopline.dev/unlock"
 ANNOTATION_LOCK = "stopline.dev/lock"
 LABEL_TRACK = "stopline.dev/track"
-REVERT_TRAILER = "Stopline-Revert-Of"
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,18 @@ class ReleaseFacts:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     lock_on_failure: bool = True
+    revert_state: str | None = None  # status.revert.state
+    revert_reason: str | None = None
+
+    @property
+    def revert_missing(self) -> bool:
+        """The Release wants a revert that has not landed (and was not waived): the bad commit is on the branch."""
+        return self.revert_state in ("Pending", "Error", "Conflict")
+
+    @property
+    def revert_landed(self) -> bool:
+        """The revert commit is on the branch."""
+        return self.revert_state in ("Pushed", "AlreadyReverted")
 
 
 @dataclass(frozen=True)
@@ -64,15 +76,7 @@ class TrackFacts:
     current: ReleaseFacts | None = None
     in_flight: Sequence[ReleaseFacts] = ()  # this Track's Releases that are not final (current or not)
     annotations: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Token:
-    """A parsed lock/unlock annotation."""
-
-    raw: str
-    by: str
-    reason: str
+    reverting: Mapping[str, ReleaseFacts] = field(default_factory=dict)  # Releases of status.missingReverts
 
 
 @dataclass(frozen=True)
@@ -100,9 +104,25 @@ class Adopt:
 
 @dataclass(frozen=True)
 class Unlock:
-    """Clear the commit lock."""
+    """Clear the commit lock (``waive``: the rolled-back revisions whose revert is missing stay on the branch)."""
 
     token: Token
+    waive: tuple[MissingRevert, ...] = ()
+
+
+@dataclass(frozen=True)
+class RefuseUnlock:
+    """An unlock while a revert is missing, without ``withoutRevert``: record it as handled, keep the lock."""
+
+    token: Token
+    missing: tuple[MissingRevert, ...]
+
+
+@dataclass(frozen=True)
+class RevertsLanded:
+    """Reverts of these revisions are on the branch now (or their Release says so)."""
+
+    revisions: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -121,20 +141,9 @@ class Observe:
     message: str = ""
 
 
-TrackAction = CreateRelease | FinishRelease | Adopt | Unlock | Lock | Observe
-FINAL = frozenset({"Succeeded", "RolledBack", "Failed"})
+TrackAction = CreateRelease | FinishRelease | Adopt | Unlock | RefuseUnlock | RevertsLanded | Lock | Observe
+FINAL = FINAL_PHASES
 RESULT_WORDS = {"Succeeded": "succeeded", "RolledBack": "rolled back", "Failed": "failed"}
-
-
-def parse_token(raw: str) -> Token:
-    """``{"by": ..., "reason": ...}`` or a plain reason string."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        return Token(raw=raw, by=str(data.get("by") or "unknown"), reason=str(data.get("reason") or ""))
-    return Token(raw=raw, by="unknown", reason=raw)
 
 
 def release_name(track: str, revision: str) -> str:
@@ -153,9 +162,17 @@ def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFac
     lock_raw = facts.annotations.get(ANNOTATION_LOCK, "").strip()
     if lock_raw and lock_raw != status.commit_lock.last_lock and not status.commit_lock.locked:
         return Lock(parse_token(lock_raw))
+    landed = _landed(status, facts)
+    if landed:
+        return RevertsLanded(landed)
     unlock_raw = facts.annotations.get(ANNOTATION_UNLOCK, "").strip()
-    if status.commit_lock.locked and unlock_raw and unlock_raw != status.commit_lock.last_unlock:
-        return Unlock(parse_token(unlock_raw))
+    blocked = status.commit_lock.locked or bool(status.missing_reverts)
+    if blocked and unlock_raw and unlock_raw != status.commit_lock.last_unlock:
+        token = parse_token(unlock_raw)
+        missing = tuple(status.missing_reverts)
+        if missing and not token.without_revert:
+            return RefuseUnlock(token, missing)
+        return Unlock(token, waive=missing)
 
     cur = facts.current
     if status.current and cur is not None:
@@ -175,6 +192,12 @@ def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFac
         return Observe(pending, message=f"push lock held by {status.current}; {len(pending)} commit(s) queued")
     if status.commit_lock.locked:
         return Observe(pending, message=f"commit lock: {status.commit_lock.reason}")
+    if status.missing_reverts:
+        shas = ", ".join(m.revision[:7] for m in status.missing_reverts)
+        return Observe(
+            pending,
+            message=f"not pushing: rolled-back {shas} still on {spec.source.branch} without its revert",
+        )
     if spec.suspend:
         return Observe(pending, message="suspended")
     if facts.tip is None or not facts.new_commits:
@@ -183,6 +206,17 @@ def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFac
         return Observe((), skip_to=facts.tip, message="only stopline revert commits since the last push")
     skipped = tuple(c.sha for c in facts.new_commits if c.sha != facts.tip)
     return CreateRelease(release_name(track, facts.tip), facts.tip, skipped)
+
+
+def _landed(status: TrackStatus, facts: TrackFacts) -> tuple[str, ...]:
+    """Missing reverts that are on the branch now: a new commit says so, or the Release that pushes it."""
+    on_branch = {c.reverts for c in facts.new_commits if c.reverts}
+    out = []
+    for m in status.missing_reverts:
+        rel = facts.reverting.get(m.release)
+        if m.revision in on_branch or (rel is not None and rel.revert_landed):
+            out.append(m.revision)
+    return tuple(out)
 
 
 def _duration(cur: ReleaseFacts) -> float | None:
@@ -245,7 +279,7 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
             s.message += f" (batched {len(action.skipped)} earlier commit(s))"
     elif isinstance(action, FinishRelease):
         cur = action.release
-        result = cur.phase if cur.exists and cur.phase in FINAL else "Failed"
+        result = cur.phase if cur.exists and cur.phase in FINAL and cur.phase is not None else "Failed"
         words = RESULT_WORDS[result]
         why = cur.failure or ("deleted before it finished" if not cur.exists else "release did not succeed")
         s.current = None
@@ -263,6 +297,10 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
                         "revert_commit": cur.revert_commit,
                     }
                 )
+        if cur.exists and cur.revert_missing and cur.revision:
+            missing = MissingRevert(revision=cur.revision, release=cur.name, since=now, reason=cur.revert_reason)
+            s.missing_reverts = [*(m for m in s.missing_reverts if m.revision != cur.revision), missing]
+            why = f"{why}; revert of {cur.revision[:7]} not on the branch yet ({cur.revert_reason or 'retrying'})"
         if result == "Succeeded":
             s.last_good = cur.revision
             s.message = f"{cur.name} succeeded"
@@ -283,6 +321,29 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
         s.commit_lock.unlock_reason = action.token.reason
         s.commit_lock.by = action.token.by
         s.message = f"unlocked by {action.token.by}: {action.token.reason}"
+        if action.waive:
+            shas = ", ".join(m.revision[:7] for m in action.waive)
+            note = f"unlocked without revert: {shas} still on {spec.source.branch}"
+            s.commit_lock.unlock_reason = f"{action.token.reason} ({note})"
+            s.message += f" ({note})"
+            waived = {m.release for m in action.waive}
+            s.history = [
+                h.model_copy(update={"revert_waived_by": action.token.by}) if h.release in waived else h
+                for h in s.history
+            ]
+            s.missing_reverts = []
+    elif isinstance(action, RefuseUnlock):
+        shas = ", ".join(m.revision[:7] for m in action.missing)
+        s.commit_lock.last_unlock = action.token.raw
+        s.message = (
+            f"unlock by {action.token.by} refused: the revert of {shas} is not on {spec.source.branch} yet; "
+            "wait for it, or unlock with --without-revert to push with the bad commit still on the branch"
+        )
+    elif isinstance(action, RevertsLanded):
+        s.missing_reverts = [m for m in s.missing_reverts if m.revision not in action.revisions]
+        s.message = f"revert of {', '.join(r[:7] for r in action.revisions)} is on {spec.source.branch}"
+        if s.commit_lock.locked and s.commit_lock.reason:
+            s.commit_lock.reason = s.commit_lock.reason.split("; revert of ")[0]
     elif isinstance(action, Lock):
         s.commit_lock.locked = True
         s.commit_lock.last_lock = action.token.raw
@@ -297,7 +358,7 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
 
 def _consume_stale_tokens(s: TrackStatus, action: TrackAction, annotations: Mapping[str, str]) -> None:
     """Record, as handled, a new lock token while locked or a new unlock token while open (a no-op each)."""
-    if isinstance(action, Lock | Unlock):
+    if isinstance(action, Lock | Unlock | RefuseUnlock):
         return  # the other token, if also new, is judged next time against the new state
     lock = s.commit_lock
     lock_raw = annotations.get(ANNOTATION_LOCK, "").strip()
@@ -305,6 +366,6 @@ def _consume_stale_tokens(s: TrackStatus, action: TrackAction, annotations: Mapp
         lock.last_lock = lock_raw
         s.message = f"ignored lock request by {parse_token(lock_raw).by}: already locked"
     unlock_raw = annotations.get(ANNOTATION_UNLOCK, "").strip()
-    if not lock.locked and unlock_raw and unlock_raw != lock.last_unlock:
+    if not lock.locked and not s.missing_reverts and unlock_raw and unlock_raw != lock.last_unlock:
         lock.last_unlock = unlock_raw
         s.message = f"ignored unlock request by {parse_token(unlock_raw).by}: the line was open"

@@ -9,23 +9,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from controller.errors import StoplineError
-from controller.models.common import API, set_condition
+from controller.models.common import API, REVERT_TRAILER, owned_by, set_condition
 from controller.models.release import GitSource
 from controller.models.track import TrackSpec, TrackStatus
+from controller.reconcile.driver import Context, Driver
 from controller.release.actions import ANNOTATION_SKIPPED
 from controller.track.plan import (
     LABEL_TRACK,
-    REVERT_TRAILER,
     Adopt,
     Commit,
     CreateRelease,
     FinishRelease,
     Lock,
     Observe,
+    RefuseUnlock,
     ReleaseFacts,
+    RevertsLanded,
     TrackAction,
     TrackFacts,
     Unlock,
@@ -89,13 +89,9 @@ def release_facts(name: str, obj: Mapping[str, Any] | None) -> ReleaseFacts:
         started_at=_parse_time(st.get("startedAt")),
         completed_at=_parse_time(st.get("completedAt")),
         lock_on_failure=bool((spec.get("onFailure") or {}).get("lock", True)),
+        revert_state=revert.get("state"),
+        revert_reason=revert.get("reason"),
     )
-
-
-def owned_by(obj: Mapping[str, Any], ref: TrackRef) -> bool:
-    """Whether this Track (by UID) is an owner of the object."""
-    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(o.get("uid") == ref.uid for o in owners)
 
 
 def release_body(ref: TrackRef, spec: TrackSpec, action: CreateRelease) -> dict[str, Any]:
@@ -155,11 +151,15 @@ async def observe_track(
         current = release_facts(status.current, await objects.get("releases", ref.namespace, status.current))
     in_flight = []
     for obj in owned:
-        if not owned_by(obj, ref):
+        if not owned_by(obj, ref.uid):
             continue  # labelled by hand, or left by a deleted Track of the same name
         name = (obj.get("metadata") or {}).get("name")
         if name and name != status.current:
             in_flight.append(release_facts(str(name), obj))
+    reverting = {}
+    for m in status.missing_reverts:
+        if m.release != status.current:
+            reverting[m.release] = release_facts(m.release, await objects.get("releases", ref.namespace, m.release))
     return TrackFacts(
         now=now,
         tip=tip,
@@ -168,6 +168,7 @@ async def observe_track(
         current=current,
         in_flight=in_flight,
         annotations=dict(annotations),
+        reverting=reverting,
     )
 
 
@@ -181,13 +182,140 @@ async def execute_track(ref: TrackRef, spec: TrackSpec, action: TrackAction, obj
     if await objects.create("releases", ref.namespace, release_body(ref, spec, action)) is not None:
         return
     existing = await objects.get("releases", ref.namespace, action.name)
-    if existing is not None and not owned_by(existing, ref):
+    if existing is not None and not owned_by(existing, ref.uid):
         raise StoplineError(f"Release {action.name} already exists and does not belong to Track {ref.name}")
 
 
 def status_patch(status: TrackStatus) -> dict[str, Any]:
     """JSON merge patch for the Track status subresource."""
     return {"status": status.model_dump(mode="json", by_alias=True)}
+
+
+@dataclass(frozen=True)
+class TrackOutcome:
+    """What executing a Track action did: nothing to report, or why it could not be done."""
+
+    error: str | None = None
+
+
+@dataclass
+class TrackFactsOrError:
+    """Facts for the planner (the driver's Facts for Tracks)."""
+
+    facts: TrackFacts
+
+
+class TrackKind:
+    """What the reconcile driver needs to know about Tracks. A Track's loop never ends on its own."""
+
+    kind = "Track"
+
+    def __init__(
+        self,
+        ref: TrackRef,
+        git: TrackGit,
+        objects: TrackObjects,
+        *,
+        clock: Callable[[], datetime],
+        owned: Callable[[], Awaitable[Iterable[Mapping[str, Any]]]] | None,
+        prune: Callable[[TrackSpec, TrackStatus], Awaitable[None]] | None,
+        waive: Callable[[str, str], Awaitable[None]] | None,
+    ) -> None:
+        self.ref = ref
+        self.git = git
+        self.objects = objects
+        self.clock = clock
+        self.list_owned = owned
+        self.prune = prune
+        self.waive = waive
+
+    def parse_status(self, raw: Mapping[str, Any]) -> TrackStatus:
+        return TrackStatus.model_validate(raw)
+
+    def parse_spec(self, raw: Mapping[str, Any]) -> TrackSpec:
+        return TrackSpec.model_validate(raw)
+
+    def invalid(self, status: TrackStatus, message: str, now: datetime, generation: int | None) -> TrackStatus:
+        s = status.model_copy(deep=True)
+        s.message = message
+        s.conditions = set_condition(s.conditions, "Ready", "False", "InvalidSpec", message, now, generation)
+        return s
+
+    def with_generation(self, status: TrackStatus, generation: int | None) -> TrackStatus:
+        status.observed_generation = generation
+        return status
+
+    async def observe(self, spec: TrackSpec, status: TrackStatus, meta: Mapping[str, Any]) -> TrackFacts:
+        # The Track's own Releases are listed once, on the first round: a Release created just before a
+        # restart but missing from the status is adopted rather than doubled.
+        releases = await self.list_owned() if self.list_owned is not None else ()
+        facts = await observe_track(
+            self.ref, spec, status, meta.get("annotations") or {}, self.git, self.objects, self.clock(), releases
+        )
+        self.list_owned = None
+        return facts
+
+    def observe_failed(self, spec: TrackSpec, status: TrackStatus, error: StoplineError, now: datetime) -> TrackStatus:
+        s = status.model_copy(deep=True)
+        s.message = f"cannot read its Releases, retrying: {error}"
+        return s
+
+    def plan(self, spec: TrackSpec, status: TrackStatus, facts: TrackFacts) -> TrackAction:
+        return plan_track(self.ref.name, spec, status, facts)
+
+    def is_side_effect(self, action: TrackAction) -> bool:
+        return isinstance(action, CreateRelease | FinishRelease) or (isinstance(action, Unlock) and bool(action.waive))
+
+    async def execute(
+        self, spec: TrackSpec, status: TrackStatus, action: TrackAction, facts: TrackFacts
+    ) -> TrackOutcome:
+        try:
+            await execute_track(self.ref, spec, action, self.objects)
+            if isinstance(action, Unlock) and action.waive and self.waive is not None:
+                for m in action.waive:
+                    await self.waive(m.release, action.token.raw)
+        except StoplineError as exc:
+            return TrackOutcome(error=str(exc))
+        if isinstance(action, FinishRelease) and self.prune is not None:
+            try:
+                await self.prune(spec, status)
+            except StoplineError as exc:
+                log.warning("track %s/%s: cannot prune old Releases: %s", self.ref.namespace, self.ref.name, exc)
+        return TrackOutcome()
+
+    def reduce(
+        self, spec: TrackSpec, status: TrackStatus, action: TrackAction, outcome: TrackOutcome, facts: TrackFacts
+    ) -> TrackStatus:
+        if outcome.error is not None:
+            s = status.model_copy(deep=True)
+            what = f"create Release {action.name}" if isinstance(action, CreateRelease) else type(action).__name__
+            s.message = f"could not {what}: {outcome.error}"
+            log.warning("track %s/%s: %s", self.ref.namespace, self.ref.name, s.message)
+            return s
+        s = reduce_track(spec, status, action, facts)
+        s.conditions = _conditions(s, facts)
+        return s
+
+    def events(
+        self, before: TrackStatus, after: TrackStatus, action: TrackAction, outcome: TrackOutcome
+    ) -> list[tuple[str, str, str]]:
+        if outcome.error is not None:
+            reason = "CreateReleaseFailed" if isinstance(action, CreateRelease) else "ActionFailed"
+            return [("Warning", reason, after.message or outcome.error)]
+        return track_events(action, after)
+
+    def persist_now(self, status: TrackStatus, persisted: TrackStatus, action: TrackAction, since: float) -> bool:
+        return status != persisted
+
+    def sleep_for(self, spec: TrackSpec, status: TrackStatus, action: TrackAction, facts: TrackFacts) -> float | None:
+        if status.message and status.message.startswith("could not "):
+            return min(spec.poll_interval.total_seconds(), 5.0)
+        if isinstance(action, Observe):
+            return spec.poll_interval.total_seconds()
+        return None
+
+    def done(self, spec: TrackSpec, status: TrackStatus) -> bool:
+        return False
 
 
 async def run_track(
@@ -203,77 +331,29 @@ async def run_track(
     stopped: Callable[[], bool] = lambda: False,
     owned: Callable[[], Awaitable[Iterable[Mapping[str, Any]]]] | None = None,
     prune: Callable[[TrackSpec, TrackStatus], Awaitable[None]] | None = None,
-) -> None:
-    """Follow the branch until stopped.
+    waive: Callable[[str, str], Awaitable[None]] | None = None,
+    on_persist_error: Callable[[str], None] = lambda _k: None,
+) -> TrackStatus:
+    """Follow the branch until stopped (through the reconcile driver).
 
     Kubernetes errors (reading the current Release, writing the status) are reported and retried after a
     short wait; they never end the loop. ``owned`` lists this Track's Releases (label ``stopline.dev/track``);
-    it is read once, on the first iteration: a Release created just before a restart but missing from the
-    status is adopted rather than doubled. Afterwards the status in memory knows every Release it created.
+    it is read once, on the first iteration. ``waive`` annotates a Release so it stops retrying its revert.
     """
-    status = TrackStatus.model_validate(read_body().get("status") or {})
-    persisted = status.model_copy(deep=True)
-    list_owned = owned
-    while not stopped():
-        body = read_body()
-        try:
-            spec = TrackSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            status.message = f"invalid spec: {exc.errors()[0]['msg']}"
-            status.conditions = set_condition(
-                status.conditions, "Ready", "False", "InvalidSpec", status.message, clock()
-            )
-            await patch_status(status_patch(status))
-            emit("Warning", "InvalidSpec", status.message)
-            return
-        meta = body.get("metadata") or {}
-        status.observed_generation = meta.get("generation")
-        retry = min(spec.poll_interval.total_seconds(), 5.0)
-        try:
-            releases = await list_owned() if list_owned is not None else ()
-            facts = await observe_track(
-                ref, spec, status, meta.get("annotations") or {}, git, objects, clock(), releases
-            )
-            list_owned = None
-        except StoplineError as exc:
-            log.warning("track %s/%s: cannot read its Release: %s", ref.namespace, ref.name, exc)
-            await wait(retry)
-            continue
-        action = plan_track(ref.name, spec, status, facts)
-        try:
-            await execute_track(ref, spec, action, objects)
-        except StoplineError as exc:
-            status.message = f"could not create Release {getattr(action, 'name', '')}: {exc}"
-            emit("Warning", "CreateReleaseFailed", status.message)
-            await _persist(patch_status, status, ref)
-            await wait(retry)
-            continue
-        status = reduce_track(spec, status, action, facts)
-        status.conditions = _conditions(status, facts)
-        _announce(emit, action, status)
-        if status != persisted:
-            if not await _persist(patch_status, status, ref):
-                await wait(retry)  # the status in memory stays authoritative; written next time round
-                continue
-            persisted = status.model_copy(deep=True)
-        if isinstance(action, FinishRelease) and prune is not None:
-            try:
-                await prune(spec, status)
-            except StoplineError as exc:
-                log.warning("track %s/%s: cannot prune old Releases: %s", ref.namespace, ref.name, exc)
-        if isinstance(action, Observe):
-            await wait(spec.poll_interval.total_seconds())
-
-
-async def _persist(
-    patch_status: Callable[[dict[str, Any]], Awaitable[None]], status: TrackStatus, ref: TrackRef
-) -> bool:
-    try:
-        await patch_status(status_patch(status))
-    except StoplineError as exc:
-        log.warning("track %s/%s: cannot write status: %s", ref.namespace, ref.name, exc)
-        return False
-    return True
+    kind = TrackKind(ref, git, objects, clock=clock, owned=owned, prune=prune, waive=waive)
+    ctx = Context(
+        kind="Track",
+        namespace=ref.namespace,
+        name=ref.name,
+        read_body=read_body,
+        patch_status=patch_status,
+        wait=wait,
+        clock=clock,
+        alive=lambda: not stopped(),
+        emit=emit,
+        on_persist_error=on_persist_error,
+    )
+    return await Driver(kind, ctx).run()
 
 
 def _conditions(status: TrackStatus, facts: TrackFacts) -> list[Any]:
@@ -294,18 +374,40 @@ def _conditions(status: TrackStatus, facts: TrackFacts) -> list[Any]:
     return c
 
 
-def _announce(emit: Callable[[str, str, str], None], action: TrackAction, status: TrackStatus) -> None:
+def track_events(action: TrackAction, status: TrackStatus) -> list[tuple[str, str, str]]:
+    """The Events a Track step yields."""
+    out: list[tuple[str, str, str]] = []
     if isinstance(action, CreateRelease):
-        emit("Normal", "ReleaseCreated", status.message or action.name)
+        out.append(("Normal", "ReleaseCreated", status.message or action.name))
     elif isinstance(action, Adopt):
-        emit("Normal", "ReleaseAdopted", status.message or action.release.name)
+        out.append(("Normal", "ReleaseAdopted", status.message or action.release.name))
     elif isinstance(action, FinishRelease):
-        kind = "Normal" if action.release.phase == "Succeeded" else "Warning"
-        emit(kind, f"Release{action.release.phase or 'Gone'}", status.message or "")
+        r = action.release
+        if not r.exists:
+            out.append((
+                "Warning",
+                "ReleaseDeleted",
+                f"{r.name} was deleted before it finished: nothing more is done for it and the cluster is "
+                "left as it was at deletion (no rollback, no revert)",
+            ))  # fmt: skip
+        else:
+            kind = "Normal" if r.phase == "Succeeded" else "Warning"
+            out.append((kind, f"Release{r.phase}", status.message or ""))
         if status.commit_lock.locked:
-            emit("Warning", "CommitLocked", status.commit_lock.reason or "")
+            out.append(("Warning", "CommitLocked", status.commit_lock.reason or ""))
+        if r.exists and r.revert_missing:
+            out.append(
+                ("Warning", "RevertMissing", f"revert of {(r.revision or '')[:7]}: {r.revert_reason or 'pending'}")
+            )
     elif isinstance(action, Unlock | Lock):
-        emit("Normal", "Unlocked" if isinstance(action, Unlock) else "Locked", status.message or "")
+        out.append(("Normal", "Unlocked" if isinstance(action, Unlock) else "Locked", status.message or ""))
+        if isinstance(action, Unlock) and action.waive:
+            out.append(("Warning", "UnlockedWithoutRevert", status.commit_lock.unlock_reason or ""))
+    elif isinstance(action, RefuseUnlock):
+        out.append(("Warning", "UnlockRefused", status.message or ""))
+    elif isinstance(action, RevertsLanded):
+        out.append(("Normal", "RevertLanded", status.message or ""))
+    return out
 
 
 async def wait_or_wake(event: asyncio.Event, seconds: float, stop: Callable[[float], Awaitable[Any]]) -> None:

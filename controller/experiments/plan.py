@@ -1,0 +1,136 @@
+"""The Experiment state machine: spec + status + facts → the one next action, and its reducer. Pure.
+
+Each round (every ``interval``, or at once after a spec edit) the driver reads the per-branch counts
+once, folds them into the report (``Refresh``), publishes the live config when it differs from what was
+last published (``Publish``), then waits (``Wait``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from controller.experiments.reconcile import configmap_key, evaluate, published_config, with_report, without_report
+from controller.models.common import ConditionStatus, set_condition
+from controller.models.experiment import ExperimentSpec, ExperimentStatus
+
+
+@dataclass(frozen=True)
+class ExperimentFacts:
+    """What the planner sees: this round's counts (or why there are none) and what is published."""
+
+    now: datetime
+    generation: int | None = None
+    exposures: Mapping[str, float] | None = None
+    conversions: Mapping[str, float] | None = None
+    no_counts: str | None = None  # why there are no counts this round (no metric, Prometheus down)
+    counted: bool = False  # counts were (tried to be) read this round
+    published: str | None = None  # the config this controller last published
+    configmap: str = "stopline-experiments"
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """Fold this round's counts (or their absence) into report, SRM and decision."""
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Write the live config under ``key`` into the shared ConfigMap."""
+
+    key: str
+    config: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do until the next round."""
+
+    seconds: float
+
+
+ExperimentAction = Refresh | Publish | Wait
+
+
+@dataclass(frozen=True)
+class Published:
+    """Outcome of :class:`Publish` (``error`` when the ConfigMap could not be written)."""
+
+    config: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class NoOutcome:
+    """A status-only action."""
+
+
+ExperimentOutcome = Published | NoOutcome
+
+
+def needs_counts(spec: ExperimentSpec, status: ExperimentStatus, round_started: bool) -> bool:
+    """``observe`` reads the counts once per round, and only when a metric is configured."""
+    return round_started and spec.metric is not None
+
+
+def plan_experiment(spec: ExperimentSpec, status: ExperimentStatus, facts: ExperimentFacts) -> ExperimentAction:
+    """The next action for this Experiment."""
+    if facts.counted or facts.no_counts is not None:
+        return Refresh()
+    config = published_config(spec, status).to_json()
+    if config != facts.published:
+        return Publish(configmap_key(spec), config)
+    return Wait(spec.interval.total_seconds())
+
+
+def reduce_experiment(
+    spec: ExperimentSpec,
+    status: ExperimentStatus,
+    action: ExperimentAction,
+    outcome: ExperimentOutcome,
+    facts: ExperimentFacts,
+) -> ExperimentStatus:
+    """The status after ``action`` ran with ``outcome``."""
+    now, generation = facts.now, facts.generation
+    s = status
+    if isinstance(action, Refresh):
+        if facts.no_counts is not None or facts.exposures is None:
+            s = without_report(spec, status, facts.no_counts or "no counts", now, generation)
+        else:
+            report, decision = evaluate(spec, facts.exposures, facts.conversions)
+            s = with_report(spec, status, report, decision, now, generation)
+    elif isinstance(action, Publish) and isinstance(outcome, Published):
+        s = status.model_copy(deep=True)
+        s.config_map = facts.configmap
+        if outcome.error is None:
+            closed = json.loads(outcome.config).get("closeOn")
+            detail = f"{facts.configmap}/{action.key}" + (f" closed on {closed}" if closed else "")
+            s.conditions = set_condition(s.conditions, "Published", "True", "ConfigPublished", detail, now, generation)
+        else:
+            s.conditions = set_condition(
+                s.conditions, "Published", "False", "PublishFailed", outcome.error, now, generation
+            )
+    else:
+        return status
+    published = any(c.type == "Published" and c.status == "True" for c in s.conditions)
+    ready: ConditionStatus = "True" if published else "False"
+    s.conditions = set_condition(s.conditions, "Ready", ready, "Running", s.message or "", now, generation)
+    return s
+
+
+def experiment_events(
+    before: ExperimentStatus, after: ExperimentStatus, action: ExperimentAction, outcome: ExperimentOutcome
+) -> list[tuple[str, str, str]]:
+    """Events of one step: a new decision, a publication."""
+    out: list[tuple[str, str, str]] = []
+    if isinstance(action, Refresh) and after.decision != before.decision:
+        kind = "Warning" if after.decision.startswith("Harm") else "Normal"
+        out.append((kind, "Decision", f"{after.decision}: {after.message}"))
+    if isinstance(action, Publish) and isinstance(outcome, Published):
+        if outcome.error is None:
+            out.append(("Normal", "Published", f"config published to ConfigMap {after.config_map}"))
+        else:
+            out.append(("Warning", "PublishFailed", outcome.error))
+    return out

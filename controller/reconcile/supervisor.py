@@ -1,0 +1,199 @@
+"""One asyncio task per live object of a kind, started and stopped by the kind's watch events. No kopf.
+
+Replaces kopf daemons, which need a finalizer on every object (so namespace deletion would wait for the
+controller) and stop only when they see a deletionTimestamp. Here the deletion contract is ours:
+
+* a DELETED event (or a deletionTimestamp) stops the object's loop at once: ``alive()`` turns false, its
+  wait returns, and every action not yet started is never started (the driver checks ``alive`` before
+  each one); ``on_stop`` lets the kind cancel work running beside the loop (a git revert attempt);
+* no finalizer is ever put on the objects, so deleting them — or their namespace — never waits for us;
+* a loop that crashed is started again after a short backoff (logged at ERROR with the traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("stopline.reconcile")
+
+RESTART_BACKOFF = 5.0
+
+
+@dataclass
+class Run:
+    """One object's loop: its latest body and the signals between the watch and the loop."""
+
+    namespace: str
+    name: str
+    uid: str
+    body: Mapping[str, Any]
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    deleted: bool = False
+    task: asyncio.Task[None] | None = None
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        """False once the object is deleted or the controller stops."""
+        return not self.stopped.is_set()
+
+    def read_body(self) -> Mapping[str, Any]:
+        """The newest body the watch delivered."""
+        return self.body
+
+    def wake(self) -> None:
+        """End the current wait early (a change the loop should look at now)."""
+        self.woken.set()
+
+    def stop(self, *, deleted: bool) -> None:
+        """Stop the loop: no further action starts; work running beside it is cancelled."""
+        if self.stopped.is_set():
+            return
+        self.deleted = deleted
+        self.stopped.set()
+        for cancel in self.on_stop:
+            try:
+                cancel()
+            except Exception:  # a failing canceller must not keep the others from running
+                log.exception("cancelling work of %s/%s", self.namespace, self.name)
+
+    async def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; returns early when woken or stopped."""
+        if self.woken.is_set():
+            self.woken.clear()
+            return
+        waiters = [asyncio.ensure_future(self.woken.wait()), asyncio.ensure_future(self.stopped.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            self.woken.clear()
+
+
+Start = Callable[[Run], Awaitable[None]]
+
+
+def _meta(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = body.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def default_wake(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Wake on what users change (spec → generation, annotations), not on our own status writes."""
+    a, b = _meta(old), _meta(new)
+    return a.get("generation") != b.get("generation") or (a.get("annotations") or {}) != (b.get("annotations") or {})
+
+
+class Supervisor:
+    """Keeps exactly one loop running per live object of one kind."""
+
+    def __init__(
+        self,
+        kind: str,
+        start: Start,
+        *,
+        wanted: Callable[[Mapping[str, Any]], bool] = lambda _b: True,
+        wake_on: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] = default_wake,
+        on_gone: Callable[[Run], None] = lambda _r: None,
+        restart_backoff: float = RESTART_BACKOFF,
+    ) -> None:
+        self.kind = kind
+        self._start = start
+        self._wanted = wanted
+        self._wake_on = wake_on
+        self._on_gone = on_gone
+        self._backoff = restart_backoff
+        self._runs: dict[str, Run] = {}
+        self._by_name: dict[tuple[str, str], str] = {}
+        self._closing = False
+
+    # ---------------------------------------------------------------- watch side
+    def on_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
+        """Feed one watch event (``type_`` None for the initial listing)."""
+        meta = _meta(body)
+        uid, namespace, name = str(meta.get("uid") or ""), meta.get("namespace"), meta.get("name")
+        if not uid or not namespace or not name:
+            return
+        run = self._runs.get(uid)
+        if type_ == "DELETED" or meta.get("deletionTimestamp"):
+            if run is not None:
+                log.info("%s %s/%s deleted: its loop stops now", self.kind, namespace, name)
+                run.body = body
+                run.stop(deleted=True)
+                self._on_gone(run)
+            return
+        if run is not None:
+            old, run.body = run.body, body
+            if self._wake_on(old, body):
+                run.wake()
+            return
+        if self._closing or not self._wanted(body):
+            return
+        self._spawn(Run(namespace=str(namespace), name=str(name), uid=uid, body=body))
+
+    def _spawn(self, run: Run) -> None:
+        self._runs[run.uid] = run
+        self._by_name[(run.namespace, run.name)] = run.uid
+        run.task = asyncio.create_task(self._guarded(run), name=f"{self.kind}/{run.namespace}/{run.name}")
+
+    async def _guarded(self, run: Run) -> None:
+        crashed = False
+        try:
+            await self._start(run)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            crashed = True
+            log.exception(
+                "%s %s/%s: loop crashed; restarting in %.0fs", self.kind, run.namespace, run.name, self._backoff
+            )
+        finally:
+            if self._runs.get(run.uid) is run:
+                del self._runs[run.uid]
+                if self._by_name.get((run.namespace, run.name)) == run.uid:
+                    del self._by_name[(run.namespace, run.name)]
+        if crashed and run.alive() and not self._closing:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(self._backoff)
+            if run.alive() and not self._closing and run.uid not in self._runs and self._wanted(run.body):
+                self._spawn(Run(namespace=run.namespace, name=run.name, uid=run.uid, body=run.body))
+
+    # ---------------------------------------------------------------- loop side
+    def wake(self, namespace: str, name: str) -> bool:
+        """Wake the loop of ``namespace/name`` if one runs."""
+        uid = self._by_name.get((namespace, name))
+        run = self._runs.get(uid) if uid else None
+        if run is None:
+            return False
+        run.wake()
+        return True
+
+    def running(self, namespace: str, name: str) -> Run | None:
+        """The loop of ``namespace/name``, if one runs."""
+        uid = self._by_name.get((namespace, name))
+        return self._runs.get(uid) if uid else None
+
+    def active(self) -> int:
+        """How many loops run."""
+        return len(self._runs)
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop every loop and wait for them (cancelled after ``grace`` seconds)."""
+        self._closing = True
+        runs = list(self._runs.values())
+        for run in runs:
+            run.stop(deleted=False)
+        tasks = [r.task for r in runs if r.task is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
