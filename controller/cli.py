@@ -250,7 +250,16 @@ def rollback_banner(r: ReleaseView) -> Panel | None:
         lines.append(_t(failure_text(s.failure)))
     if s.revert is not None and s.revert.commit:
         lines.append(_t(f"revert commit {s.revert.commit} ({s.revert.state}) on {r.branch or 'the branch'}"))
-    elif s.revert is not None and s.revert.state != "Pending":
+    elif s.revert is not None and s.revert.state in ("Pending", "Error"):
+        nxt = f"; next attempt {timestamp(s.revert.next_attempt_at)}" if s.revert.next_attempt_at else ""
+        lines.append(
+            _t(
+                f"revert NOT on {r.branch or 'the branch'} yet: attempt {s.revert.attempts}, "
+                f"{s.revert.reason or 'in flight'}{nxt}",
+                "bold",
+            )
+        )
+    elif s.revert is not None:
         lines.append(_t(f"no revert commit: {s.revert.state} {s.revert.reason or ''}".rstrip()))
     return Panel(Group(*lines), style="red", border_style="bold red", expand=False)
 
@@ -298,14 +307,19 @@ def _release_view(console: Console, r: ReleaseView) -> None:
         console.print(banner)
     if s.phases:
         phases = Table(title="Phases", title_justify="left")
-        for header in ("Phase", "State", "Deployments", "Available", "Hold until"):
+        for header in ("Phase", "State", "Deployments", "Available", "Observed / hold", "Hold until"):
             phases.add_column(header)
+        holds = {p.name: p.hold.total_seconds() for p in r.spec.phases} if r.spec else {}
         for p in s.phases:
+            observed = DASH
+            if p.available_at is not None:
+                observed = f"{duration(p.observed_seconds)} / {duration(holds.get(p.name, 0.0))}"
             phases.add_row(
                 _t(p.name),
                 _phase(p.state),
                 _t(", ".join(p.deployments) or DASH),
                 _t(timestamp(p.available_at)),
+                _t(observed),
                 _t(timestamp(p.hold_until)),
             )
         console.print(phases)
@@ -446,8 +460,16 @@ def history(
         console.print(history_table(t))
 
 
-def _token(by: str, reason: str) -> str:
-    return json.dumps({"by": by, "reason": reason, "at": now().isoformat()}, separators=(",", ":"))
+def _token(by: str, reason: str, *, without_revert: bool = False) -> str:
+    data: dict[str, Any] = {"by": by, "reason": reason, "at": now().isoformat()}
+    if without_revert:
+        data["withoutRevert"] = True
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _missing_reverts(t: TrackView) -> str:
+    """``3f9c2e1 (web-3f9c2e1: Unreachable: ...)`` for every rolled-back revision whose revert is missing."""
+    return "; ".join(f"{m.revision[:7]} ({m.release}: {m.reason or 'pending'})" for m in t.status.missing_reverts)
 
 
 def _annotate(api: StoplineApi, plural: str, name: str, annotations: dict[str, str | None]) -> None:
@@ -484,19 +506,41 @@ def unlock(
     track: Annotated[str, typer.Argument(help="Track name.")],
     reason: ReasonOpt,
     by: ByOpt = None,
+    without_revert: Annotated[
+        bool,
+        typer.Option(
+            "--without-revert",
+            help="Unlock although a rolled-back commit's revert is not on the branch yet: the next push "
+            "deploys the bad commit again. Recorded in the lock and the history; the revert stops retrying.",
+        ),
+    ] = False,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
 ) -> None:
-    """Clear the Track's commit lock (after a rollback, once the cause is understood)."""
+    """Clear the Track's commit lock (after a rollback, once the cause is understood).
+
+    Refused while the revert of a rolled-back commit has not landed (exit 3), unless --without-revert."""
     with exit_on_error():
         api = _connect(namespace, context)
         t = _track(api, track)
-        if not t.status.commit_lock.locked:
+        missing = _missing_reverts(t)
+        if not t.status.commit_lock.locked and not missing:
             # A token written now would silently clear the next lock: refuse to leave one lying around.
             typer.echo(f"Track {track} is not locked; nothing to do")
             return
-        _annotate(api, "tracks", track, {ANNOTATION_UNLOCK: _token(by or user(), reason)})
+        if missing and not without_revert:
+            typer.echo(
+                f"refused: the revert of {missing} is not on {t.spec.source.branch if t.spec else 'the branch'} "
+                "yet; unlocking now would push the bad commit again. Wait until it lands, or unlock with "
+                "--without-revert.",
+                err=True,
+            )
+            raise typer.Exit(EXIT_LOCKED)
+        token = _token(by or user(), reason, without_revert=bool(missing) and without_revert)
+        _annotate(api, "tracks", track, {ANNOTATION_UNLOCK: token})
         typer.echo(f"unlock requested for Track {api.namespace}/{track} (was: {t.status.commit_lock.reason or ''})")
+        if missing:
+            typer.echo(f"without revert: {missing} stays on the branch (recorded in the lock and history)")
 
 
 @app.command()
@@ -517,10 +561,12 @@ def check(
         _dump(lock_summary(t.namespace or api.namespace, t.name or track, t.status), output)
     elif lock_.locked:
         typer.echo(f"locked: {lock_.reason or 'no reason given'} (since {timestamp(lock_.since)})")
-    else:
+    elif not t.status.missing_reverts:
         pushing = t.status.push_lock.release if t.status.push_lock.held else None
         typer.echo(f"open{f' (pushing {pushing})' if pushing else ''}")
-    if lock_.locked:
+    if output is Output.table and t.status.missing_reverts:
+        typer.echo(f"revert missing: {_missing_reverts(t)} — nothing is pushed until it lands")
+    if lock_.locked or t.status.missing_reverts:
         raise typer.Exit(EXIT_LOCKED)
 
 

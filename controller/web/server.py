@@ -71,11 +71,17 @@ def lock_summary(namespace: str, name: str, status: TrackStatus) -> dict[str, An
         "pushLock": {"held": push.held, "release": push.release},
         "lastGood": status.last_good,
         "lastSeen": status.last_seen,
+        "missingReverts": [
+            {"revision": m.revision, "release": m.release, "reason": m.reason} for m in status.missing_reverts
+        ],
+        # Merging is safe only when the line is open and no rolled-back commit is still on the branch.
+        "open": not lock.locked and not status.missing_reverts,
     }
 
 
 def register_lock_api(app: web.Application, track_status: TrackStatusFn) -> None:
-    """``GET /api/v1/namespaces/{ns}/tracks/{name}/lock``: 200 when open, 423 (Locked) when locked."""
+    """``GET /api/v1/namespaces/{ns}/tracks/{name}/lock``: 200 when open, 423 (Locked) when locked or a
+    rolled-back commit's revert is still missing."""
 
     async def lock(request: web.Request) -> web.Response:
         ns, name = request.match_info["namespace"], request.match_info["name"]
@@ -83,7 +89,7 @@ def register_lock_api(app: web.Application, track_status: TrackStatusFn) -> None
         if obj is None:
             return web.json_response({"error": f"track {ns}/{name} not found"}, status=404)
         summary = lock_summary(ns, name, TrackStatus.model_validate(obj.get("status") or {}))
-        return web.json_response(summary, status=423 if summary["locked"] else 200)
+        return web.json_response(summary, status=200 if summary["open"] else 423)
 
     app.router.add_get("/api/v1/namespaces/{namespace}/tracks/{name}/lock", lock)
 
