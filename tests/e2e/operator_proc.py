@@ -74,6 +74,8 @@ class Controller:
                 "STOPLINE_HTTP_HOST": "127.0.0.1",
                 "STOPLINE_HTTP_PORT": str(self.http_port),
                 "STOPLINE_RELEASE_TICK": "0.2",
+                # A hung Git server shows as a failed revert attempt within seconds (fault tests).
+                "STOPLINE_GIT_TIMEOUT": "5",
             }
         )
         return env
