@@ -198,13 +198,6 @@ class TrackOutcome:
     error: str | None = None
 
 
-@dataclass
-class TrackFactsOrError:
-    """Facts for the planner (the driver's Facts for Tracks)."""
-
-    facts: TrackFacts
-
-
 class TrackKind:
     """What the reconcile driver needs to know about Tracks. A Track's loop never ends on its own."""
 
@@ -228,6 +221,7 @@ class TrackKind:
         self.list_owned = owned
         self.prune = prune
         self.waive = waive
+        self.failed = False  # the last action could not be carried out: retry soon
 
     def parse_status(self, raw: Mapping[str, Any]) -> TrackStatus:
         return TrackStatus.model_validate(raw)
@@ -286,6 +280,7 @@ class TrackKind:
     def reduce(
         self, spec: TrackSpec, status: TrackStatus, action: TrackAction, outcome: TrackOutcome, facts: TrackFacts
     ) -> TrackStatus:
+        self.failed = outcome.error is not None
         if outcome.error is not None:
             s = status.model_copy(deep=True)
             what = f"create Release {action.name}" if isinstance(action, CreateRelease) else type(action).__name__
@@ -308,7 +303,7 @@ class TrackKind:
         return status != persisted
 
     def sleep_for(self, spec: TrackSpec, status: TrackStatus, action: TrackAction, facts: TrackFacts) -> float | None:
-        if status.message and status.message.startswith("could not "):
+        if self.failed:
             return min(spec.poll_interval.total_seconds(), 5.0)
         if isinstance(action, Observe):
             return spec.poll_interval.total_seconds()
