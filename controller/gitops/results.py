@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-REVERT_TRAILER = "Stopline-Revert-Of"
-"""Trailer on every revert commit stopline pushes; its value is the full SHA of the reverted revision."""
+from controller.models.common import REVERT_TRAILER
+
+__all__ = ["REVERT_TRAILER", "CommitInfo", "RevertOutcome", "RevertStatus"]
 
 RevertStatus = Literal["pushed", "already", "conflict", "error"]
 

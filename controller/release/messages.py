@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from controller.models.common import REVERT_TRAILER
 from controller.models.release import GaugeRow, ReleaseSpec, ReleaseStatus
 
-TRAILER_REVERT_OF = "Stopline-Revert-Of"
+TRAILER_REVERT_OF = REVERT_TRAILER
 TRAILER_RELEASE = "Stopline-Release"
 
 
