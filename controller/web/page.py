@@ -12,7 +12,7 @@ from html import escape
 from urllib.parse import quote
 
 from controller.models.common import Condition
-from controller.models.release import GaugeRow
+from controller.models.release import GaugeRow, PhaseStatus
 from controller.web.present import (
     DASH,
     age,
@@ -244,7 +244,13 @@ def _banner(r: ReleaseView) -> str:
             f'<p class="revert">Revert commit <code>{e(revert.commit)}</code> pushed to {e(r.branch or "the branch")}'
             f"{' — ' + e(revert.message) if revert.message else ''}</p>"
         )
-    elif revert is not None and revert.state not in ("Pending",):
+    elif revert is not None and revert.state in ("Pending", "Error"):
+        nxt = f"; next attempt {timestamp(revert.next_attempt_at)}" if revert.next_attempt_at else ""
+        lines.append(
+            f'<p class="revert pending">Revert NOT on {e(r.branch or "the branch")} yet: attempt {revert.attempts}, '
+            f"{e(revert.reason or 'in flight')}{e(nxt)}</p>"
+        )
+    elif revert is not None:
         lines.append(f'<p class="revert">No revert commit: {e(revert.state)} {e(revert.reason or "")}</p>')
     if s.phase == "RolledBack":
         title = "This push was rolled back"
@@ -317,10 +323,17 @@ def render_release(
         facts.append(("Batched commits", " ".join(f"<code>{e(short(c))}</code>" for c in s.skipped_commits)))
     if s.revert is not None and s.revert.commit:
         facts.append(("Revert commit", f"<code>{e(s.revert.commit)}</code> ({e(s.revert.state)})"))
+    holds = {p.name: p.hold.total_seconds() for p in r.spec.phases} if r.spec else {}
+
+    def observed(p: PhaseStatus) -> str:
+        if p.available_at is None:
+            return DASH
+        return f"{duration(p.observed_seconds)} / {duration(holds.get(p.name, 0.0))}"
+
     phases = [
         f'<tr class="phase" data-name="{e(p.name)}"><td>{e(p.name)}</td><td>{_phase_badge(p.state)}</td>'
         f"<td>{e(', '.join(p.deployments) or DASH)}</td><td>{e(timestamp(p.started_at))}</td>"
-        f"<td>{e(timestamp(p.available_at))}</td><td>{e(timestamp(p.hold_until))}</td>"
+        f"<td>{e(timestamp(p.available_at))}</td><td>{e(observed(p))}</td><td>{e(timestamp(p.hold_until))}</td>"
         f"<td>{e(timestamp(p.completed_at))}</td></tr>"
         for p in s.phases
     ]
@@ -334,7 +347,7 @@ def render_release(
         + _table(GAUGE_HEADERS, gauge_rows(s.gauges), cls="gauges", empty="no gate readings yet")
         + "<h2>Phases</h2>"
         + _table(
-            ("Phase", "State", "Deployments", "Started", "Available", "Hold until", "Completed"),
+            ("Phase", "State", "Deployments", "Started", "Available", "Observed / hold", "Hold until", "Completed"),
             phases,
             cls="phases",
             empty="not started",
