@@ -51,7 +51,7 @@ def supervisor(rt: Runtime) -> Supervisor:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "experiments")
-def experiment_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def experiment_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     """Every Experiment event reaches the supervisor: spec edits (closeOn, rollout, weights) act at once."""
     runtime(memo).supervisors["experiments"].on_event(type, body)
 

@@ -57,6 +57,6 @@ def supervisor(rt: Runtime) -> Supervisor:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "releases")
-def release_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def release_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     """Every Release event reaches the supervisor: it starts, wakes or stops the Release's loop."""
     runtime(memo).supervisors["releases"].on_event(type, body)

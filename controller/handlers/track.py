@@ -111,7 +111,7 @@ def _wake_on(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "tracks")
-def track_event(type: str | None, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def track_event(type: str | None, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     """Every Track event reaches the supervisor; a changed spec also reaches the webhook's routing table."""
     rt = runtime(memo)
     if namespace is not None and (namespace, name) in rt.tracks:  # only while its loop runs
@@ -124,7 +124,7 @@ def track_event(type: str | None, body: kopf.Body, namespace: str | None, name: 
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "releases", labels={LABEL_TRACK: kopf.PRESENT})
-def release_changed(
+async def release_changed(
     type: str | None, namespace: str | None, labels: kopf.Labels, status: kopf.Status, memo: Any, **_: Any
 ) -> None:
     """A Track's Release became final or was deleted: let the Track look now rather than at its next poll.
