@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import yaml
 
 from controller.gates.evaluate import Measurement
 from controller.metrics import ControllerMetrics
-from controller.models.release import FailureStatus, GaugeRow, ReleaseSpec, ReleaseStatus, UndoStatus
+from controller.models.release import FailureStatus, GaugeRow, ReleaseSpec, ReleaseStatus, RevertStatus, UndoStatus
 from controller.release.actions import (
     ActionFailed,
     ApplyPhase,
@@ -25,7 +26,9 @@ from controller.release.actions import (
     EvaluateGates,
     LiveDeployment,
     Readings,
+    RecordRevert,
     RevertResult,
+    SetPause,
     Undo,
     Undone,
 )
@@ -125,12 +128,12 @@ def test_detect_to_rollback_starts_at_the_first_breaching_reading(m: ControllerM
     m.on_step(REF, EvaluateGates("canary", ("load",)), Readings({}), s1, s2)
     before = failed(T0 + timedelta(seconds=20))
     after = undone(before, T0 + timedelta(seconds=21.5))
-    outcome = Undone(("web",), (), RevertResult("Pushed", commit="c0ffee"))
-    m.on_step(REF, Undo(("web",), (), True), outcome, before, after)
+    m.on_step(REF, Undo(("web",), ()), Undone(("web",), ()), before, after)
     assert value(m, "stopline_detect_to_rollback_seconds_count") == 1
     assert value(m, "stopline_detect_to_rollback_seconds_sum") == pytest.approx(11.5)
     assert value(m, "stopline_rollbacks_total") == 1
-    assert value(m, "stopline_reverts_total", {"state": "Pushed"}) == 1
+    # the git side reports on its own (RecordRevert), never with the restore
+    assert m.registry.get_sample_value("stopline_reverts_total", {"state": "Pushed"}) is None
 
 
 def test_a_pass_resets_the_breach_streak(m: ControllerMetrics) -> None:
@@ -143,37 +146,89 @@ def test_a_pass_resets_the_breach_streak(m: ControllerMetrics) -> None:
     for before, after in itertools.pairwise(steps):
         m.on_step(REF, EvaluateGates("canary", ("load",)), Readings({}), before, after)
     before = failed(T0 + timedelta(seconds=30))
-    m.on_step(
-        REF, Undo(("web",), (), False), Undone(("web",), (), None), before, undone(before, T0 + timedelta(seconds=32))
-    )
+    m.on_step(REF, Undo(("web",), ()), Undone(("web",), ()), before, undone(before, T0 + timedelta(seconds=32)))
     assert value(m, "stopline_detect_to_rollback_seconds_sum") == pytest.approx(2.0)
 
 
 def test_without_readings_seen_it_falls_back_to_the_failure_time(m: ControllerMetrics) -> None:
     before = failed(T0)  # e.g. the controller restarted between the failure and the restore
-    m.on_step(
-        REF, Undo(("web",), (), False), Undone(("web",), (), None), before, undone(before, T0 + timedelta(seconds=1))
-    )
+    m.on_step(REF, Undo(("web",), ()), Undone(("web",), ()), before, undone(before, T0 + timedelta(seconds=1)))
     assert value(m, "stopline_detect_to_rollback_seconds_sum") == pytest.approx(1.0)
 
 
 def test_abort_counts_a_rollback_but_no_detection(m: ControllerMetrics) -> None:
     before = failed(T0, gate=None)
-    m.on_step(
-        REF, Undo(("web",), (), False), Undone(("web",), (), None), before, undone(before, T0 + timedelta(seconds=1))
-    )
+    m.on_step(REF, Undo(("web",), ()), Undone(("web",), ()), before, undone(before, T0 + timedelta(seconds=1)))
     assert value(m, "stopline_rollbacks_total") == 1
     assert value(m, "stopline_detect_to_rollback_seconds_count") == 0
 
 
 def test_failed_restore_and_revert_only_steps(m: ControllerMetrics) -> None:
     before = failed(T0)
-    m.on_step(REF, Undo(("web",), (), True), Undone((), (), RevertResult("Conflict"), "boom"), before, before)
-    m.on_step(REF, Undo((), (), True), Undone((), (), RevertResult("Pushed", commit="c")), before, before)
+    m.on_step(REF, Undo(("web",), ()), Undone((), (), restore_error="boom"), before, before)
+    m.on_step(REF, Undo((), ()), Undone((), ()), before, before)
     assert value(m, "stopline_rollbacks_total") == 0
     assert value(m, "stopline_detect_to_rollback_seconds_count") == 0
-    assert value(m, "stopline_reverts_total", {"state": "Conflict"}) == 1
-    assert value(m, "stopline_reverts_total", {"state": "Pushed"}) == 1
+
+
+REVERT_RESULTS = [
+    ("pushed", RevertResult("Pushed", commit="c"), "Pushed", "Pushed"),
+    ("already-reverted", RevertResult("AlreadyReverted", commit="c"), "AlreadyReverted", "AlreadyReverted"),
+    ("conflict", RevertResult("Conflict", reason="x"), "Conflict", "Conflict"),
+    (
+        "auth-failure",
+        RevertResult("Error", reason="401", code="AuthenticationFailed"),
+        "Pending",
+        "AuthenticationFailed",
+    ),
+    ("unreachable", RevertResult("Error", reason="refused", code="Unreachable"), "Pending", "Unreachable"),
+    ("error-without-code", RevertResult("Error", reason="?"), "Pending", "Error"),
+]
+
+
+@pytest.mark.parametrize(
+    ("result", "state", "attempt"), [c[1:] for c in REVERT_RESULTS], ids=[c[0] for c in REVERT_RESULTS]
+)
+def test_reverts_are_counted_when_recorded(
+    m: ControllerMetrics, result: RevertResult, state: str, attempt: str
+) -> None:
+    before = failed(T0)
+    m.on_step(REF, RecordRevert(result), Done(), before, before)
+    assert value(m, "stopline_reverts_total", {"state": state}) == 1
+    assert value(m, "stopline_revert_attempts_total", {"result": attempt}) == 1
+
+
+def test_reverts_pending_and_paused_releases_follow_the_status(m: ControllerMetrics) -> None:
+    other = ReleaseRef("shop", "other", "u2")
+    pending = failed(T0).model_copy(update={"revert": RevertStatus(state="Pending", attempts=2)})
+    landed = failed(T0).model_copy(update={"revert": RevertStatus(state="Pushed", commit="c")})
+    with m.running(REF), m.running(other):
+        m.on_step(REF, RecordRevert(RevertResult("Error", code="Unreachable")), Done(), pending, pending)
+        m.on_step(other, RecordRevert(RevertResult("Error", code="Unreachable")), Done(), pending, pending)
+        assert value(m, "stopline_reverts_pending") == 2
+        m.on_step(REF, RecordRevert(RevertResult("Pushed", commit="c")), Done(), pending, landed)
+        assert value(m, "stopline_reverts_pending") == 1
+
+        paused = status(row("Inconclusive", 1), pause_reason="Inconclusive")
+        m.on_step(REF, EvaluateGates("canary", ("load",)), Readings({}), status(), paused)
+        m.on_step(REF, EvaluateGates("canary", ("load",)), Readings({}), paused, paused)
+        assert value(m, "stopline_paused_releases", {"reason": "Inconclusive"}) == 1
+        assert value(m, "stopline_inconclusive_pauses_total") == 1  # counted once per pause, not per reading
+        user = status(pause_reason="User", user_paused=True)
+        m.on_step(REF, SetPause(True), Done(), paused, user)
+        assert value(m, "stopline_paused_releases", {"reason": "Inconclusive"}) == 0
+        assert value(m, "stopline_paused_releases", {"reason": "User"}) == 1
+    # a loop that ends leaves nothing behind
+    assert value(m, "stopline_reverts_pending") == 0
+    assert value(m, "stopline_paused_releases", {"reason": "User"}) == 0
+
+
+def test_status_write_errors_by_kind(m: ControllerMetrics) -> None:
+    m.status_write_error("Release")
+    m.hooks().on_persist_error("Track")
+    assert value(m, "stopline_status_write_errors_total", {"kind": "Release"}) == 1
+    assert value(m, "stopline_status_write_errors_total", {"kind": "Track"}) == 1
+    assert value(m, "stopline_status_write_errors_total", {"kind": "Experiment"}) == 0
 
 
 # ---------------------------------------------------------------- results, errors, active
@@ -257,7 +312,12 @@ class Git:
         return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {}}]
 
     async def revert(
-        self, namespace: str, spec: ReleaseSpec, message: str, trailers: Mapping[str, str]
+        self,
+        namespace: str,
+        spec: ReleaseSpec,
+        message: str,
+        trailers: Mapping[str, str],
+        proceed: Callable[[], bool] = lambda: True,
     ) -> RevertResult:
         return RevertResult("Pushed", commit="c0ffee" + "0" * 34, attempts=1, message=message.splitlines()[0])
 
@@ -298,6 +358,7 @@ async def test_a_rolled_back_push_through_run_release() -> None:
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
+        await asyncio.sleep(0)  # let the git revert running beside the loop make progress
 
     with m.running(REF):
         final = await run_release(REF, lambda: body, patch_status, executor, hooks=m.hooks(), sleep=sleep)
@@ -305,6 +366,9 @@ async def test_a_rolled_back_push_through_run_release() -> None:
     assert value(m, "stopline_releases_total", {"result": "RolledBack"}) == 1
     assert value(m, "stopline_rollbacks_total") == 1
     assert value(m, "stopline_reverts_total", {"state": "Pushed"}) == 1
+    assert value(m, "stopline_revert_attempts_total", {"result": "Pushed"}) == 1
+    assert value(m, "stopline_reverts_pending") == 0
+    assert final.revert is not None and final.revert.state == "Pushed"
     assert value(m, "stopline_gate_evaluations_total", {"verdict": "Fail"}) == 2  # tolerated breach, then the failure
     assert value(m, "stopline_gate_evaluations_total", {"verdict": "Pass"}) == 1
     assert value(m, "stopline_gate_evaluation_seconds_count") == 3

@@ -183,7 +183,11 @@ async def test_publishes_once_per_change_not_every_loop() -> None:
 async def test_status_is_patched_only_when_it_changes() -> None:
     h = Harness(experiment_body(), FakeCounts(IMVU), loops=4)  # the clock stands still: nothing changes
     await h.run()
-    assert len(h.patches) == 1
+    # the first round writes the report before publishing (a side effect is persisted first), then the
+    # publication's result; the rounds after it change nothing and write nothing
+    assert len(h.patches) == 2
+    assert "Published" not in [c["type"] for c in h.patches[0]["status"]["conditions"]]
+    assert cond(h.patches[1]["status"], "Published") == ("True", "ConfigPublished")
     assert len(h.counts.calls) == 8  # but the counts are read every loop
 
 
@@ -194,11 +198,19 @@ async def test_new_counts_or_a_new_refresh_time_patch_the_status() -> None:
 
     h = Harness(experiment_body(), FakeCounts(IMVU), loops=3, on_wait=harm_after_first_loop)
     await h.run()
-    assert [p["status"]["decision"] for p in h.patches] == ["Winner:enhanced", "Harm:enhanced"]
+    # round 1: report, then publication; round 2: the harm decision closes on control (write, publish, write)
+    assert [p["status"]["decision"] for p in h.patches] == [
+        "Winner:enhanced",
+        "Winner:enhanced",
+        "Harm:enhanced",
+        "Harm:enhanced",
+    ]
+    assert [c["closeOn"] for c in h.publisher.configs()] == [None, "control"]
 
     ticking = Harness(experiment_body(), FakeCounts(IMVU), loops=3, clock_step=timedelta(seconds=30))
     await ticking.run()
     assert [p["status"]["updatedAt"] for p in ticking.patches] == [
+        "2011-08-15T12:00:00Z",
         "2011-08-15T12:00:00Z",
         "2011-08-15T12:00:30Z",
         "2011-08-15T12:01:00Z",
@@ -234,7 +246,11 @@ async def test_prometheus_recovering_brings_the_report_back() -> None:
 
     h = Harness(experiment_body(), FakeCounts(MetricsError("query rejected: bad_data")), loops=2, on_wait=recover)
     await h.run()
-    assert [cond(p["status"], "ReportAvailable") for p in h.patches] == [("False", "NoData"), ("True", "Winner")]
+    assert [cond(p["status"], "ReportAvailable") for p in h.patches] == [
+        ("False", "NoData"),  # before the first publication
+        ("False", "NoData"),
+        ("True", "Winner"),
+    ]
 
 
 async def test_without_metric_or_prometheus_url_only_publishes() -> None:
@@ -257,8 +273,9 @@ async def test_publish_failure_is_reported_and_retried_next_loop() -> None:
     h = Harness(experiment_body(), FakeCounts(IMVU), publisher=FakePublisher(failures=1), loops=2)
     await h.run()
     assert len(h.publisher.calls) == 2
-    first, last = h.patches[0]["status"], h.status
+    first, last = h.patches[1]["status"], h.status  # patches[0] is the report written before publishing
     assert cond(first, "Published") == ("False", "PublishFailed")
+    assert [r for _, r, _ in h.events if r.startswith("Publish")] == ["PublishFailed", "Published"]
     assert cond(first, "Ready") == ("False", "Running")
     assert cond(last, "Published") == ("True", "ConfigPublished")
     assert cond(last, "Ready") == ("True", "Running")

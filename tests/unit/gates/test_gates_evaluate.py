@@ -11,10 +11,12 @@ import pytest
 from controller.gates.evaluate import (
     Judgement,
     Measurement,
+    breached,
     deltas,
     judge,
     judge_experiment,
     new_row,
+    outage,
     record,
     render_query,
     threshold_text,
@@ -227,73 +229,75 @@ def test_record_fills_the_gauges_row() -> None:
     assert r.threshold == ">6 or >+25%"
 
 
-LIMIT_CASES: list[tuple[str, dict[str, Any], list[float | None], list[tuple[str, int, int, bool]]]] = [
-    # id, bounds, readings, per reading: (verdict, breaches, inconclusive, tripped)
+BR, OUT, NO = "breached", "outage", ""  # what a row says after a reading: breached(), outage(), or neither
+
+LIMIT_CASES: list[tuple[str, dict[str, Any], list[float | None], list[tuple[str, int, int, str]]]] = [
+    # id, bounds, readings, per reading: (verdict, breaches, inconclusive, breached/outage/neither)
     (
         "failure-limit-0-trips-on-first-breach",
         {"max": 6},
         [5.0, 7.0],
-        [("Pass", 0, 0, False), ("Fail", 1, 0, True)],
+        [("Pass", 0, 0, NO), ("Fail", 1, 0, BR)],
     ),
     (
         "failure-limit-2-third-breach-trips",
         {"max": 6, "failureLimit": 2},
         [7.0, 7.0, 7.0],
-        [("Fail", 1, 0, False), ("Fail", 2, 0, False), ("Fail", 3, 0, True)],
+        [("Fail", 1, 0, NO), ("Fail", 2, 0, NO), ("Fail", 3, 0, BR)],
     ),
     (
         "pass-resets-breaches",
         {"max": 6, "failureLimit": 2},
         [7.0, 7.0, 5.0, 7.0, 7.0],
-        [
-            ("Fail", 1, 0, False),
-            ("Fail", 2, 0, False),
-            ("Pass", 0, 0, False),
-            ("Fail", 1, 0, False),
-            ("Fail", 2, 0, False),
-        ],
+        [("Fail", 1, 0, NO), ("Fail", 2, 0, NO), ("Pass", 0, 0, NO), ("Fail", 1, 0, NO), ("Fail", 2, 0, NO)],
     ),
     (
         "no-data-between-breaches-does-not-reset-them",
         {"max": 6, "failureLimit": 1},
         [7.0, None, 7.0],
-        [("Fail", 1, 0, False), ("Inconclusive", 1, 1, False), ("Fail", 2, 0, True)],
+        [("Fail", 1, 0, NO), ("Inconclusive", 1, 1, NO), ("Fail", 2, 0, BR)],
     ),
     (
-        "inconclusive-counts-then-fails-past-limit",
+        "inconclusive-past-limit-is-an-outage-not-a-failure",
         {"max": 6, "inconclusiveLimit": 2},
         [None, None, None],
-        [("Inconclusive", 0, 1, False), ("Inconclusive", 0, 2, False), ("Fail", 0, 3, True)],
+        [("Inconclusive", 0, 1, NO), ("Inconclusive", 0, 2, NO), ("Inconclusive", 0, 3, OUT)],
     ),
     (
         "conclusive-reading-resets-inconclusive",
         {"max": 6, "inconclusiveLimit": 2},
         [None, None, 5.0, None, None],
         [
-            ("Inconclusive", 0, 1, False),
-            ("Inconclusive", 0, 2, False),
-            ("Pass", 0, 0, False),
-            ("Inconclusive", 0, 1, False),
-            ("Inconclusive", 0, 2, False),
+            ("Inconclusive", 0, 1, NO),
+            ("Inconclusive", 0, 2, NO),
+            ("Pass", 0, 0, NO),
+            ("Inconclusive", 0, 1, NO),
+            ("Inconclusive", 0, 2, NO),
         ],
     ),
     (
-        "inconclusive-limit-0-fails-on-first-gap",
+        "conclusive-reading-ends-an-outage",
+        {"max": 6, "inconclusiveLimit": 0},
+        [None, 5.0],
+        [("Inconclusive", 0, 1, OUT), ("Pass", 0, 0, NO)],
+    ),
+    (
+        "inconclusive-limit-0-outage-on-first-gap",
         {"max": 6, "inconclusiveLimit": 0},
         [None],
-        [("Fail", 0, 1, True)],
+        [("Inconclusive", 0, 1, OUT)],
     ),
     (
         "dry-run-breach-recorded-never-trips",
         {"max": 6, "dryRun": True},
         [7.0, 7.0],
-        [("Fail", 1, 0, False), ("Fail", 2, 0, False)],
+        [("Fail", 1, 0, NO), ("Fail", 2, 0, NO)],
     ),
     (
         "dry-run-inconclusive-past-limit-never-trips",
         {"max": 6, "dryRun": True, "inconclusiveLimit": 0},
         [None],
-        [("Fail", 0, 1, False)],
+        [("Inconclusive", 0, 1, NO)],
     ),
 ]
 
@@ -301,12 +305,19 @@ LIMIT_CASES: list[tuple[str, dict[str, Any], list[float | None], list[tuple[str,
 @pytest.mark.parametrize(
     ("bounds", "values", "expected"), [c[1:] for c in LIMIT_CASES], ids=[c[0] for c in LIMIT_CASES]
 )
-def test_record_counters_and_tripped(
-    bounds: dict[str, Any], values: list[float | None], expected: list[tuple[str, int, int, bool]]
+def test_record_counters_breached_and_outage(
+    bounds: dict[str, Any], values: list[float | None], expected: list[tuple[str, int, int, str]]
 ) -> None:
     g = gate(**bounds)
     rows = fold(g, values)
-    got = [(r.verdict, r.breaches, r.inconclusive, tripped(g, r)) for r in rows]
+
+    def which(r: GaugeRow) -> str:
+        hit = [name for name, f in ((BR, breached), (OUT, outage)) if f(g, r)]
+        assert len(hit) <= 1, hit
+        assert tripped(g, r) == bool(hit)  # tripped is breached or outage
+        return hit[0] if hit else NO
+
+    got = [(r.verdict, r.breaches, r.inconclusive, which(r)) for r in rows]
     assert got == expected
     assert [r.readings for r in rows] == list(range(1, len(values) + 1))
 
@@ -334,6 +345,12 @@ def test_tripped_reads_counters_not_verdict() -> None:
     assert not tripped(g, base.model_copy(update={"verdict": "Fail", "breaches": 1}))
     assert tripped(g, base.model_copy(update={"breaches": 2}))
     assert tripped(g, base.model_copy(update={"inconclusive": 2}))
+    assert breached(g, base.model_copy(update={"breaches": 2})) and not outage(
+        g, base.model_copy(update={"breaches": 2})
+    )
+    assert outage(g, base.model_copy(update={"inconclusive": 2})) and not breached(
+        g, base.model_copy(update={"inconclusive": 2})
+    )
     dry = gate(max=6, dryRun=True)
     assert not tripped(dry, new_row(dry, "canary", 1.0).model_copy(update={"breaches": 10, "inconclusive": 10}))
 

@@ -11,7 +11,14 @@ first (by :data:`TICK` when the planner waits for nothing).
 With ``restart_each_step`` the status is round-tripped through its JSON wire form between steps, as a
 controller restart would. In both modes the driver fails the test when the planner repeats a
 side-effecting action: a second snapshot of a Deployment, a second apply of a phase, a pre-push capture
-after the phase was applied, a second restore, or a revert requested after one was pushed.
+after the phase was applied, a second restore, a second revert attempt while one runs, or a revert
+attempt after one was recorded as landed.
+
+The git revert runs beside the loop, as the executor runs it: ``StartRevert`` starts a job in the fake
+world that finishes ``World.revert_time`` later by asking :class:`FakeGit` (whose ``script`` says what
+each attempt meets); the next observation hands its result to the planner once, as
+``Facts.revert_job``, and the planner folds it in with ``RecordRevert``. :meth:`World.crash` drops the
+job in flight, as a controller restart does.
 """
 
 from __future__ import annotations
@@ -47,20 +54,26 @@ from controller.release.actions import (
     MarkAvailable,
     Outcome,
     Readings,
+    RecordRevert,
+    RevertJob,
     RevertResult,
+    RevertStarted,
     Snapshot,
     SnapshotTaken,
+    StartRevert,
     Undo,
     Undone,
     Wait,
+    WaiveRevert,
 )
-from controller.release.plan import is_final, plan
+from controller.release.plan import plan, settled
 from controller.release.status import reduce, snapshot_configmap_name
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 TICK = timedelta(seconds=1)
 ROLLOUT_TIME = timedelta(seconds=5)
 RESTORE_TIME = timedelta(seconds=3)
+REVERT_TIME = timedelta(seconds=1)
 REVISION = "3f9c2e1d5b7a4c8e9f0a1b2c3d4e5f60718293a4"
 RELEASE = "web-3f9c2e1"
 
@@ -235,9 +248,21 @@ class FakeDeployment:
     deleted: int = 0
 
 
+#: What a failed attempt meets, by script entry: ``(code, reason)`` of the Error result.
+GIT_ERRORS: dict[str, tuple[str, str]] = {
+    "Error": ("Error", "fake error"),
+    "Unreachable": ("Unreachable", "cannot reach git.example: connection refused"),
+    "Timeout": ("Timeout", "git push did not answer within 30s"),
+    "AuthenticationFailed": ("AuthenticationFailed", "the git server rejected the credentials (HTTP 401)"),
+}
+
+
 @dataclass
 class FakeGit:
-    """Records revert commits; ``script`` gives the results of successive revert attempts (then Pushed)."""
+    """Records revert commits; ``script`` gives the results of successive revert attempts (then Pushed).
+
+    A script entry is ``Pushed``, ``Conflict`` or a failure from :data:`GIT_ERRORS` (retried by the planner).
+    """
 
     script: list[str] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
@@ -253,7 +278,19 @@ class FakeGit:
             sha = f"{len(self.commits) + 1:040x}"
             self.commits.append(sha)
             return RevertResult("Pushed", commit=sha, attempts=1, message=message)
-        return RevertResult(state, reason=f"fake {state.lower()}", attempts=1)
+        if state == "Conflict":
+            return RevertResult("Conflict", reason="fake conflict", attempts=1)
+        code, reason = GIT_ERRORS[state]
+        return RevertResult("Error", reason=reason, attempts=1, code=code)
+
+
+@dataclass
+class RevertRun:
+    """The revert attempt running beside the loop in the fake world."""
+
+    started: datetime
+    finishes: datetime | None  # None: the attempt hangs until the controller restarts
+    result: RevertResult | None = None
 
 
 @dataclass
@@ -270,6 +307,10 @@ class World:
     restore_time: timedelta | None = RESTORE_TIME
     manifests_error: str | None = None
     manifests_ready: bool = True
+    revert_time: timedelta | None = REVERT_TIME
+    revert_job: RevertRun | None = None
+    reverts_started: list[datetime] = field(default_factory=list)
+    reverts_recorded: list[tuple[datetime, str]] = field(default_factory=list)
     release: str = RELEASE
     calls: dict[tuple[str, str], int] = field(default_factory=dict)
     readings: list[tuple[str, str, int, Measurement]] = field(default_factory=list)
@@ -304,19 +345,39 @@ class World:
                 d.available = True
                 d.ready_at = None
 
-    def facts(self, now: datetime) -> Facts:
+    def _revert_job(self, spec: ReleaseSpec, now: datetime) -> RevertJob | None:
+        """The revert attempt as the executor reports it: running, or its result once (then forgotten)."""
+        job = self.revert_job
+        if job is None:
+            return None
+        if job.result is None and job.finishes is not None and job.finishes <= now:
+            job.result = self.git.revert(spec.source.revision, f"Revert {spec.source.revision[:7]}")
+        if job.result is None:
+            return RevertJob(running=True)
+        self.revert_job = None
+        return RevertJob(running=False, result=job.result)
+
+    def facts(self, now: datetime, spec: ReleaseSpec | None = None) -> Facts:
         self.settle(now)
         live = {
             d.name: LiveDeployment(d.name, exists=d.exists, available=d.exists and d.available, failure=d.failure)
             for d in self.deployments.values()
             if d.exists
         }
-        return Facts(now=now, manifests=self.manifests(), live=live, annotations=dict(self.annotations))
+        job = self._revert_job(spec, now) if spec is not None else None
+        return Facts(now=now, manifests=self.manifests(), live=live, annotations=dict(self.annotations), revert_job=job)
 
     def next_change(self, now: datetime) -> datetime | None:
         """The next time something in the world changes by itself."""
         pending = [d.ready_at for d in self.deployments.values() if d.ready_at is not None and d.ready_at > now]
+        job = self.revert_job
+        if job is not None and job.result is None and job.finishes is not None and job.finishes > now:
+            pending.append(job.finishes)
         return min(pending, default=None)
+
+    def crash(self) -> None:
+        """The controller restarts: the revert attempt in flight is lost (unless it already finished)."""
+        self.revert_job = None
 
     def set_available(self, name: str, available: bool) -> None:
         """Flip a Deployment's availability by hand."""
@@ -356,8 +417,14 @@ class World:
         elif isinstance(action, Undo):
             if (action.restore or action.delete) and self.undos:
                 raise SimError(f"second restore: {action}")
-            if action.revert and self.git.commits:
-                raise SimError(f"revert requested again after {self.git.commits[0]} was pushed")
+        elif isinstance(action, StartRevert):
+            if self.revert_job is not None:
+                raise SimError("second revert attempt while one is running")
+            landed = [state for _, state in self.reverts_recorded if state in ("Pushed", "AlreadyReverted")]
+            if landed:
+                raise SimError(f"revert attempt after the revert was recorded as {landed[0]}")
+        elif isinstance(action, RecordRevert) and not self.reverts_started:
+            raise SimError("a revert recorded that was never started")
 
     def execute(self, spec: ReleaseSpec, action: Action, now: datetime) -> Outcome:
         """Carry out one action against the fake world."""
@@ -393,10 +460,14 @@ class World:
                 d = self.deployments[name]
                 d.exists, d.available, d.ready_at = False, False, None
                 d.deleted += 1
-            revert = (
-                self.git.revert(spec.source.revision, f"Revert {spec.source.revision[:7]}") if action.revert else None
-            )
-            return Undone(tuple(action.restore), tuple(action.delete), revert)
+            return Undone(tuple(action.restore), tuple(action.delete), restored_at=now)
+        if isinstance(action, StartRevert):
+            finishes = None if self.revert_time is None else now + self.revert_time
+            self.revert_job = RevertRun(started=now, finishes=finishes)
+            self.reverts_started.append(now)
+            return RevertStarted(now)
+        if isinstance(action, RecordRevert):
+            self.reverts_recorded.append((now, action.result.state))
         return Done()
 
 
@@ -418,7 +489,7 @@ class Step:
     status: ReleaseStatus
 
 
-SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo)
+SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, StartRevert)
 
 
 @dataclass
@@ -471,7 +542,11 @@ def describe(action: Action) -> str:
     if isinstance(action, FailPush):
         return f"FailPush {action.reason} gate={action.gate} phase={action.phase}"
     if isinstance(action, Undo):
-        return f"Undo restore={','.join(action.restore)} delete={','.join(action.delete)} revert={action.revert}"
+        return f"Undo restore={','.join(action.restore)} delete={','.join(action.delete)}"
+    if isinstance(action, RecordRevert):
+        return f"RecordRevert {action.result.state}" + (f" {action.result.code}" if action.result.code else "")
+    if isinstance(action, WaiveRevert):
+        return f"WaiveRevert by={action.by}"
     return type(action).__name__
 
 
@@ -491,7 +566,8 @@ def run(
     stop_when: Callable[[ReleaseStatus], bool] | None = None,
     until: datetime | None = None,
 ) -> Trace:
-    """Drive the Release until it is final, ``stop_when`` holds or the clock reaches ``until``.
+    """Drive the Release until it is settled (final, no revert pending), ``stop_when`` holds or the clock
+    reaches ``until``.
 
     Raises :class:`SimError` when the planner repeats a side effect, busy-waits, or is still not done
     after ``max_steps`` decisions.
@@ -500,18 +576,21 @@ def run(
         status = roundtrip(status)
     trace = Trace(status=status)
     for _ in range(max_steps):
-        if is_final(status) or (stop_when is not None and stop_when(status)):
+        if settled(spec, status) or (stop_when is not None and stop_when(status)):
             return trace
         if until is not None and clock.now >= until:
             return trace
         now = clock.now
-        action = plan(spec, status, world.facts(now))
+        action = plan(spec, status, world.facts(now, spec))
         if isinstance(action, Wait):
             if action.until is not None and action.until <= now:
                 raise SimError(f"busy wait: Wait until {action.until} at {now} ({action.reason})")
             target = action.until or now + TICK
             change = world.next_change(now)
-            clock.now = min(t for t in (target, change, until) if t is not None and t > now)
+            # The driver wakes at least every tick while rolling back: a revert retry falling due
+            # during the restore is picked up then, so the sim wakes for it too.
+            retry = status.revert.next_attempt_at if status.revert is not None else None
+            clock.now = min(t for t in (target, change, until, retry) if t is not None and t > now)
             status = reduce(spec, status, action, Done(), now)
             trace.status = status
             trace.steps.append(Step(now, action, None, status))

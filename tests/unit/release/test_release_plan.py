@@ -16,11 +16,12 @@ from sim import (
     row,
 )
 
-from controller.models.release import PhaseState, ReleaseSpec, ReleaseStatus, RevertStatus, UndoStatus
+from controller.models.release import FailureStatus, PhaseState, ReleaseSpec, ReleaseStatus, RevertStatus, UndoStatus
 from controller.release.actions import (
     ANNOTATION_ABORT,
     ANNOTATION_PAUSED,
     ANNOTATION_PROMOTE,
+    ANNOTATION_WAIVE_REVERT,
     Action,
     ApplyPhase,
     Begin,
@@ -34,10 +35,15 @@ from controller.release.actions import (
     Manifests,
     MarkAvailable,
     MarkRolledBack,
+    RecordRevert,
+    RevertJob,
+    RevertResult,
     SetPause,
     Snapshot,
+    StartRevert,
     Undo,
     Wait,
+    WaiveRevert,
 )
 from controller.release.plan import plan, resolve_phases
 
@@ -53,23 +59,60 @@ WATCH_ONLY = make_spec(gates=[LOAD, {**REGS, "phases": ["watch"]}], watch="10m")
 WATCH_ONLY_NO_WINDOW = make_spec(gates=[LOAD, {**REGS, "phases": ["watch"]}])
 NO_ROLLBACK = make_spec(gates=[LOAD], onFailure={"rollback": False})
 NO_REVERT = make_spec(gates=[LOAD], onFailure={"revertCommit": False})
+INCONCLUSIVE_ROLLBACK = make_spec(gates=[LOAD, REGS], onInconclusive="rollback")
+INCONCLUSIVE_REVERT = make_spec(gates=[LOAD, REGS], onInconclusive="rollbackAndRevert")
 
 MANIFESTS = Manifests(tuple(ManifestDeployment(n, labels) for n, labels in FOUR_DEPLOYMENTS.items()))
 GATES = ("load", "registrations")
 
 
-def holding(rows: list[Any], *, current: str = "canary", phase: Any = "Holding", **extra: Any) -> ReleaseStatus:
-    """Canary (or the named phase) applied and held, everything snapshotted so far, with these gauges."""
+def holding(
+    rows: list[Any],
+    *,
+    current: str = "canary",
+    phase: Any = "Holding",
+    observed: tuple[float, float | None] | None = None,
+    **extra: Any,
+) -> ReleaseStatus:
+    """Canary (or the named phase) applied and held, everything snapshotted so far, with these gauges.
+
+    ``observed`` is the hold clock (seconds counted, start of the uncounted stretch); by default every
+    reading since the phase became Available (5 s) was conclusive: counted up to the latest reading,
+    which starts the current stretch.
+    """
     states: dict[str, PhaseState] = {"canary": "Holding"}
     if current == "chat":
         states = {"canary": "Passed", "chat": "Holding"}
-    return release_status(
-        phase, current, phases(**states), gauges=rows, snapshot=["web-canary", "chat-a", "chat-b"], **extra
-    )
+    if observed is None:
+        latest = max((r.at for r in rows if r.at is not None), default=at(5))
+        observed = ((latest - at(5)).total_seconds(), (latest - at(0)).total_seconds())
+    counted, since = observed
+    if extra.get("user_paused"):
+        since = None  # a pause closes the stretch: paused time never counts
+    resolved = [
+        p.model_copy(update={"observed_seconds": counted, "observed_since": None if since is None else at(since)})
+        if p.name == current
+        else p
+        for p in phases(**states)
+    ]
+    return release_status(phase, current, resolved, gauges=rows, snapshot=["web-canary", "chat-a", "chat-b"], **extra)
 
 
 def read(gate: str, when: float, verdict: Any = "Pass", phase: str = "canary", **kw: Any) -> Any:
     return row(gate, phase, pre=4.0, post=4.1, verdict=verdict, readings=3, when=at(when), **kw)
+
+
+#: load has had no data 7 times in a row: past its default inconclusiveLimit (6).
+OUTAGE = row(
+    "load",
+    "canary",
+    pre=4.0,
+    verdict="Inconclusive",
+    readings=9,
+    when=at(60),
+    inconclusive=7,
+    message="no data: inconclusive 7 times in a row (limit 6)",
+)
 
 
 def captured(phase: str = "canary") -> list[Any]:
@@ -95,14 +138,21 @@ def facts(
     *,
     manifests: Manifests | None = MANIFESTS,
     deployments: Mapping[str, LiveDeployment] | None = None,
+    revert_job: RevertJob | None = None,
     **annotations: str,
 ) -> Facts:
-    keys = {"promote": ANNOTATION_PROMOTE, "abort": ANNOTATION_ABORT, "paused": ANNOTATION_PAUSED}
+    keys = {
+        "promote": ANNOTATION_PROMOTE,
+        "abort": ANNOTATION_ABORT,
+        "paused": ANNOTATION_PAUSED,
+        "waive": ANNOTATION_WAIVE_REVERT,
+    }
     return Facts(
         now=at(now),
         manifests=manifests,
         live=live() if deployments is None else deployments,
         annotations={keys[k]: v for k, v in annotations.items()},
+        revert_job=revert_job,
     )
 
 
@@ -428,14 +478,14 @@ AFTER_BEGIN = release_status("Progressing", "canary", phases())
         SPEC,
         holding([read("load", 5), read("registrations", 5)]),
         facts(10),
-        Wait(at(15), "holding canary"),
+        Wait(at(15), "holding canary: observed 5s of 60s"),
     ),
     Case(
         "wait-for-hold-end-when-sooner",
         SPEC,
         holding([read("load", 60), read("registrations", 50)]),
         facts(62),
-        Wait(at(65), "holding canary"),
+        Wait(at(65), "holding canary: observed 57s of 60s"),
     ),
     Case(
         "complete-at-hold-end",
@@ -456,14 +506,14 @@ AFTER_BEGIN = release_status("Progressing", "canary", phases())
         SPEC,
         holding([read("load", 60, "Inconclusive", inconclusive=2), read("registrations", 50)]),
         facts(65),
-        Wait(at(70), "holding canary: waiting for conclusive gate readings"),
+        Wait(at(70), "holding canary: waiting for conclusive gate readings (observed 60s of 60s)"),
     ),
     Case(
         "tolerated-breach-does-not-complete",
         LIMITS,
         holding([read("load", 60, "Fail", breaches=1), read("registrations", 50)]),
         facts(65),
-        Wait(at(70), "holding canary: waiting for conclusive gate readings"),
+        Wait(at(70), "holding canary: waiting for conclusive gate readings (observed 60s of 60s)"),
     ),
     Case(
         "breach-fails",
@@ -487,15 +537,68 @@ AFTER_BEGIN = release_status("Progressing", "canary", phases())
         FailPush("GateFailed", "gate load 7.20 > 6 in phase canary", gate="load", phase="canary"),
     ),
     Case(
-        "inconclusive-past-limit-fails",
+        "inconclusive-past-limit-pauses-by-default",
         SPEC,
-        holding([read("load", 60, "Fail", inconclusive=7, message="no data: inconclusive 7 times in a row (limit 6)")]),
+        holding([OUTAGE, read("registrations", 50)], observed=(20, None)),
+        facts(65),
+        Wait(
+            at(70),
+            "paused in canary: gate(s) load past inconclusiveLimit; waiting for data "
+            "(onInconclusive: pause; observed 20s of 60s)",
+        ),
+    ),
+    Case(
+        "inconclusive-past-limit-never-completes-even-when-observed",
+        SPEC,
+        holding([OUTAGE, read("registrations", 50)], observed=(60, None)),
+        facts(65),
+        Wait(
+            at(70),
+            "paused in canary: gate(s) load past inconclusiveLimit; waiting for data "
+            "(onInconclusive: pause; observed 60s of 60s)",
+        ),
+    ),
+    Case(
+        "inconclusive-past-limit-rolls-back-by-policy",
+        INCONCLUSIVE_ROLLBACK,
+        holding([OUTAGE, read("registrations", 50)]),
         facts(60),
         FailPush(
-            "GateFailed",
-            "gate load no data: inconclusive 7 times in a row (limit 6) in phase canary",
+            "GatesInconclusive",
+            "gate load no data: inconclusive 7 times in a row (limit 6) in phase canary (onInconclusive: rollback)",
             gate="load",
             phase="canary",
+            revert=False,
+        ),
+    ),
+    Case(
+        "inconclusive-past-limit-rolls-back-and-reverts-by-policy",
+        INCONCLUSIVE_REVERT,
+        holding([OUTAGE, read("registrations", 50)]),
+        facts(60),
+        FailPush(
+            "GatesInconclusive",
+            "gate load no data: inconclusive 7 times in a row (limit 6) in phase canary "
+            "(onInconclusive: rollbackAndRevert)",
+            gate="load",
+            phase="canary",
+            revert=True,
+        ),
+    ),
+    Case(
+        "inconclusive-within-limit-does-not-fail-by-policy",
+        INCONCLUSIVE_ROLLBACK,
+        holding([read("load", 60, "Inconclusive", inconclusive=6), read("registrations", 50)], observed=(20, None)),
+        facts(65),
+        Wait(at(70), "holding canary: waiting for conclusive gate readings (observed 20s of 60s)"),
+    ),
+    Case(
+        "breach-beats-outage-policy",
+        INCONCLUSIVE_ROLLBACK,
+        holding([OUTAGE, read("registrations", 50, "Fail", breaches=1, message="-30.00% < -20%")]),
+        facts(60),
+        FailPush(
+            "GateFailed", "gate registrations -30.00% < -20% in phase canary", gate="registrations", phase="canary"
         ),
     ),
     Case(
@@ -505,7 +608,9 @@ AFTER_BEGIN = release_status("Progressing", "canary", phases())
         facts(65),
         CompletePhase("canary"),
     ),
-    Case("no-gates-waits-for-hold", NO_GATES, holding([]), facts(5), Wait(at(65), "holding canary")),
+    Case(
+        "no-gates-waits-for-hold", NO_GATES, holding([]), facts(5), Wait(at(65), "holding canary: observed 0s of 60s")
+    ),
     Case("no-gates-completes-at-hold-end", NO_GATES, holding([]), facts(65), CompletePhase("canary")),
     Case(
         "chat-phase-gates-only",
@@ -527,7 +632,7 @@ def test_phase_steps(case: Case) -> None:
 
 
 # ---------------------------------------------------------------- annotations: promote, pause, abort
-PAUSED_HOLDING = dict(phase="Paused", paused_from="Holding", pause_reason="User")
+PAUSED_HOLDING: dict[str, Any] = dict(phase="Paused", user_paused=True, pause_reason="User")
 
 
 @cases(
@@ -543,7 +648,7 @@ PAUSED_HOLDING = dict(phase="Paused", paused_from="Holding", pause_reason="User"
         SPEC,
         holding([read("load", 20), read("registrations", 20)], promoted="t1"),
         facts(25, promote="t1"),
-        Wait(at(30), "holding canary"),
+        Wait(at(30), "holding canary: observed 20s of 60s"),
     ),
     Case(
         "promote-reads-due-gates-first",
@@ -585,7 +690,6 @@ PAUSED_HOLDING = dict(phase="Paused", paused_from="Holding", pause_reason="User"
         holding(
             [read("load", 20, "Inconclusive"), read("registrations", 20)],
             phase="Paused",
-            paused_from="Holding",
             pause_reason="Inconclusive",
         ),
         facts(25, paused="yes"),
@@ -596,7 +700,7 @@ PAUSED_HOLDING = dict(phase="Paused", paused_from="Holding", pause_reason="User"
         SPEC,
         holding([read("load", 20), read("registrations", 20)]),
         facts(25, paused="false"),
-        Wait(at(30), "holding canary"),
+        Wait(at(30), "holding canary: observed 20s of 60s"),
     ),
     Case(
         "resume",
@@ -613,7 +717,7 @@ PAUSED_HOLDING = dict(phase="Paused", paused_from="Holding", pause_reason="User"
             "chat",
             phases(canary="Passed"),
             snapshot=["web-canary"],
-            paused_from="Progressing",
+            user_paused=True,
             pause_reason="User",
         ),
         facts(70, paused="true"),
@@ -622,9 +726,7 @@ PAUSED_HOLDING = dict(phase="Paused", paused_from="Holding", pause_reason="User"
     Case(
         "paused-rollout-in-flight-continues",
         SPEC,
-        release_status(
-            "Paused", "canary", phases(canary="Progressing"), paused_from="Progressing", pause_reason="User"
-        ),
+        release_status("Paused", "canary", phases(canary="Progressing"), user_paused=True, pause_reason="User"),
         facts(5, paused="true"),
         MarkAvailable("canary"),
     ),
@@ -677,7 +779,7 @@ PAUSED_HOLDING = dict(phase="Paused", paused_from="Holding", pause_reason="User"
         SPEC,
         holding([read("load", 20), read("registrations", 20)]),
         facts(25, abort="  "),
-        Wait(at(30), "holding canary"),
+        Wait(at(30), "holding canary: observed 20s of 60s"),
     ),
 )
 def test_annotations(case: Case) -> None:
@@ -705,9 +807,10 @@ ALL_PASSED = phases(canary="Passed", chat="Passed", everything_else="Passed")
             ALL_PASSED,
             gauges=[read("load", 65, phase="watch"), read("registrations", 65, phase="watch")],
             watch_until=at(600),
+            watch_observed_since=at(65),
         ),
         facts(70),
-        Wait(at(75), "holding watch"),
+        Wait(at(75), "holding watch: observed 5s of 600s"),
     ),
     Case(
         "watch-breach-fails",
@@ -734,37 +837,75 @@ ALL_PASSED = phases(canary="Passed", chat="Passed", everything_else="Passed")
             ALL_PASSED,
             gauges=[read("load", 595, phase="watch"), read("registrations", 590, phase="watch")],
             watch_until=at(600),
+            watch_observed_seconds=595,
+            watch_observed_since=at(595),
         ),
         facts(600),
         CompletePhase("watch"),
     ),
     Case(
+        "watch-does-not-complete-on-wall-time",
+        WATCHED,
+        release_status(
+            "Watching",
+            "watch",
+            ALL_PASSED,
+            gauges=[read("load", 595, phase="watch"), read("registrations", 590, phase="watch")],
+            watch_until=at(600),
+            watch_observed_seconds=300,
+            watch_observed_since=at(595),
+        ),
+        facts(600),
+        Wait(at(605), "holding watch: observed 305s of 600s"),
+    ),
+    Case(
         "succeeded-is-final",
         SPEC,
-        release_status("Succeeded", None, ALL_PASSED),
+        release_status("Succeeded", None, ALL_PASSED, completed_at=at(315)),
         facts(900),
         Wait(None, "release succeeded"),
     ),
     Case(
         "rolled-back-is-final",
         SPEC,
-        release_status("RolledBack", None, phases(canary="Failed")),
+        release_status(
+            "RolledBack",
+            None,
+            phases(canary="Failed"),
+            failure=FailureStatus(reason="GateFailed", message="gate load 7.20 > 6", gate="load", phase="canary"),
+            revert=RevertStatus(state="Pushed", commit="a" * 40, attempts=1),
+            completed_at=at(18),
+            rolled_back_at=at(18),
+        ),
         facts(900, abort="x"),
         Wait(None, "release rolledback"),
     ),
-    Case("failed-is-final", SPEC, release_status("Failed"), facts(900, paused="true"), Wait(None, "release failed")),
+    Case(
+        "failed-is-final",
+        SPEC,
+        release_status(
+            "Failed", failure=FailureStatus(reason="ManifestError", message="bad yaml", at=at(0)), completed_at=at(0)
+        ),
+        facts(900, paused="true"),
+        Wait(None, "release failed"),
+    ),
 )
 def test_watch_and_final(case: Case) -> None:
     assert plan(case.spec, case.status, case.facts) == case.expected
 
 
-# ---------------------------------------------------------------- rolling back
+# ---------------------------------------------------------------- rolling back: the cluster side
+FAILURE = FailureStatus(gate="load", phase="chat", reason="GateFailed", message="gate load 7.20 > 6", at=at(100))
+
+
 def rolling_back(
     *,
     undo: UndoStatus | None = None,
     revert: RevertStatus | None = None,
     snapshot: list[str] | None = None,
     absent: tuple[str, ...] = ("new-svc",),
+    failure: FailureStatus = FAILURE,
+    **extra: Any,
 ) -> ReleaseStatus:
     snap = ["chat-a", "chat-b", "web-canary"] if snapshot is None else snapshot
     return release_status(
@@ -775,11 +916,28 @@ def rolling_back(
         absent=absent,
         undo=undo,
         revert=revert,
+        failure=failure,
+        **extra,
     )
+
+
+def rolled_back(*, revert: RevertStatus | None, failure: FailureStatus = FAILURE) -> ReleaseStatus:
+    """Final after a restore (RolledBack), with the git side as given."""
+    return rolling_back(undo=RESTORED, revert=revert, failure=failure, completed_at=at(103), rolled_back_at=at(103))
 
 
 RESTORED = UndoStatus(at=at(100), restored=["chat-a", "chat-b", "web-canary"], deleted=["new-svc"])
 PUSHED = RevertStatus(state="Pushed", commit="a" * 40, pushed_at=at(100), attempts=1)
+NOT_TRIED = RevertStatus(state="Pending", reason="not attempted yet")
+RUNNING = RevertJob(running=True)
+
+
+def in_flight(attempt: int = 1, started: float = 100) -> RevertStatus:
+    return RevertStatus(state="Pending", attempts=attempt, attempt_started_at=at(started))
+
+
+def retrying(attempts: int, due: float, reason: str = "Unreachable: connection refused") -> RevertStatus:
+    return RevertStatus(state="Pending", attempts=attempts, reason=reason, next_attempt_at=at(due))
 
 
 def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
@@ -787,27 +945,34 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
 
 
 @cases(
+    Case("revert-starts-beside-the-rollback", SPEC, rolling_back(revert=NOT_TRIED), facts(100), StartRevert()),
     Case(
         "undo-restores-every-snapshot-and-deletes-created",
         SPEC,
-        rolling_back(),
-        facts(100),
-        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), True),
+        rolling_back(revert=in_flight()),
+        facts(100, revert_job=RUNNING),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
     ),
-    Case("undo-without-rollback-still-reverts", NO_ROLLBACK, rolling_back(), facts(100), Undo((), (), True)),
     Case(
         "undo-without-revert",
         NO_REVERT,
-        rolling_back(),
+        rolling_back(revert=RevertStatus(state="Skipped", reason="onFailure.revertCommit is false")),
         facts(100),
-        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), False),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
+    ),
+    Case(
+        "undo-when-the-failure-wants-no-revert",
+        SPEC,
+        rolling_back(revert=None, failure=FAILURE.model_copy(update={"reason": "GatesInconclusive", "revert": False})),
+        facts(100),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
     ),
     Case(
         "abort-while-rolling-back-changes-nothing",
         SPEC,
-        rolling_back(),
-        facts(100, abort="x", paused="true"),
-        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), True),
+        rolling_back(revert=in_flight()),
+        facts(100, abort="x", paused="true", revert_job=RUNNING),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
     ),
     Case(
         "wait-for-restored-to-be-available",
@@ -820,6 +985,20 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
         "mark-rolled-back-when-available",
         SPEC,
         rolling_back(undo=RESTORED, revert=PUSHED),
+        facts(103),
+        MarkRolledBack(),
+    ),
+    Case(
+        "mark-rolled-back-while-the-revert-runs",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=in_flight()),
+        facts(103, revert_job=RUNNING),
+        MarkRolledBack(),
+    ),
+    Case(
+        "mark-rolled-back-while-the-revert-waits-to-retry",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=retrying(3, due=110)),
         facts(103),
         MarkRolledBack(),
     ),
@@ -846,7 +1025,7 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
             undo=UndoStatus(at=at(100), restored=["chat-a"], error="chat-b: forbidden", attempts=1), revert=PUSHED
         ),
         facts(102, deployments=live(chat_a=False)),
-        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), False),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
     ),
     Case(
         "restore-error-ends-rollback-after-max-attempts",
@@ -857,43 +1036,129 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
         facts(101, deployments=live(chat_a=False)),
         MarkRolledBack(),
     ),
-    Case(
-        "revert-error-waits-to-retry",
-        SPEC,
-        rolling_back(undo=RESTORED, revert=revert_status("Error", 1)),
-        facts(101),
-        Wait(at(105), "retrying the git revert"),
-    ),
-    Case(
-        "revert-error-retried",
-        SPEC,
-        rolling_back(undo=RESTORED, revert=revert_status("Error", 4)),
-        facts(105),
-        Undo((), (), True),
-    ),
-    Case(
-        "revert-error-settles-after-max-attempts",
-        SPEC,
-        rolling_back(undo=RESTORED, revert=revert_status("Error", 5)),
-        facts(105),
-        MarkRolledBack(),
-    ),
-    Case(
-        "revert-conflict-is-not-retried",
-        SPEC,
-        rolling_back(undo=RESTORED, revert=revert_status("Conflict", 1)),
-        facts(105),
-        MarkRolledBack(),
-    ),
-    Case(
-        "revert-already-reverted-is-settled",
-        SPEC,
-        rolling_back(undo=RESTORED, revert=revert_status("AlreadyReverted", 1)),
-        facts(105),
-        MarkRolledBack(),
-    ),
 )
 def test_rollback(case: Case) -> None:
+    assert plan(case.spec, case.status, case.facts) == case.expected
+
+
+# ---------------------------------------------------------------- the git side: a revert that never gives up
+PUSHED_RESULT = RevertResult("Pushed", commit="b" * 40, attempts=1)
+UNREACHABLE = RevertResult("Error", reason="connection refused", attempts=1, code="Unreachable")
+WAIVE = '{"by": "alice", "reason": "fixed forward", "withoutRevert": true}'
+
+
+@cases(
+    Case(
+        "finished-attempt-is-recorded",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=in_flight()),
+        facts(101, revert_job=RevertJob(running=False, result=PUSHED_RESULT)),
+        RecordRevert(PUSHED_RESULT),
+    ),
+    Case(
+        "failed-attempt-is-recorded-after-the-rollback",
+        SPEC,
+        rolled_back(revert=in_flight(4)),
+        facts(130, revert_job=RevertJob(running=False, result=UNREACHABLE)),
+        RecordRevert(UNREACHABLE),
+    ),
+    Case(
+        "attempt-in-flight-waits",
+        SPEC,
+        rolled_back(revert=in_flight(2)),
+        facts(110, revert_job=RUNNING),
+        Wait(None, "git revert attempt 2 in flight"),
+    ),
+    Case(
+        "pending-waits-for-the-backoff",
+        SPEC,
+        rolled_back(revert=retrying(3, due=120)),
+        facts(110),
+        Wait(at(120), "git revert pending after 3 attempt(s): Unreachable: connection refused"),
+    ),
+    Case("pending-retries-when-due", SPEC, rolled_back(revert=retrying(3, due=120)), facts(120), StartRevert()),
+    Case(
+        "pending-never-gives-up",
+        SPEC,
+        rolled_back(revert=retrying(500, due=20000)),
+        facts(20000),
+        StartRevert(),
+    ),
+    Case(
+        "restart-mid-attempt-starts-a-new-one",
+        SPEC,
+        rolled_back(revert=in_flight(2)),
+        facts(110),
+        StartRevert(),
+    ),
+    Case(
+        "waive-settles-a-pending-revert",
+        SPEC,
+        rolled_back(revert=retrying(3, due=120)),
+        facts(110, waive=WAIVE),
+        WaiveRevert("alice", "fixed forward"),
+    ),
+    Case(
+        "waive-wins-over-a-finished-attempt",
+        SPEC,
+        rolled_back(revert=in_flight(3)),
+        facts(110, waive="plain reason", revert_job=RevertJob(running=False, result=UNREACHABLE)),
+        WaiveRevert("unknown", "plain reason"),
+    ),
+    Case(
+        "blank-waive-is-ignored",
+        SPEC,
+        rolled_back(revert=retrying(3, due=120)),
+        facts(120, waive="  "),
+        StartRevert(),
+    ),
+    Case(
+        "waive-after-landing-changes-nothing",
+        SPEC,
+        rolled_back(revert=PUSHED),
+        facts(110, waive=WAIVE),
+        Wait(None, "release rolledback"),
+    ),
+    Case(
+        "failed-without-rollback-still-reverts",
+        NO_ROLLBACK,
+        rolling_back(revert=NOT_TRIED, completed_at=at(100)),
+        facts(100),
+        StartRevert(),
+    ),
+    Case(
+        "conflict-is-not-retried",
+        SPEC,
+        rolled_back(revert=revert_status("Conflict", 1)),
+        facts(105),
+        Wait(None, "release rolledback"),
+    ),
+    Case(
+        "already-reverted-is-settled",
+        SPEC,
+        rolled_back(revert=revert_status("AlreadyReverted", 1)),
+        facts(105),
+        Wait(None, "release rolledback"),
+    ),
+    Case(
+        "waived-is-settled",
+        SPEC,
+        rolled_back(revert=revert_status("Waived", 3)),
+        facts(105),
+        Wait(None, "release rolledback"),
+    ),
+    Case(
+        "no-revert-for-a-failure-that-wants-none",
+        SPEC,
+        rolled_back(
+            revert=revert_status("Skipped", 0),
+            failure=FAILURE.model_copy(update={"reason": "GatesInconclusive", "revert": False}),
+        ),
+        facts(105),
+        Wait(None, "release rolledback"),
+    ),
+)
+def test_revert(case: Case) -> None:
     assert plan(case.spec, case.status, case.facts) == case.expected
 
 

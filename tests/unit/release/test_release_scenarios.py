@@ -33,12 +33,13 @@ from controller.release.actions import (
     EvaluateGates,
     FailPush,
     MarkRolledBack,
+    RecordRevert,
     SetPause,
     Snapshot,
+    StartRevert,
     Undo,
     Wait,
 )
-from controller.release.plan import MAX_REVERT_ATTEMPTS
 
 LOAD: dict[str, Any] = {
     "name": "load",
@@ -177,10 +178,17 @@ def test_breach_rolls_back_everything_pushed_and_reverts(
     expected = f"gate load 7.20 > 6; +80.00% > +25% (pre-push 4.00) in phase {phase}"
     assert fail == FailPush("GateFailed", expected, gate="load", phase=phase)
     i = trace.actions.index(fail)
-    after = trace.actions[i + 1 :]
-    assert after[0] == Undo(restore, (), True)
-    assert isinstance(after[1], Wait) and after[1].reason.startswith("waiting for restored")
-    assert after[2:] == [MarkRolledBack()]
+    after = [(st.at, st.action) for st in trace.steps[i + 1 :] if not isinstance(st.action, Wait)]
+    # the revert starts beside the restore; it lands (1 s) before the restored Deployments are Available (3 s)
+    assert [(t, describe(a)) for t, a in after] == [
+        (at(breach_at), "StartRevert"),
+        (at(breach_at), describe(Undo(restore, ()))),
+        (at(breach_at + 1), "RecordRevert Pushed"),
+        (at(breach_at + 3), "MarkRolledBack"),
+    ]
+    assert after[1][1] == Undo(restore, ()) and after[3][1] == MarkRolledBack()
+    waits = [st.action for st in trace.steps[i + 1 :] if isinstance(st.action, Wait)]
+    assert waits and all(w.reason.startswith("waiting for restored") for w in waits)
     assert trace.steps[i].at == at(breach_at)
 
     assert (st.phase, st.failed_gate, st.current_phase) == ("RolledBack", "load", None)
@@ -216,7 +224,7 @@ def test_breach_deletes_deployments_the_push_created() -> None:
     assert trace.first(Snapshot) == Snapshot("canary", ("web-canary",))
     assert "Snapshot everything-else web" in trace.named()
     assert trace.status.snapshot is not None and trace.status.snapshot.absent == ["web"]
-    assert trace.first(Undo) == Undo(("chat-a", "chat-b", "web-canary"), ("web",), True)
+    assert trace.first(Undo) == Undo(("chat-a", "chat-b", "web-canary"), ("web",))
     assert trace.status.undo is not None and trace.status.undo.deleted == ["web"]
     assert trace.status.phase == "RolledBack"
     assert not w.deployments["web"].exists and w.deployments["web"].deleted == 1
@@ -252,46 +260,86 @@ def test_inconclusive_pauses_never_promotes_then_recovers() -> None:
     canary_steps = [st for st in trace.steps[first_reading:] if st.at < at(85)]
     assert canary_steps, "expected readings before the recovery"
     for step in canary_steps:
-        assert (step.status.phase, step.status.pause_reason, step.status.paused_from) == (
+        assert (step.status.phase, step.status.pause_reason, step.status.user_paused) == (
             "Paused",
             "Inconclusive",
-            "Holding",
+            False,
         ), step
         assert not isinstance(step.action, CompletePhase)
         assert cond(step.status, "GatesPassing") == ("Unknown", "GatesInconclusive")
-    assert any(step.at >= at(65) for step in canary_steps), "the hold ended while inconclusive"
+    assert any(step.at >= at(65) for step in canary_steps), "the wall-clock hold ended while inconclusive"
+    assert all(step.status.phases[0].observed_seconds == 0.0 for step in canary_steps), "time without data counted"
+    # the 60 s hold counts from the first conclusive reading (85 s): 60 s of observed time, not wall time
     done = next(st for st in trace.steps if isinstance(st.action, CompletePhase))
-    assert (done.action, done.at) == (CompletePhase("canary"), at(85))
+    assert (done.action, done.at) == (CompletePhase("canary"), at(145))
     recovered = next(st for st in trace.steps if st.at == at(85) and isinstance(st.action, EvaluateGates))
     assert (recovered.status.phase, recovered.status.pause_reason) == ("Holding", None)
     assert trace.status.phase == "Succeeded"
+    assert trace.status.phases[0].observed_seconds == 60.0
     load_canary = next(r for r in trace.status.gauges if (r.gate, r.phase) == ("load", "canary"))
-    assert (load_canary.readings, load_canary.inconclusive, load_canary.verdict) == (9, 0, "Pass")
+    assert (load_canary.readings, load_canary.inconclusive, load_canary.verdict) == (15, 0, "Pass")
 
 
-def test_inconclusive_past_limit_fails() -> None:
+def test_inconclusive_past_limit_keeps_the_push_paused_by_default() -> None:
     s = spec(load={"inconclusiveLimit": 3})
-    trace = push(s, world(load=per_phase({"chat": series(4.0, None)}, series(4.0, 4.1))))
-    fail = trace.first(FailPush)
-    assert fail == FailPush(
-        "GateFailed",
-        "gate load no data: inconclusive 4 times in a row (limit 3) in phase chat",
+    w = world(load=per_phase({"chat": series(4.0, None)}, series(4.0, 4.1)))
+    trace = run(s, ReleaseStatus(), w, FakeClock(), until=at(1000))
+    assert trace.count(FailPush) == 0 and trace.count(Undo) == 0 and trace.count(StartRevert) == 0
+    assert "CompletePhase chat" not in trace.named()
+    st = trace.status
+    assert (st.phase, st.pause_reason, st.current_phase, st.failure, st.revert) == (
+        "Paused",
+        "Inconclusive",
+        "chat",
+        None,
+        None,
+    )
+    row = next(r for r in st.gauges if (r.gate, r.phase) == ("load", "chat"))
+    assert row.verdict == "Inconclusive" and "(limit 3)" in row.message
+    assert cond(st, "GatesPassing") == ("Unknown", "InconclusiveLimitExceeded")
+    assert st.phases[1].observed_seconds == 0.0
+    assert w.git.attempts == 0 and all(d.restored == 0 for d in w.deployments.values())
+
+
+@pytest.mark.parametrize(
+    ("policy", "revert_state", "commits"),
+    [("rollback", "Skipped", 0), ("rollbackAndRevert", "Pushed", 1)],
+    ids=["rollback-without-revert", "rollback-and-revert"],
+)
+def test_inconclusive_past_limit_fails_only_by_policy(policy: str, revert_state: str, commits: int) -> None:
+    s = spec(load={"inconclusiveLimit": 3}, onInconclusive=policy)
+    w = world(load=per_phase({"chat": series(4.0, None)}, series(4.0, 4.1)))
+    trace = push(s, w)
+    assert trace.first(FailPush) == FailPush(
+        "GatesInconclusive",
+        f"gate load no data: inconclusive 4 times in a row (limit 3) in phase chat (onInconclusive: {policy})",
         gate="load",
         phase="chat",
+        revert=policy == "rollbackAndRevert",
     )
     assert "EvaluateGates chat load,registrations x4" in trace.named()
-    assert trace.first(Undo) == Undo(("chat-a", "chat-b", "web-canary"), (), True)
+    assert trace.first(Undo) == Undo(("chat-a", "chat-b", "web-canary"), ())
     st = trace.status
-    assert (st.phase, st.pause_reason, st.paused_from) == ("RolledBack", None, None)
+    assert (st.phase, st.pause_reason, st.user_paused) == ("RolledBack", None, False)
+    assert st.revert is not None and st.revert.state == revert_state
+    assert len(w.git.commits) == commits == trace.count(StartRevert)
 
 
-def test_pre_push_without_data_and_relative_bound_only_fails_as_inconclusive() -> None:
-    s = make_spec(gates=[{**REGS, "inconclusiveLimit": 1}])
-    trace = push(s, World.of(metrics={"registrations": series(None, 98.0)}))
+@pytest.mark.parametrize(
+    ("policy", "final"),
+    [("pause", "Paused"), ("rollback", "RolledBack")],
+    ids=["pause", "rollback"],
+)
+def test_pre_push_without_data_and_relative_bound_only_is_inconclusive(policy: str, final: str) -> None:
+    s = make_spec(gates=[{**REGS, "inconclusiveLimit": 1}], onInconclusive=policy)
+    trace = run(s, ReleaseStatus(), World.of(metrics={"registrations": series(None, 98.0)}), FakeClock(), until=at(600))
     row = next(r for r in trace.status.gauges if r.phase == "canary")
-    assert (row.pre_push, row.post_push, row.inconclusive) == (None, 98.0, 2)
-    assert trace.first(FailPush).reason == "GateFailed"
-    assert trace.status.phase == "RolledBack"
+    assert (row.pre_push, row.post_push, row.verdict) == (None, 98.0, "Inconclusive")
+    assert row.inconclusive >= 2
+    assert trace.status.phase == final
+    assert [a.reason for a in trace.actions if isinstance(a, FailPush)] == (
+        ["GatesInconclusive"] if policy == "rollback" else []
+    )
 
 
 @pytest.mark.parametrize(
@@ -354,7 +402,7 @@ def test_abort_rolls_back(where: str, stop: Any, restore: tuple[str, ...]) -> No
     trace = run(s, first.status, w, clock)
     current = first.status.current_phase
     assert trace.actions[0] == FailPush("Aborted", "aborted by user: numbers look wrong", phase=current)
-    assert trace.actions[1] == Undo(restore, (), True)
+    assert trace.actions[1:3] == [StartRevert(), Undo(restore, ())]
     st = trace.status
     assert (st.phase, st.failure and st.failure.reason) == ("RolledBack", "Aborted")
     assert cond(st, "Ready") == ("False", "Aborted") and cond(st, "GitReverted") == ("True", "Pushed")
@@ -381,17 +429,20 @@ def test_pause_stops_new_phases_but_not_gates_and_resume_continues() -> None:
     paused = run(s, first.status, w, clock, until=at(300))
     assert paused.actions[0] == SetPause(True)
     st = paused.status
-    assert (st.phase, st.pause_reason, st.paused_from, st.current_phase) == ("Paused", "User", "Holding", "canary")
+    assert (st.phase, st.pause_reason, st.user_paused, st.current_phase) == ("Paused", "User", True, "canary")
     assert cond(st, "Paused") == ("True", "UserPaused")
     assert not any(isinstance(a, CompletePhase | Snapshot | ApplyPhase) for a in paused.actions)
     assert paused.count(EvaluateGates) == 30  # every 10 s from 5 s to 295 s
     assert isinstance(paused.actions[-1], Wait) and paused.actions[-1].reason == "paused in canary"
+    assert (st.phases[0].observed_seconds, st.phases[0].observed_since) == (0.0, None)  # paused time never counts
 
     del w.annotations[ANNOTATION_PAUSED]
     rest = run(s, st, w, clock)
     assert rest.actions[0] == SetPause(False)
-    assert rest.actions[1] == CompletePhase("canary")
-    assert rest.steps[1].at == at(300)
+    assert rest.steps[0].status.phases[0].observed_since == at(300)
+    complete = next(step for step in rest.steps if isinstance(step.action, CompletePhase))
+    # the whole 60 s hold is observed after the resume: nothing of the 295 s paused counted
+    assert (complete.action, complete.at) == (CompletePhase("canary"), at(360))
     assert rest.status.phase == "Succeeded" and cond(rest.status, "Paused") == ("False", "Resumed")
 
 
@@ -403,7 +454,11 @@ def test_pause_before_a_phase_holds_it_pending() -> None:
     assert paused.actions[0] == SetPause(True)
     assert {describe(a) for a in paused.actions[1:]} == {"Wait"}
     assert paused.actions[1] == Wait(None, "paused before phase chat")
-    assert (paused.status.paused_from, _state(paused.status, "chat")) == ("Progressing", "Pending")
+    assert (paused.status.phase, paused.status.pause_reason, _state(paused.status, "chat")) == (
+        "Paused",
+        "User",
+        "Pending",
+    )
 
 
 def test_breach_while_paused_still_rolls_back() -> None:
@@ -417,9 +472,9 @@ def test_breach_while_paused_still_rolls_back() -> None:
     trace = run(s, first.status, w, clock)
     fail_step = next(st for st in trace.steps if isinstance(st.action, FailPush))
     assert (describe(fail_step.action), fail_step.at) == ("FailPush GateFailed gate=load phase=canary", at(35))
-    assert trace.first(Undo) == Undo(("web-canary",), (), True)
+    assert trace.first(Undo) == Undo(("web-canary",), ())
     st = trace.status
-    assert (st.phase, st.pause_reason, st.paused_from) == ("RolledBack", None, None)
+    assert (st.phase, st.pause_reason, st.user_paused) == ("RolledBack", None, False)
 
 
 # ---------------------------------------------------------------- promote
@@ -459,7 +514,11 @@ def test_promote_while_inconclusive_leaves_the_pause_behind() -> None:
         FakeClock(),
     )
     first = run(s, ReleaseStatus(), w, clock, stop_when=lambda st: st.pause_reason == "Inconclusive")
-    assert (first.status.phase, first.status.paused_from) == ("Paused", "Holding")
+    assert (first.status.phase, first.status.user_paused, _state(first.status, "canary")) == (
+        "Paused",
+        False,
+        "Holding",
+    )
     w.annotations[ANNOTATION_PROMOTE] = "t1"
     trace = run(s, first.status, w, clock)
     i = trace.actions.index(CompletePhase("canary", promoted="t1"))
@@ -470,7 +529,7 @@ def test_promote_while_inconclusive_leaves_the_pause_behind() -> None:
         "CaptureBaseline chat load,registrations",
         "ApplyPhase chat chat-a,chat-b",
     ]
-    assert {(st.phase, st.pause_reason, st.paused_from) for st in chat_rollout} == {("Progressing", None, None)}
+    assert {(st.phase, st.pause_reason, st.user_paused) for st in chat_rollout} == {("Progressing", None, False)}
     assert trace.status.phase == "Succeeded"
 
 
@@ -484,7 +543,7 @@ def test_progress_deadline_exceeded_rolls_back() -> None:
         "ProgressDeadlineExceeded", "phase chat: chat-b not Available after 10m", phase="chat"
     )
     assert step.at == at(65 + 600)
-    assert trace.first(Undo) == Undo(("chat-a", "chat-b", "web-canary"), (), True)
+    assert trace.first(Undo) == Undo(("chat-a", "chat-b", "web-canary"), ())
     assert trace.status.phase == "RolledBack"
     assert cond(trace.status, "Ready") == ("False", "ProgressDeadlineExceeded")
     assert cond(trace.status, "GatesPassing") == ("True", "GatesPass")
@@ -506,7 +565,8 @@ def test_no_rollback_still_reverts_and_ends_failed() -> None:
     s = spec(onFailure={"rollback": False})
     w = world(load=breach_in("chat"))
     trace = push(s, w)
-    assert trace.first(Undo) == Undo((), (), True)
+    assert trace.first(FailPush).revert and trace.count(Undo) == 0  # nothing to restore, the revert still runs
+    assert trace.count(StartRevert) == 1
     st = trace.status
     assert st.phase == "Failed"
     assert cond(st, "RolledBack") == ("False", "NotRolledBack")
@@ -519,7 +579,7 @@ def test_no_revert_commit_skips_git() -> None:
     s = spec(onFailure={"revertCommit": False})
     w = world(load=breach_in("chat"))
     trace = push(s, w)
-    assert trace.first(Undo) == Undo(("chat-a", "chat-b", "web-canary"), (), False)
+    assert trace.first(Undo) == Undo(("chat-a", "chat-b", "web-canary"), ())
     st = trace.status
     assert st.phase == "RolledBack"
     assert st.revert is not None and (st.revert.state, st.revert.commit) == ("Skipped", None)
@@ -537,26 +597,30 @@ def test_neither_rollback_nor_revert_fails_in_place() -> None:
 
 # ---------------------------------------------------------------- git revert retries
 @pytest.mark.parametrize(
-    ("script", "undos", "state", "reverted"),
+    ("script", "attempts", "state", "reverted"),
     [
-        (["Error"] * 10, MAX_REVERT_ATTEMPTS, "Error", ("False", "Error")),
+        (["Error"] * 10, 11, "Pushed", ("True", "Pushed")),
         (["Error", "Error"], 3, "Pushed", ("True", "Pushed")),
         (["Conflict"], 1, "Conflict", ("False", "Conflict")),
     ],
-    ids=["error-retried-until-max-then-settles", "error-then-pushed", "conflict-not-retried"],
+    ids=["error-retried-until-it-lands", "error-then-pushed", "conflict-not-retried"],
 )
-def test_revert_retries(script: list[str], undos: int, state: str, reverted: tuple[str, str]) -> None:
+def test_revert_retries(script: list[str], attempts: int, state: str, reverted: tuple[str, str]) -> None:
     s = spec()
     w = world(load=breach_in("canary"), git=FakeGit(script=list(script)))
     trace = push(s, w)
-    undo_steps = [st for st in trace.steps if isinstance(st.action, Undo)]
-    assert [st.action for st in undo_steps] == [Undo(("web-canary",), (), True)] + [Undo((), (), True)] * (undos - 1)
-    assert [st.at for st in undo_steps] == [at(15 + 5 * i) for i in range(undos)]
+    assert [st.action for st in trace.steps if isinstance(st.action, Undo)] == [Undo(("web-canary",), ())]
+    assert trace.count(StartRevert) == attempts == len(w.reverts_started)
+    recorded = [a.result.state for a in trace.actions if isinstance(a, RecordRevert)]
+    assert recorded == ["Error"] * (attempts - 1) + [state]
     st = trace.status
-    assert st.revert is not None and (st.revert.state, st.revert.attempts) == (state, undos)
+    assert st.revert is not None and (st.revert.state, st.revert.attempts) == (state, attempts)
     assert cond(st, "GitReverted") == reverted
     assert st.phase == "RolledBack" and cond(st, "RolledBack") == ("True", "Restored")
-    assert w.git.attempts == undos and w.deployments["web-canary"].restored == 1
+    # the cluster side never waits for Git: restored 3 s after the breach, whatever the revert does
+    assert st.rolled_back_at == at(18)
+    assert w.git.attempts == attempts and w.deployments["web-canary"].restored == 1
+    assert len(w.git.commits) == (1 if state == "Pushed" else 0)
 
 
 # ---------------------------------------------------------------- restarts
@@ -565,6 +629,15 @@ SCENARIOS: dict[str, tuple[ReleaseSpec, Any]] = {
     "breach-phase-2": (spec(watch="1m"), lambda: world(load=breach_in("chat"))),
     "breach-watch": (spec(watch="1m"), lambda: world(load=breach_in("watch"))),
     "revert-retries": (spec(), lambda: world(load=breach_in("chat"), git=FakeGit(script=["Error"] * 3))),
+    "revert-retries-past-the-restore": (
+        spec(),
+        lambda: world(load=breach_in("chat"), git=FakeGit(script=["Unreachable"] * 6 + ["AuthenticationFailed"])),
+    ),
+    "revert-conflict": (spec(), lambda: world(load=breach_in("canary"), git=FakeGit(script=["Conflict"]))),
+    "inconclusive-rollback-policy": (
+        spec(load={"inconclusiveLimit": 2}, onInconclusive="rollback"),
+        lambda: world(load=per_phase({"chat": series(4.0, None)}, series(4.0, 4.1))),
+    ),
     "inconclusive-recovers": (
         spec(load={"inconclusiveLimit": 10}),
         lambda: world(load=per_phase({"chat": series(4.0, None, None, None, 4.1)}, series(4.0, 4.1))),
@@ -602,7 +675,8 @@ def test_side_effects_of_the_breach_path() -> None:
         "ApplyPhase canary web-canary",
         "Snapshot chat chat-a,chat-b",
         "ApplyPhase chat chat-a,chat-b",
-        "Undo restore=chat-a,chat-b,web-canary delete= revert=True",
+        "StartRevert",
+        "Undo restore=chat-a,chat-b,web-canary delete=",
     ]
 
 
@@ -613,10 +687,10 @@ def test_side_effects_of_the_breach_path() -> None:
         (Snapshot("canary", ("web-canary",)), Snapshot("chat", ("web-canary", "chat-a")), "second snapshot"),
         (ApplyPhase("canary", ("web-canary",)), ApplyPhase("canary", ("web-canary",)), "applied twice"),
         (ApplyPhase("canary", ("web-canary",)), CaptureBaseline("canary", ("load",)), "after it was applied"),
-        (Undo(("web-canary",), (), True), Undo((), (), True), "revert requested again"),
-        (Undo(("web-canary",), (), False), Undo(("web-canary",), (), False), "second restore"),
+        (StartRevert(), StartRevert(), "while one is running"),
+        (Undo(("web-canary",), ()), Undo(("web-canary",), ()), "second restore"),
     ],
-    ids=["snapshot", "apply", "baseline-after-apply", "revert", "restore"],
+    ids=["snapshot", "apply", "baseline-after-apply", "revert-in-flight", "restore"],
 )
 def test_sim_guard_catches_repeated_side_effects(first: Any, again: Any, message: str) -> None:
     s, w = spec(), world()

@@ -11,8 +11,10 @@ import pytest
 from sim import RELEASE, at, make_spec, phases, release_status, row
 
 from controller.gates.evaluate import Measurement
-from controller.models.common import get_condition
+from controller.models.common import get_condition, set_condition
 from controller.models.release import (
+    ActionError,
+    FailureStatus,
     ReleaseSpec,
     ReleaseStatus,
     RevertStatus,
@@ -32,13 +34,18 @@ from controller.release.actions import (
     MarkRolledBack,
     Outcome,
     Readings,
+    RecordRevert,
+    RevertJob,
     RevertResult,
+    RevertStarted,
     SetPause,
     Snapshot,
     SnapshotTaken,
+    StartRevert,
     Undo,
     Undone,
     Wait,
+    WaiveRevert,
 )
 from controller.release.status import reduce, snapshot_configmap_name
 
@@ -52,19 +59,42 @@ EXPERIMENT = make_spec(gates=[{"name": "ab", "experiment": {"name": "gdc", "fail
 NO_ROLLBACK = make_spec(gates=[LOAD], onFailure={"rollback": False})
 NO_REVERT = make_spec(gates=[LOAD], onFailure={"revertCommit": False})
 NEITHER = make_spec(gates=[LOAD], onFailure={"rollback": False, "revertCommit": False})
+FAILURE = FailureStatus(gate="load", phase="canary", reason="GateFailed", message="gate load 7.20 > 6", at=at(5))
 
 CM = f"{RELEASE}-snapshot"
 
 
-def holding(rows: list[Any] | None = None, **extra: Any) -> ReleaseStatus:
+def holding(
+    rows: list[Any] | None = None, *, observed: tuple[float, float | None] = (0.0, 5.0), **extra: Any
+) -> ReleaseStatus:
+    """Canary holding with these gauges; ``observed``: (seconds counted, start of the uncounted stretch)."""
     pre = [row("load", "canary", pre=4.0), row("registrations", "canary", pre=100.0)]
     extra.setdefault("phase", "Holding")
+    counted, since = observed
+    resolved = [
+        p.model_copy(update={"observed_seconds": counted, "observed_since": None if since is None else at(since)})
+        if p.name == "canary"
+        else p
+        for p in phases(canary="Holding")
+    ]
     return release_status(
-        current="canary",
-        phases=phases(canary="Holding"),
-        gauges=pre if rows is None else rows,
-        snapshot=["web-canary"],
-        **extra,
+        current="canary", phases=resolved, gauges=pre if rows is None else rows, snapshot=["web-canary"], **extra
+    )
+
+
+def inconclusive_rows() -> list[Any]:
+    """load has had no data once (the push is Paused, derived); registrations passes."""
+    return [
+        row("load", "canary", pre=4.0, verdict="Inconclusive", readings=1, inconclusive=1, when=at(0)),
+        row("registrations", "canary", pre=100.0, post=99.0, verdict="Pass", readings=1, when=at(0)),
+    ]
+
+
+def rolling_back(**extra: Any) -> ReleaseStatus:
+    """Canary failed and is being rolled back (the revert wanted, not attempted yet unless given)."""
+    extra.setdefault("revert", RevertStatus(state="Pending", reason="not attempted yet"))
+    return release_status(
+        "RollingBack", "canary", phases(canary="Failed"), snapshot=["web-canary"], failure=FAILURE, **extra
     )
 
 
@@ -95,6 +125,18 @@ class Case:
     spec: ReleaseSpec | None = None
     now: float = 10
     checks: tuple[tuple[Check, Any], ...] = field(default_factory=tuple)
+
+
+PENDING2: dict[str, str] = {"chat": "Pending", "everything-else": "Pending"}
+HOLD_ROWS = [
+    row("load", "canary", pre=4.0, post=4.1, verdict="Pass", readings=2, when=at(25)),
+    row("registrations", "canary", pre=100.0, post=99.0, verdict="Pass", readings=2, when=at(25)),
+]
+RETRYING = RevertStatus(state="Pending", attempts=3, reason="Unreachable: connection refused", next_attempt_at=at(18))
+
+
+def in_flight(attempt: int) -> RevertStatus:
+    return RevertStatus(state="Pending", attempts=attempt, attempt_started_at=at(9))
 
 
 def fields(status: ReleaseStatus, keys: list[str]) -> dict[str, Any]:
@@ -178,27 +220,27 @@ CASES = [
         release_status(current="canary", phases=phases(canary="Progressing")),
         MarkAvailable("canary"),
         Done(),
-        {"phase": "Holding", "message": "phase canary Available; holding until 12:01:05Z"},
+        {
+            "phase": "Holding",
+            "message": (
+                "phase canary Available; holding 1m of observed time (until 12:01:05Z if every gate keeps reading)"
+            ),
+        },
         now=5,
         checks=(
             (
                 lambda s: (s.phases[0].state, s.phases[0].available_at, s.phases[0].hold_until),
                 ("Holding", at(5), at(65)),
             ),
+            (lambda s: (s.phases[0].observed_seconds, s.phases[0].observed_since), (0.0, at(5))),
         ),
     ),
     Case(
         "mark-available-while-user-paused",
-        release_status(
-            "Paused",
-            current="canary",
-            phases=phases(canary="Progressing"),
-            paused_from="Progressing",
-            pause_reason="User",
-        ),
+        release_status("Paused", current="canary", phases=phases(canary="Progressing"), user_paused=True),
         MarkAvailable("canary"),
         Done(),
-        {"phase": "Paused", "paused_from": "Holding", "pause_reason": "User"},
+        {"phase": "Paused", "user_paused": True, "pause_reason": "User", "states": {"canary": "Holding"} | PENDING2},
         now=5,
     ),
     # ---- gates
@@ -237,7 +279,7 @@ CASES = [
         {
             "phase": "Paused",
             "pause_reason": "Inconclusive",
-            "paused_from": "Holding",
+            "user_paused": False,
             "message": "paused: gate(s) inconclusive: load (no data)",
             "cond:GatesPassing": ("Unknown", "GatesInconclusive"),
         },
@@ -253,31 +295,31 @@ CASES = [
     Case(
         "evaluate-recovers-from-inconclusive",
         holding(
-            [row("load", "canary", pre=4.0, verdict="Inconclusive", readings=1, inconclusive=1, when=at(0))],
+            inconclusive_rows(),
             phase="Paused",
-            paused_from="Holding",
             pause_reason="Inconclusive",
+            conditions=set_condition([], "GatesPassing", "Unknown", "GatesInconclusive", "no data", at(0), None),
         ),
         EvaluateGates("canary", ("load",)),
         readings(load=4.1),
         {
             "phase": "Holding",
             "pause_reason": None,
-            "paused_from": None,
+            "user_paused": False,
             "message": "gates conclusive again in canary",
             "cond:GatesPassing": ("True", "GatesPass"),
         },
     ),
     Case(
         "evaluate-inconclusive-under-user-pause-stays-user",
-        holding(phase="Paused", paused_from="Holding", pause_reason="User"),
+        holding(phase="Paused", user_paused=True),
         EvaluateGates("canary", ("load", "registrations")),
         readings(load=None, registrations=None),
-        {"phase": "Paused", "pause_reason": "User", "paused_from": "Holding"},
+        {"phase": "Paused", "pause_reason": "User", "user_paused": True},
     ),
     Case(
         "evaluate-dry-run-inconclusive-does-not-pause",
-        holding(),
+        holding([row("load", "canary", pre=4.0, dry_run=True), row("registrations", "canary", pre=100.0)]),
         EvaluateGates("canary", ("load", "registrations")),
         readings(load=None, registrations=99.0),
         {"phase": "Holding", "pause_reason": None, "cond:GatesPassing": ("True", "GatesPass")},
@@ -352,18 +394,18 @@ CASES = [
     ),
     Case(
         "complete-promoted-while-inconclusive-lifts-the-overlay",
-        holding(phase="Paused", paused_from="Holding", pause_reason="Inconclusive"),
+        holding(inconclusive_rows(), phase="Paused", pause_reason="Inconclusive"),
         CompletePhase("canary", promoted="t1"),
         Done(),
-        {"phase": "Progressing", "paused_from": None, "pause_reason": None, "current_phase": "chat"},
+        {"phase": "Progressing", "user_paused": False, "pause_reason": None, "current_phase": "chat"},
         now=20,
     ),
     Case(
         "complete-under-user-pause-stays-paused",
-        holding(phase="Paused", paused_from="Holding", pause_reason="User"),
+        holding(phase="Paused", user_paused=True),
         CompletePhase("canary", promoted="t1"),
         Done(),
-        {"phase": "Paused", "paused_from": "Progressing", "pause_reason": "User", "current_phase": "chat"},
+        {"phase": "Paused", "user_paused": True, "pause_reason": "User", "current_phase": "chat"},
         now=20,
     ),
     Case(
@@ -395,12 +437,12 @@ CASES = [
             "Paused",
             "watch",
             phases(canary="Passed", chat="Passed", everything_else="Passed"),
-            paused_from="Watching",
-            pause_reason="Inconclusive",
+            gauges=[row("load", "watch", pre=4.0, verdict="Inconclusive", readings=2, inconclusive=2, when=at(890))],
+            user_paused=True,
         ),
         CompletePhase("watch", promoted="t9"),
         Done(),
-        {"phase": "Succeeded", "pause_reason": None, "paused_from": None, "promoted": "t9", "completed_at": at(900)},
+        {"phase": "Succeeded", "pause_reason": None, "user_paused": False, "promoted": "t9", "completed_at": at(900)},
         spec=WATCHED,
         now=900,
     ),
@@ -432,13 +474,17 @@ CASES = [
     ),
     Case(
         "fail-gate-after-apply-rolls-back",
-        holding(phase="Paused", paused_from="Holding", pause_reason="User"),
+        holding(phase="Paused", user_paused=True),
         FailPush("GateFailed", "gate load 7.20 > 6 in phase canary", gate="load", phase="canary"),
         Done(),
         {
             "phase": "RollingBack",
             "pause_reason": None,
-            "paused_from": None,
+            "user_paused": False,
+            "failure.revert": True,
+            "revert.state": "Pending",
+            "revert.attempts": 0,
+            "cond:GitReverted": ("False", "Pending"),
             "failed_gate": "load",
             "failure.phase": "canary",
             "failure.at": at(10),
@@ -461,69 +507,211 @@ CASES = [
         holding(),
         FailPush("GateFailed", "gate load 7.20 > 6 in phase canary", gate="load", phase="canary"),
         Done(),
-        {"phase": "Failed", "completed_at": at(10)},
+        {
+            "phase": "Failed",
+            "completed_at": at(10),
+            "revert.state": "Skipped",
+            "revert.reason": "onFailure.revertCommit is false",
+            "cond:RolledBack": ("False", "NotRolledBack"),
+        },
         spec=NEITHER,
     ),
-    # ---- rolling back
     Case(
-        "undo-restored-and-pushed",
-        release_status("RollingBack", "canary", phases(canary="Failed"), snapshot=["web-canary"]),
-        Undo(("web-canary",), (), True),
-        Undone(("web-canary",), (), RevertResult("Pushed", commit="c" * 40, attempts=1, message="Revert 3f9c2e1")),
+        "fail-without-rollback-still-wants-the-revert",
+        holding(),
+        FailPush("GateFailed", "gate load 7.20 > 6 in phase canary", gate="load", phase="canary"),
+        Done(),
+        {
+            "phase": "Failed",
+            "completed_at": at(10),
+            "revert.state": "Pending",
+            "cond:GitReverted": ("False", "Pending"),
+        },
+        spec=NO_ROLLBACK,
+    ),
+    Case(
+        "fail-on-inconclusive-without-revert-skips-it",
+        holding(inconclusive_rows()),
+        FailPush("GatesInconclusive", "gate load no data ...", gate="load", phase="canary", revert=False),
+        Done(),
+        {
+            "phase": "RollingBack",
+            "failure.revert": False,
+            "revert.state": "Skipped",
+            "revert.reason": "not wanted for GatesInconclusive (onInconclusive: rollback)",
+            "cond:GitReverted": ("False", "Skipped"),
+        },
+        spec=make_spec(gates=[LOAD, REGS], onInconclusive="rollback"),
+    ),
+    Case(
+        "fail-on-inconclusive-with-revert-wants-it",
+        holding(inconclusive_rows()),
+        FailPush("GatesInconclusive", "gate load no data ...", gate="load", phase="canary", revert=True),
+        Done(),
+        {"phase": "RollingBack", "failure.revert": True, "revert.state": "Pending"},
+        spec=make_spec(gates=[LOAD, REGS], onInconclusive="rollbackAndRevert"),
+    ),
+    # ---- rolling back: the cluster side
+    Case(
+        "undo-restored",
+        rolling_back(),
+        Undo(("web-canary",), ()),
+        Undone(("web-canary",), (), restored_at=at(10)),
         {
             "phase": "RollingBack",
             "undo.at": at(10),
             "undo.restored": ["web-canary"],
-            "revert.state": "Pushed",
-            "revert.commit": "c" * 40,
-            "revert.attempts": 1,
-            "revert.pushed_at": at(10),
-            "cond:GitReverted": ("True", "Pushed"),
+            "undo.attempts": 1,
+            "undo.error": None,
+            "revert.state": "Pending",
             "cond:RolledBack": None,
         },
     ),
     Case(
-        "undo-retry-counts-attempts-and-keeps-undo",
-        release_status(
-            "RollingBack",
-            "canary",
-            phases(canary="Failed"),
-            undo=UndoStatus(at=at(10), restored=["web-canary"]),
-            revert=RevertStatus(state="Error", attempts=2, pushed_at=at(15)),
-        ),
-        Undo((), (), True),
-        Undone((), (), RevertResult("Error", reason="remote hung up", attempts=1)),
-        {
-            "undo.at": at(10),
-            "undo.restored": ["web-canary"],
-            "revert.state": "Error",
-            "revert.attempts": 3,
-            "revert.reason": "remote hung up",
-            "cond:GitReverted": ("False", "Error"),
-        },
-        now=20,
-    ),
-    Case(
-        "undo-conflict",
-        release_status("RollingBack", "canary", phases(canary="Failed"), snapshot=["web-canary"]),
-        Undo(("web-canary",), (), True),
-        Undone(("web-canary",), (), RevertResult("Conflict", reason="deploy/web.yaml conflicts", attempts=1)),
-        {"revert.state": "Conflict", "cond:GitReverted": ("False", "Conflict")},
-    ),
-    Case(
-        "undo-without-revert-marks-skipped",
-        release_status("RollingBack", "canary", phases(canary="Failed"), snapshot=["web-canary"]),
-        Undo(("web-canary",), (), False),
-        Undone(("web-canary",), (), None),
-        {"revert.state": "Skipped", "revert.commit": None, "cond:GitReverted": ("False", "Skipped")},
-        spec=NO_REVERT,
+        "undo-retry-counts-attempts",
+        rolling_back(undo=UndoStatus(at=at(10), restored=[], error="web-canary: conflict", attempts=1)),
+        Undo(("web-canary",), ()),
+        Undone(("web-canary",), (), restored_at=at(12)),
+        {"undo.at": at(12), "undo.restored": ["web-canary"], "undo.attempts": 2, "undo.error": None},
+        now=12,
     ),
     Case(
         "undo-restore-error",
-        release_status("RollingBack", "canary", phases(canary="Failed"), snapshot=["web-canary"]),
-        Undo(("web-canary",), (), True),
-        Undone((), (), RevertResult("Pushed", commit="c" * 40, attempts=1), restore_error="web-canary: forbidden"),
+        rolling_back(),
+        Undo(("web-canary",), ()),
+        Undone((), (), restore_error="web-canary: forbidden"),
         {"undo.error": "web-canary: forbidden", "cond:RolledBack": ("False", "RestoreFailed")},
+    ),
+    # ---- the git side
+    Case(
+        "start-revert",
+        rolling_back(),
+        StartRevert(),
+        RevertStarted(at(10)),
+        {
+            "phase": "RollingBack",
+            "revert.state": "Pending",
+            "revert.attempts": 1,
+            "revert.attempt_started_at": at(10),
+            "revert.next_attempt_at": None,
+            "cond:GitReverted": ("False", "Pending"),
+        },
+    ),
+    Case(
+        "start-revert-again-counts-the-attempt",
+        rolling_back(revert=RETRYING),
+        StartRevert(),
+        RevertStarted(at(18)),
+        {"revert.attempts": 4, "revert.attempt_started_at": at(18), "revert.reason": "Unreachable: connection refused"},
+        now=18,
+        checks=(
+            (
+                lambda s: get_condition(s.conditions, "GitReverted").message,  # type: ignore[union-attr]
+                "attempt 4 in flight; last: Unreachable: connection refused",
+            ),
+        ),
+    ),
+    Case(
+        "record-revert-pushed",
+        rolling_back(revert=in_flight(1)),
+        RecordRevert(RevertResult("Pushed", commit="c" * 40, attempts=1, message="Revert 3f9c2e1")),
+        Done(),
+        {
+            "phase": "RollingBack",
+            "revert.state": "Pushed",
+            "revert.commit": "c" * 40,
+            "revert.attempts": 1,
+            "revert.pushed_at": at(10),
+            "revert.attempt_started_at": None,
+            "revert.message": "Revert 3f9c2e1",
+            "cond:GitReverted": ("True", "Pushed"),
+        },
+    ),
+    Case(
+        "record-revert-already-reverted",
+        rolling_back(revert=in_flight(2)),
+        RecordRevert(RevertResult("AlreadyReverted", commit="d" * 40, attempts=1)),
+        Done(),
+        {"revert.state": "AlreadyReverted", "revert.commit": "d" * 40, "cond:GitReverted": ("True", "AlreadyReverted")},
+    ),
+    Case(
+        "record-revert-error-backs-off",
+        rolling_back(revert=in_flight(3)),
+        RecordRevert(RevertResult("Error", reason="connection refused", attempts=1, code="Unreachable")),
+        Done(),
+        {
+            "revert.state": "Pending",
+            "revert.attempts": 3,
+            "revert.reason": "Unreachable: connection refused",
+            "revert.last_attempt_at": at(10),
+            "revert.attempt_started_at": None,
+            "revert.next_attempt_at": at(18),
+            "cond:GitReverted": ("False", "Pending"),
+        },
+        checks=(
+            (
+                lambda s: get_condition(s.conditions, "GitReverted").message,  # type: ignore[union-attr]
+                "attempt 3 failed: Unreachable: connection refused; next attempt at 12:00:18Z",
+            ),
+        ),
+    ),
+    Case(
+        "record-revert-auth-failure-is-named",
+        rolling_back(revert=in_flight(1)),
+        RecordRevert(
+            RevertResult("Error", reason="HTTP 401 from git.example", attempts=1, code="AuthenticationFailed")
+        ),
+        Done(),
+        {
+            "revert.state": "Pending",
+            "revert.reason": "AuthenticationFailed: HTTP 401 from git.example",
+            "revert.next_attempt_at": at(12),
+        },
+    ),
+    Case(
+        "record-revert-error-without-a-code",
+        rolling_back(revert=in_flight(6)),
+        RecordRevert(RevertResult("Error", reason="remote hung up", attempts=1)),
+        Done(),
+        {"revert.state": "Pending", "revert.reason": "Error: remote hung up", "revert.next_attempt_at": at(40)},
+    ),
+    Case(
+        "record-revert-conflict-settles",
+        rolling_back(revert=in_flight(1)),
+        RecordRevert(RevertResult("Conflict", reason="deploy/web.yaml conflicts", attempts=1)),
+        Done(),
+        {
+            "revert.state": "Conflict",
+            "revert.reason": "deploy/web.yaml conflicts",
+            "revert.next_attempt_at": None,
+            "cond:GitReverted": ("False", "Conflict"),
+        },
+    ),
+    Case(
+        "record-revert-after-the-rollback-keeps-it-rolled-back",
+        rolling_back(
+            revert=in_flight(2),
+            completed_at=at(8),
+            rolled_back_at=at(8),
+            undo=UndoStatus(at=at(5), restored=["web-canary"]),
+        ),
+        RecordRevert(RevertResult("Pushed", commit="c" * 40, attempts=1)),
+        Done(),
+        {"phase": "RolledBack", "completed_at": at(8), "revert.state": "Pushed"},
+    ),
+    Case(
+        "waive-revert",
+        rolling_back(revert=RETRYING, completed_at=at(8), rolled_back_at=at(8)),
+        WaiveRevert("alice", "fixed forward"),
+        Done(),
+        {
+            "phase": "RolledBack",
+            "revert.state": "Waived",
+            "revert.reason": "waived by alice: fixed forward",
+            "revert.next_attempt_at": None,
+            "revert.attempts": 3,
+            "cond:GitReverted": ("False", "Waived"),
+        },
     ),
     Case(
         "mark-rolled-back",
@@ -532,7 +720,7 @@ CASES = [
             None,
             phases(canary="Passed", chat="Failed"),
             undo=UndoStatus(at=at(80), restored=["chat-a", "chat-b", "web-canary"], deleted=["new"]),
-            failure=None,
+            failure=FAILURE,
         ),
         MarkRolledBack(),
         Done(),
@@ -550,7 +738,9 @@ CASES = [
     ),
     Case(
         "mark-rolled-back-without-rollback-is-failed",
-        release_status("RollingBack", "chat", phases(canary="Passed", chat="Failed"), undo=UndoStatus(at=at(80))),
+        release_status(
+            "RollingBack", "chat", phases(canary="Passed", chat="Failed"), undo=UndoStatus(at=at(80)), failure=FAILURE
+        ),
         MarkRolledBack(),
         Done(),
         {"phase": "Failed", "rolled_back_at": None, "cond:RolledBack": ("False", "NotRolledBack")},
@@ -560,7 +750,11 @@ CASES = [
     Case(
         "mark-rolled-back-after-restore-error-is-failed",
         release_status(
-            "RollingBack", "chat", phases(canary="Passed", chat="Failed"), undo=UndoStatus(at=at(80), error="forbidden")
+            "RollingBack",
+            "chat",
+            phases(canary="Passed", chat="Failed"),
+            undo=UndoStatus(at=at(80), error="forbidden"),
+            failure=FAILURE,
         ),
         MarkRolledBack(),
         Done(),
@@ -573,21 +767,34 @@ CASES = [
         holding(),
         SetPause(True),
         Done(),
-        {"phase": "Paused", "paused_from": "Holding", "pause_reason": "User", "cond:Paused": ("True", "UserPaused")},
+        {"phase": "Paused", "user_paused": True, "pause_reason": "User", "cond:Paused": ("True", "UserPaused")},
+        # the 5 s since the last conclusive reading count (it vouches for up to one interval); then nothing
+        checks=((lambda s: (s.phases[0].observed_seconds, s.phases[0].observed_since), (5.0, None)),),
     ),
     Case(
-        "pause-over-inconclusive-keeps-underlying-state",
-        holding(phase="Paused", paused_from="Holding", pause_reason="Inconclusive"),
+        "pause-counts-the-stretch-the-last-reading-vouches-for",
+        holding(HOLD_ROWS, observed=(20.0, 25.0)),
         SetPause(True),
         Done(),
-        {"phase": "Paused", "paused_from": "Holding", "pause_reason": "User"},
+        {"phase": "Paused", "user_paused": True},
+        now=30,
+        checks=((lambda s: (s.phases[0].observed_seconds, s.phases[0].observed_since), (25.0, None)),),
+    ),
+    Case(
+        "pause-over-inconclusive-is-a-user-pause",
+        holding(inconclusive_rows(), phase="Paused", pause_reason="Inconclusive"),
+        SetPause(True),
+        Done(),
+        {"phase": "Paused", "user_paused": True, "pause_reason": "User"},
     ),
     Case(
         "resume",
-        holding(phase="Paused", paused_from="Holding", pause_reason="User"),
+        holding(HOLD_ROWS, phase="Paused", user_paused=True, observed=(20.0, None)),
         SetPause(False),
         Done(),
-        {"phase": "Holding", "paused_from": None, "pause_reason": None, "cond:Paused": ("False", "Resumed")},
+        {"phase": "Holding", "user_paused": False, "pause_reason": None, "cond:Paused": ("False", "Resumed")},
+        now=300,
+        checks=((lambda s: (s.phases[0].observed_seconds, s.phases[0].observed_since), (20.0, at(300))),),
     ),
     Case(
         "wait-changes-nothing",
@@ -601,14 +808,53 @@ CASES = [
         release_status(current="canary", phases=phases(), snapshot=["web-canary"]),
         ApplyPhase("canary", ("web-canary",)),
         ActionFailed("apiserver timeout"),
-        {"phase": "Progressing", "message": "ApplyPhase failed: apiserver timeout", "failure": None},
+        {
+            "phase": "Progressing",
+            "message": "ApplyPhase failed: apiserver timeout (retrying)",
+            "failure": None,
+            "action_error.permanent": False,
+            "action_error.attempts": 1,
+        },
+    ),
+    Case(
+        "transient-action-failure-again-counts",
+        release_status(
+            current="canary",
+            phases=phases(),
+            snapshot=["web-canary"],
+            action_error=ActionError(action="ApplyPhase", message="apiserver timeout", phase="canary", at=at(5)),
+        ),
+        ApplyPhase("canary", ("web-canary",)),
+        ActionFailed("apiserver timeout"),
+        {"action_error.attempts": 2, "action_error.at": at(10)},
+    ),
+    Case(
+        "action-that-succeeds-clears-the-error",
+        release_status(
+            current="canary",
+            phases=phases(),
+            snapshot=["web-canary"],
+            action_error=ActionError(action="ApplyPhase", message="apiserver timeout", phase="canary", at=at(5)),
+        ),
+        ApplyPhase("canary", ("web-canary",)),
+        Done(),
+        {"action_error": None, "phase": "Progressing"},
     ),
     Case(
         "permanent-apply-failure-in-first-phase-rolls-back-what-it-touched",
         release_status(current="canary", phases=phases(), snapshot=["web-canary"]),
         ApplyPhase("canary", ("web-canary",)),
         ActionFailed("Deployment web-canary: spec.replicas: Invalid value", permanent=True),
-        {"phase": "RollingBack", "failure.reason": "ActionFailed", "failure.phase": "canary"},
+        # the reducer records what happened; the planner fails the push next round
+        {
+            "phase": "Progressing",
+            "failure": None,
+            "action_error.permanent": True,
+            "action_error.action": "ApplyPhase",
+            "action_error.phase": "canary",
+            "states": {"canary": "Progressing"} | PENDING2,
+        },
+        checks=((lambda s: s.phases[0].started_at, at(10)),),
     ),
     Case(
         "permanent-action-failure-after-apply-rolls-back",
@@ -616,15 +862,16 @@ CASES = [
         ApplyPhase("chat", ("chat-a", "chat-b")),
         ActionFailed("too large", permanent=True),
         {
-            "phase": "RollingBack",
-            "failure.reason": "ActionFailed",
-            "states": {"canary": "Passed", "chat": "Failed", "everything-else": "Pending"},
+            "phase": "Progressing",
+            "failure": None,
+            "action_error.message": "too large",
+            "states": {"canary": "Passed", "chat": "Progressing", "everything-else": "Pending"},
         },
     ),
     Case(
         "permanent-undo-failure-keeps-rolling-back",
-        release_status("RollingBack", "canary", phases(canary="Failed"), snapshot=["web-canary"]),
-        Undo(("web-canary",), (), True),
+        rolling_back(),
+        Undo(("web-canary",), ()),
         ActionFailed("snapshot ConfigMap missing", permanent=True),
         {"phase": "RollingBack", "undo": None, "message": "Undo failed: snapshot ConfigMap missing"},
     ),
@@ -647,19 +894,23 @@ def test_snapshot_configmap_name_fits_a_kubernetes_name() -> None:
 
 
 def test_permanent_apply_failure_rolls_back_the_half_applied_phase() -> None:
-    from controller.release.actions import ActionFailed as _ActionFailed
-    from controller.release.actions import ApplyPhase as _ApplyPhase
-    from controller.release.actions import Facts as _Facts
-    from controller.release.plan import plan as _plan
+    from controller.release.actions import Facts
+    from controller.release.plan import plan
 
     spec = make_spec(gates=[])
     status = release_status("Progressing", "canary", phases(), snapshot=["web-canary"], absent=())
-    after = reduce(
-        spec, status, _ApplyPhase("canary", ("web-canary",)), _ActionFailed("422 Invalid", permanent=True), at(5)
+    recorded = reduce(
+        spec, status, ApplyPhase("canary", ("web-canary",)), ActionFailed("422 Invalid", permanent=True), at(5)
     )
+    assert (recorded.phase, recorded.failure) == ("Progressing", None)
+    # the planner, not the reducer, turns the recorded failure into a failed push
+    fail = plan(spec, recorded, Facts(now=at(6)))
+    assert fail == FailPush("ActionFailed", "ApplyPhase: 422 Invalid", phase="canary")
+    after = reduce(spec, recorded, fail, Done(), at(6))
     assert after.phase == "RollingBack"
     assert after.failure is not None and after.failure.reason == "ActionFailed"
     canary = next(p for p in after.phases if p.name == "canary")
     assert canary.started_at == at(5) and canary.state == "Failed"
-    undo = _plan(spec, after, _Facts(now=at(6)))
-    assert isinstance(undo, Undo) and undo.restore == ("web-canary",) and undo.revert is True
+    assert plan(spec, after, Facts(now=at(6))) == StartRevert()
+    started = reduce(spec, after, StartRevert(), RevertStarted(at(6)), at(6))
+    assert plan(spec, started, Facts(now=at(6), revert_job=RevertJob(running=True))) == Undo(("web-canary",), ())

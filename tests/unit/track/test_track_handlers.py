@@ -1,9 +1,10 @@
-"""Track wiring: which events wake a Track's daemon, and the webhook routing table kept current."""
+"""Track wiring: which events wake a Track's loop, and the webhook routing table kept current."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,8 +24,23 @@ SPEC: dict[str, Any] = {
 }
 
 
+@dataclass
+class FakeSupervisor:
+    """Records what the handlers tell the Tracks' supervisor."""
+
+    wakes: list[tuple[str, str]] = field(default_factory=list)
+    events: list[tuple[str | None, Mapping[str, Any]]] = field(default_factory=list)
+
+    def wake(self, namespace: str, name: str) -> bool:
+        self.wakes.append((namespace, name))
+        return True
+
+    def on_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
+        self.events.append((type_, body))
+
+
 def runtime() -> SimpleNamespace:
-    return SimpleNamespace(wakers={}, tracks={}, track_annotations={})
+    return SimpleNamespace(supervisors={"tracks": FakeSupervisor()}, tracks={})
 
 
 def per_object(rt: SimpleNamespace) -> kopf.Memo:
@@ -35,113 +51,140 @@ def per_object(rt: SimpleNamespace) -> kopf.Memo:
 
 
 def woken(rt: SimpleNamespace, ns: str = "shop", name: str = "web") -> bool:
-    event: asyncio.Event | None = rt.wakers.get((ns, name))
-    if event is None or not event.is_set():
-        return False
-    event.clear()
-    return True
+    sup: FakeSupervisor = rt.supervisors["tracks"]
+    hit = (ns, name) in sup.wakes
+    sup.wakes.clear()
+    return hit
 
 
-def release_event(memo: kopf.Memo, type_: str | None, phase: str | None) -> None:
-    status = {"phase": phase} if phase else {}
+async def release_event(memo: kopf.Memo, type_: str | None, phase: str | None, revert: str | None = None) -> None:
+    status: dict[str, Any] = {"phase": phase} if phase else {}
+    if revert:
+        status["revert"] = {"state": revert}
     labels = {"stopline.dev/track": "web"}
-    release_changed(type=type_, namespace="shop", labels=labels, status=status, memo=memo)
+    await release_changed(type=type_, namespace="shop", labels=labels, status=status, memo=memo)
+
+
+Ev = tuple[str | None, str | None, str | None]
 
 
 @pytest.mark.parametrize(
     ("events", "wakes"),
     [
-        ([("ADDED", None), ("MODIFIED", "Progressing"), ("MODIFIED", "Holding")], [False, False, False]),
-        ([("MODIFIED", "Holding"), ("MODIFIED", "Succeeded"), ("MODIFIED", "Succeeded")], [False, True, False]),
-        ([("MODIFIED", "RollingBack"), ("MODIFIED", "RolledBack"), ("MODIFIED", "RolledBack")], [False, True, False]),
-        ([("MODIFIED", "Failed")], [True]),
-        ([("MODIFIED", "Holding"), ("DELETED", "Holding")], [False, True]),
-        ([(None, "Succeeded")], [True]),
+        ([("ADDED", None, None), ("MODIFIED", "Progressing", None), ("MODIFIED", "Holding", None)], [0, 0, 0]),
+        ([("MODIFIED", "Holding", None), ("MODIFIED", "Succeeded", None), ("MODIFIED", "Succeeded", None)], [0, 1, 0]),
+        (
+            [
+                ("MODIFIED", "RollingBack", "Pending"),
+                ("MODIFIED", "RolledBack", "Pushed"),
+                ("MODIFIED", "RolledBack", "Pushed"),
+            ],
+            [0, 1, 0],
+        ),
+        (
+            [
+                ("MODIFIED", "RolledBack", "Pending"),
+                ("MODIFIED", "RolledBack", "Pending"),
+                ("MODIFIED", "RolledBack", "Pushed"),
+                ("MODIFIED", "RolledBack", "Pushed"),
+            ],
+            [1, 0, 1, 0],
+        ),
+        ([("MODIFIED", "RolledBack", "Pending"), ("MODIFIED", "RolledBack", "Waived")], [1, 1]),
+        ([("MODIFIED", "Failed", None)], [1]),
+        ([("MODIFIED", "Holding", None), ("DELETED", "Holding", None)], [0, 1]),
+        ([(None, "Succeeded", None)], [1]),
     ],
-    ids=["progress", "succeeded-once", "rolled-back-once", "failed", "deleted", "listed-at-startup"],
+    ids=[
+        "progress",
+        "succeeded-once",
+        "rolled-back-once",
+        "revert-landing-after-the-rollback-wakes-again",
+        "revert-waived-wakes-again",
+        "failed",
+        "deleted",
+        "listed-at-startup",
+    ],
 )
-def test_release_events_wake_the_track_once_when_final(
-    events: list[tuple[str | None, str | None]], wakes: list[bool]
-) -> None:
+async def test_release_events_wake_the_track_once_per_final_state(events: list[Ev], wakes: list[int]) -> None:
     rt = runtime()
     memo = per_object(rt)
     seen = []
-    for type_, phase in events:
-        release_event(memo, type_, phase)
-        seen.append(woken(rt))
+    for type_, phase, revert in events:
+        await release_event(memo, type_, phase, revert)
+        seen.append(int(woken(rt)))
     assert seen == wakes
 
 
-def test_two_releases_each_wake_once() -> None:
+async def test_two_releases_each_wake_once() -> None:
     rt = runtime()
     a, b = per_object(rt), per_object(rt)
-    release_event(a, "MODIFIED", "Succeeded")
+    await release_event(a, "MODIFIED", "Succeeded")
     assert woken(rt)
-    release_event(b, "MODIFIED", "Succeeded")
+    await release_event(b, "MODIFIED", "Succeeded")
     assert woken(rt)
 
 
-def track(
-    memo: kopf.Memo,
-    annotations: dict[str, str],
-    spec: dict[str, Any] | None = None,
-    type_: str = "MODIFIED",
-    generation: int = 1,
-) -> None:
-    track_event(
-        type=type_,
-        namespace="shop",
-        name="web",
-        spec=copy.deepcopy(spec if spec is not None else SPEC),
-        meta={"name": "web", "generation": generation},
-        annotations=annotations,
-        memo=memo,
-    )
+def body(annotations: dict[str, str], spec: dict[str, Any] | None = None, generation: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "uid": "t1",
+            "generation": generation,
+            "annotations": annotations,
+        },
+        "spec": copy.deepcopy(spec if spec is not None else SPEC),
+    }
 
 
-def test_lock_and_unlock_annotations_wake_the_track() -> None:
+async def track(memo: kopf.Memo, b: dict[str, Any], type_: str = "MODIFIED") -> None:
+    await track_event(type=type_, body=b, namespace="shop", name="web", spec=b["spec"], meta=b["metadata"], memo=memo)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "wake"),
+    [
+        (body({}), body({}), False),
+        (body({}), body({"stopline.dev/unlock": '{"by": "alice"}'}), True),
+        (body({"stopline.dev/unlock": "x"}), body({"stopline.dev/unlock": "x", "stopline.dev/lock": "freeze"}), True),
+        (body({"a": "1"}), body({"a": "2"}), True),
+        (body({}, generation=1), body({}, {**SPEC, "suspend": True}, generation=2), True),
+        (body({}), {**body({}), "status": {"message": "our own write"}}, False),
+    ],
+    ids=["same", "unlock", "lock", "any-annotation", "spec-edit", "own-status-write"],
+)
+def test_which_changes_wake_a_track(old: dict[str, Any], new: dict[str, Any], wake: bool) -> None:
+    assert handlers._wake_on(old, new) is wake
+
+
+async def test_every_track_event_reaches_the_supervisor() -> None:
     rt = runtime()
     memo = per_object(rt)
-    track(memo, {})
-    assert woken(rt), "the first sight of a Track records its annotations"
-    track(memo, {})
-    assert not woken(rt), "status writes of its own must not wake it"
-    track(memo, {"stopline.dev/unlock": '{"by": "alice"}'})
-    assert woken(rt)
-    track(memo, {"stopline.dev/unlock": '{"by": "alice"}', "other": "x"})
-    assert not woken(rt)
-    track(memo, {"stopline.dev/unlock": '{"by": "alice"}', "stopline.dev/lock": "freeze"})
-    assert woken(rt)
+    b = body({})
+    await track(memo, b, type_="ADDED")
+    await track(memo, b, type_="DELETED")
+    assert [t for t, _ in rt.supervisors["tracks"].events] == ["ADDED", "DELETED"]
+    assert rt.supervisors["tracks"].events[0][1] is b
 
 
-def test_spec_edits_wake_the_track() -> None:
+async def test_spec_changes_reach_the_webhook_routing_table() -> None:
     rt = runtime()
     memo = per_object(rt)
-    track(memo, {}, generation=1)
-    assert woken(rt)
-    track(memo, {}, generation=1)
-    assert not woken(rt), "a status write keeps the generation"
-    track(memo, {}, {**SPEC, "suspend": True}, generation=2)
-    assert woken(rt), "e.g. suspend: false must not wait for a long pollInterval"
-
-
-def test_spec_changes_reach_the_webhook_routing_table() -> None:
-    rt = runtime()
-    memo = per_object(rt)
-    track(memo, {})
-    assert rt.tracks == {}, "only a running daemon registers its Track"
+    await track(memo, body({}))
+    assert rt.tracks == {}, "only a running loop registers its Track"
 
     rt.tracks[("shop", "web")] = TrackSpec.model_validate(SPEC)
     signed = {**SPEC, "webhook": {"secretRef": {"name": "hook"}}, "source": {**SPEC["source"], "branch": "prod"}}
-    track(memo, {}, signed)
+    await track(memo, body({}, signed))
     spec = rt.tracks[("shop", "web")]
     assert spec.source.branch == "prod"
     assert spec.webhook is not None and spec.webhook.secret_ref is not None
     assert spec.webhook.secret_ref.name == "hook"
 
-    track(memo, {}, {"source": {"repo": "git://x/y.git"}, "template": {"phases": []}})
+    await track(memo, body({}, {"source": {"repo": "git://x/y.git"}, "template": {"phases": []}}))
     assert ("shop", "web") not in rt.tracks, "an invalid spec routes nothing"
 
     rt.tracks[("shop", "web")] = TrackSpec.model_validate(SPEC)
-    track(memo, {}, SPEC, type_="DELETED")
+    await track(memo, body({}), type_="DELETED")
     assert ("shop", "web") not in rt.tracks

@@ -477,9 +477,14 @@ async def test_observe_lists_commits_since_the_last_push_and_the_releases_in_fli
     git, objects = FakeGit(sha("a"), sha("b"), sha("c")), FakeObjects()
     git.push(sha("e"), reverts=sha("b"))
     status = TrackStatus(last_pushed=sha("a"))
-    ours = {"name": "web-fffffff", "ownerReferences": [{"uid": "uid-web"}]}
-    theirs = {"name": "web-0000000", "ownerReferences": [{"uid": "uid-of-another"}]}
-    owned = [{"metadata": meta, "spec": {"source": {"revision": sha("f")}}, "status": {}} for meta in (ours, theirs)]
+    ours = {"name": "web-fffffff", "ownerReferences": [{"uid": "uid-web", "controller": True}]}
+    theirs = {"name": "web-0000000", "ownerReferences": [{"uid": "uid-of-another", "controller": True}]}
+    # an owner reference without controller: true is not ownership (one rule: models.common.owned_by)
+    referenced = {"name": "web-1111111", "ownerReferences": [{"uid": "uid-web"}]}
+    owned = [
+        {"metadata": meta, "spec": {"source": {"revision": sha("f")}}, "status": {}}
+        for meta in (ours, theirs, referenced)
+    ]
     facts = await observe_track(REF, TrackSpec.model_validate(SPEC), status, {}, git, objects, T0, owned)
     assert [(c.sha, c.reverts) for c in facts.new_commits] == [(sha("b"), None), (sha("c"), None), (sha("e"), sha("b"))]
     assert facts.tip == sha("e") and facts.current is None
