@@ -9,7 +9,7 @@ from typing import Literal
 REVERT_TRAILER = "Stopline-Revert-Of"
 """Trailer on every revert commit stopline pushes; its value is the full SHA of the reverted revision."""
 
-RevertStatus = Literal["pushed", "already", "conflict", "error"]
+RevertStatus = Literal["pushed", "already", "error"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,10 @@ class CommitInfo:
 
 @dataclass(frozen=True)
 class RevertOutcome:
-    """What :meth:`RepoCache.revert` did.
+    """What :meth:`RepoCache.revert` did (a conflict raises :class:`~controller.errors.GitConflict`).
 
     * ``pushed``: ``commit`` is the new revert commit, now the branch tip (as of the push).
     * ``already``: ``commit`` is an earlier revert carrying ``Stopline-Revert-Of: <revision>``.
-    * ``conflict``: nothing pushed; ``reason`` lists the conflicting paths.
     * ``error``: nothing pushed; ``reason`` says why (revision not on branch, push rejected, ...).
     """
 
