@@ -12,9 +12,11 @@ import getpass
 import json
 import logging
 import os
+import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -650,6 +652,8 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run the controller (kopf operator) against the current cluster."""
+    # Until kopf installs its own handler, a SIGTERM (pod deleted while starting) is a clean exit too.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     import kopf
 
     import controller.handlers  # noqa: F401  (registers the handlers)
@@ -672,6 +676,10 @@ def run(
         clusterwide=all_namespaces,
         namespaces=namespace or (),
     )
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def main() -> None:
