@@ -30,6 +30,7 @@ imports: setup
 	$(VENV)/bin/lint-imports
 
 unit: setup
+	bash hack/install-promtool.sh
 	$(PY) -m pytest tests/unit -q $(PYTEST_FLAGS)
 
 e2e: setup

@@ -12,9 +12,11 @@ import getpass
 import json
 import logging
 import os
+import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -54,6 +56,9 @@ class Output(StrEnum):
 NamespaceOpt = Annotated[
     str | None,
     typer.Option("--namespace", "-n", help="Namespace (default: the kubeconfig context's, else 'default')."),
+]
+AllNamespacesOpt = Annotated[
+    bool, typer.Option("--all-namespaces", "-A", help="List in every namespace (adds a NAMESPACE column).")
 ]
 ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context (default: the current one).")]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")]
@@ -169,6 +174,7 @@ def track_data(t: TrackView) -> dict[str, Any]:
 def _release_summary(r: ReleaseView) -> dict[str, Any]:
     s = r.status
     return {
+        "namespace": r.namespace,
         "name": r.name,
         "revision": r.revision,
         "phase": s.phase,
@@ -182,6 +188,7 @@ def _release_summary(r: ReleaseView) -> dict[str, Any]:
 def _track_summary(t: TrackView) -> dict[str, Any]:
     s = t.status
     return {
+        "namespace": t.namespace,
         "name": t.name,
         "branch": t.branch,
         "locked": s.commit_lock.locked,
@@ -362,15 +369,19 @@ def _track_view(console: Console, t: TrackView) -> None:
         console.print(conditions_table(s.conditions))
 
 
-def _overview(console: Console, namespace: str, tracks: list[TrackView], releases: list[ReleaseView]) -> None:
+def _overview(console: Console, namespace: str | None, tracks: list[TrackView], releases: list[ReleaseView]) -> None:
+    """Tracks and Releases of ``namespace``; of every namespace (with a Namespace column) when None."""
     at = now()
-    tt = Table(title=f"Tracks in {namespace}", title_justify="left")
-    for header in ("Track", "Branch", "Commit lock", "Push lock", "Current", "Last good"):
+    where = f"in {namespace}" if namespace is not None else "in any namespace"
+    first: tuple[str, ...] = () if namespace is not None else ("Namespace",)
+    tt = Table(title=f"Tracks {where}", title_justify="left")
+    for header in (*first, "Track", "Branch", "Commit lock", "Push lock", "Current", "Last good"):
         tt.add_column(header)
     for t in tracks:
         s = t.status
         lock = _t(f"locked: {s.commit_lock.reason or ''}", "red") if s.commit_lock.locked else _t("open", "green")
         tt.add_row(
+            *([_t(t.namespace)] if first else []),
             _t(t.name),
             _t(t.branch or DASH),
             lock,
@@ -378,12 +389,13 @@ def _overview(console: Console, namespace: str, tracks: list[TrackView], release
             _t(s.current or DASH),
             _t(short(s.last_good)),
         )
-    rt = Table(title=f"Releases in {namespace}", title_justify="left")
-    for header in ("Release", "Revision", "Phase", "Current", "Failed gate", "Age"):
+    rt = Table(title=f"Releases {where}", title_justify="left")
+    for header in (*first, "Release", "Revision", "Phase", "Current", "Failed gate", "Age"):
         rt.add_column(header)
     for r in releases:
         s2 = r.status
         rt.add_row(
+            *([_t(r.namespace)] if first else []),
             _t(r.name),
             _t(short(r.revision)),
             _phase(s2.phase),
@@ -391,8 +403,8 @@ def _overview(console: Console, namespace: str, tracks: list[TrackView], release
             _t(s2.failed_gate or DASH),
             _t(age(r.created, at)),
         )
-    console.print(tt if tracks else _t(f"No Tracks in {namespace}.", "dim"))
-    console.print(rt if releases else _t(f"No Releases in {namespace}.", "dim"))
+    console.print(tt if tracks else _t(f"No Tracks {where}.", "dim"))
+    console.print(rt if releases else _t(f"No Releases {where}.", "dim"))
 
 
 # ---------------------------------------------------------------- commands
@@ -402,24 +414,30 @@ def status(
     namespace: NamespaceOpt = None,
     output: OutputOpt = Output.table,
     context: ContextOpt = None,
+    all_namespaces: AllNamespacesOpt = False,
 ) -> None:
     """Phase, current phase, gauges, rollback and locks of a Track or Release (or list them all)."""
+    if all_namespaces and name is not None:
+        raise typer.BadParameter("--all-namespaces lists; it does not go with a NAME", param_hint="-A")
     with exit_on_error():
         api = _connect(namespace, context)
         if name is None:
-            tracks = sorted((TrackView.from_object(o) for o in api.list_all("tracks")), key=lambda t: t.name)
-            releases = newest_first([ReleaseView.from_object(o) for o in api.list_all("releases")])
+            every = all_namespaces
+            tracks = sorted(
+                (TrackView.from_object(o) for o in api.list_all("tracks", every)), key=lambda t: (t.namespace, t.name)
+            )
+            releases = newest_first([ReleaseView.from_object(o) for o in api.list_all("releases", every)])
             if output is not Output.table:
                 _dump(
                     {
-                        "namespace": api.namespace,
+                        "namespace": None if every else api.namespace,
                         "tracks": [_track_summary(t) for t in tracks],
                         "releases": [_release_summary(r) for r in releases],
                     },
                     output,
                 )
                 return
-            _overview(_console(), api.namespace, tracks, releases)
+            _overview(_console(), None if every else api.namespace, tracks, releases)
             return
         obj = api.get("tracks", name)
         if obj is not None:
@@ -696,6 +714,8 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run the controller (kopf operator) against the current cluster."""
+    # Until kopf installs its own handler, a SIGTERM (pod deleted while starting) is a clean exit too.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     import kopf
 
     import controller.handlers  # noqa: F401  (registers the handlers)
@@ -718,6 +738,10 @@ def run(
         clusterwide=all_namespaces,
         namespaces=namespace or (),
     )
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def main() -> None:

@@ -23,6 +23,9 @@ class Settings:
     experiments_configmap: str = "stopline-experiments"
     max_threads: int = 32
     release_tick_seconds: float = 0.25
+    git_timeout_seconds: float = 15.0
+    """Seconds one network git command (fetch, push) may take before it is killed and reported as a
+    ``Timeout`` (``STOPLINE_GIT_TIMEOUT``)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -38,4 +41,19 @@ class Settings:
             experiments_configmap=env.get("STOPLINE_EXPERIMENTS_CONFIGMAP", defaults.experiments_configmap),
             max_threads=int(env.get("STOPLINE_MAX_THREADS", defaults.max_threads)),
             release_tick_seconds=float(env.get("STOPLINE_RELEASE_TICK", defaults.release_tick_seconds)),
+            git_timeout_seconds=_positive(
+                "STOPLINE_GIT_TIMEOUT", env.get("STOPLINE_GIT_TIMEOUT"), defaults.git_timeout_seconds
+            ),
         )
+
+
+def _positive(name: str, raw: str | None, default: float) -> float:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {raw!r}")
+    return value

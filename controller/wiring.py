@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.errors import GitError, InvalidSpec, ManifestError
+from controller.errors import GitConflict
 from controller.gates.providers.prometheus import PrometheusProvider
-from controller.gitops import errors as git_errors
 from controller.gitops.credentials import GitCredentials
 from controller.gitops.repo import RepoCache
 from controller.kube.client import api_client
@@ -25,7 +24,7 @@ from controller.release.actions import RevertResult
 from controller.release.executor import Executor
 from controller.settings import Settings
 
-_REVERT_STATES = {"pushed": "Pushed", "already": "AlreadyReverted", "conflict": "Conflict", "error": "Error"}
+_REVERT_STATES = {"pushed": "Pushed", "already": "AlreadyReverted", "error": "Error"}
 
 
 def utcnow() -> datetime:
@@ -49,14 +48,10 @@ class GitAdapter:
         return GitCredentials.from_secret_data(await self.objects.secret_data(namespace, ref.name))
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except git_errors.ManifestError as exc:
-            raise ManifestError(str(exc)) from exc
-        except (git_errors.GitNotFoundError, git_errors.GitInputError) as exc:
-            raise InvalidSpec(str(exc)) from exc
-        except git_errors.GitError as exc:
-            raise GitError(str(exc)) from exc
+        """Run a RepoCache call off the loop. Its errors pass through unchanged: they are already domain
+        errors with a ``reason`` (a missing revision or malformed input is also an ``InvalidSpec``, a bad
+        manifest a ``ManifestError``; see :mod:`controller.gitops.errors`)."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def manifests(self, namespace: str, spec: ReleaseSpec) -> list[dict[str, Any]]:
         """Every document under ``source.path`` at the revision (cached: a revision never changes)."""
@@ -84,16 +79,21 @@ class GitAdapter:
         right before the push (False: push nothing)."""
         src = spec.source
         creds = await self.credentials(namespace, src.secret_ref)
-        out = await self._call(
-            self.cache.revert,
-            src.repo,
-            src.branch,
-            src.revision,
-            message=message,
-            trailers=trailers,
-            creds=creds,
-            proceed=proceed,
-        )
+        try:
+            out = await self._call(
+                self.cache.revert,
+                src.repo,
+                src.branch,
+                src.revision,
+                message=message,
+                trailers=trailers,
+                creds=creds,
+                proceed=proceed,
+            )
+        except GitConflict as exc:
+            return RevertResult(
+                state="Conflict", reason=str(exc), attempts=exc.attempts, message=message.splitlines()[0]
+            )
         return RevertResult(
             state=_REVERT_STATES.get(out.status, "Error"),
             commit=out.commit,
@@ -154,7 +154,7 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     client = api_client(pool_size=settings.max_threads)
     objects = Objects(client)
     deployments = Deployments(client)
-    git = GitAdapter(RepoCache(settings.repo_cache), objects)
+    git = GitAdapter(RepoCache(settings.repo_cache, timeout=settings.git_timeout_seconds), objects)
     prometheus = PrometheusProvider(clock=clock)
     executor = Executor(
         cluster=deployments,

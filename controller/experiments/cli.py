@@ -254,24 +254,33 @@ def list_command(
     ] = None,
     output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json.")] = OutputFormat.table,
     context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="List in every namespace (adds a NAMESPACE column).")
+    ] = False,
 ) -> None:
     """Every Experiment in the namespace: rollout, branches, closed-on branch, decision."""
     with exit_on_error():
         api = cli_client.connect(namespace, context)
-        views = sorted((ExperimentView.from_object(o) for o in api.list_all("experiments")), key=lambda x: x.name)
+        views = sorted(
+            (ExperimentView.from_object(o) for o in api.list_all("experiments", all_namespaces)),
+            key=lambda x: (x.namespace, x.name),
+        )
     if output is OutputFormat.json:
         typer.echo(json.dumps([experiment_data(x) for x in views], indent=2))
         return
     console = Console(width=max(Console().width, 140))
+    where = "in any namespace" if all_namespaces else f"in {api.namespace}"
     if not views:
-        console.print(Text(f"No Experiments in {api.namespace}."))
+        console.print(Text(f"No Experiments {where}."))
         return
-    table = Table(title=f"Experiments in {api.namespace}", title_justify="left")
-    for header in ("Experiment", "Key", "Rollout", "Branches", "Closed on", "Decision", "P-value", "Updated"):
+    table = Table(title=f"Experiments {where}", title_justify="left")
+    first: tuple[str, ...] = ("Namespace",) if all_namespaces else ()
+    for header in (*first, "Experiment", "Key", "Rollout", "Branches", "Closed on", "Decision", "P-value", "Updated"):
         table.add_column(header)
     for x in views:
         spec = x.spec
         table.add_row(
+            *([Text(x.namespace)] if all_namespaces else []),
             Text(x.name),
             Text(spec.key if spec else DASH),
             Text(rollout_text(spec)),

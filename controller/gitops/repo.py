@@ -5,10 +5,26 @@ the same repository are serialised by one lock per cached clone; different repos
 parallel. The clone is fetched, never re-cloned. Its work tree is used only by :meth:`RepoCache.revert`
 and is hard-reset and cleaned after every attempt.
 
-Errors: transport, authentication and server failures raise :class:`GitError`; missing branches,
-revisions and paths raise :class:`GitNotFoundError`; malformed input :class:`GitInputError`. Messages
-are scrubbed of credentials. ``revert`` reports logical outcomes (conflict, revision not on branch,
-push rejected too often) in its :class:`RevertOutcome` rather than raising.
+Every command runs with a timeout and its process tree is killed when it passes: network commands
+(fetch, push) get ``timeout`` seconds (``STOPLINE_GIT_TIMEOUT``, default :data:`DEFAULT_TIMEOUT`), local
+ones :data:`LOCAL_TIMEOUT`. A hung server therefore surfaces as :class:`GitTimeout` within one attempt.
+
+Errors (all :class:`GitError`, each with a machine ``reason``; see :mod:`controller.gitops.errors`):
+
+* :class:`GitAuthError` (``AuthenticationFailed``): credentials refused or missing — from any call
+  that fetches or pushes (``tip``, ``ensure_revision``, ``manifests``, ``commits_between``,
+  ``find_revert``, ``revert``).
+* :class:`GitUnreachable` (``Unreachable``) / :class:`GitTimeout` (``Timeout``): the server could not be
+  reached or did not answer — from the same calls.
+* :class:`GitNotFoundError` (``NotFound``): the repository, branch, revision or path does not exist.
+  Raised only when the server answered that it is missing: a failed fetch is never reported as a
+  missing revision.
+* :class:`GitConflict` (``Conflict``): ``revert`` does not apply on the branch tip (nothing pushed).
+* :class:`GitInputError` (``InvalidInput``): malformed input, before git runs.
+
+Messages name the repository without credentials and say what to fix. ``revert`` reports the other
+logical outcomes (already reverted, revision not on branch, push rejected too often) in its
+:class:`RevertOutcome` rather than raising.
 """
 
 from __future__ import annotations
@@ -20,6 +36,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,11 +47,23 @@ from typing import Any
 import git
 
 from controller.gitops.credentials import GitCredentials, git_environment, scrub, split_url_credentials
-from controller.gitops.errors import GitError, GitInputError, GitNotFoundError
+from controller.gitops.errors import (
+    GitAuthError,
+    GitConflict,
+    GitError,
+    GitInputError,
+    GitNotFoundError,
+    GitTimeout,
+    GitUnreachable,
+)
 from controller.gitops.manifests import read_manifests
 from controller.gitops.results import REVERT_TRAILER, CommitInfo, RevertOutcome
 
 WORK_BRANCH = "stopline-work"
+DEFAULT_TIMEOUT = 15.0
+"""Seconds one network git command (fetch, push) may run before it is killed (``STOPLINE_GIT_TIMEOUT``)."""
+LOCAL_TIMEOUT = 300.0
+"""Seconds one local git command (log, revert, commit, checkout, ...) may run before it is killed."""
 DEFAULT_AUTHOR = ("stopline", "stopline@localhost")
 
 _REMOTE_REF = "refs/remotes/origin/"
@@ -54,6 +83,49 @@ _TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 _URL_SCHEMES = ("http", "https", "ssh", "git", "file", "git+ssh", "ssh+git")
 _NON_FAST_FORWARD = ("non-fast-forward", "fetch first", "stale info")
 _RS, _US = "\x1e", "\x1f"
+
+# What git prints (lower-cased) for each class of failure; checked in this order.
+_AUTH_FAILED = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "returned error: 401",
+    "returned error: 403",
+    "permission denied (publickey",
+    "permission denied, please try again",
+    "host key verification failed",
+    "invalid username or password",
+)
+_REPO_NOT_FOUND = re.compile(
+    r"does not appear to be a git repository|repository not exported|no such repository|returned error: 404"
+    r"|repository '[^']*' not found"
+)
+_REF_NOT_FOUND = ("couldn't find remote ref", "not our ref", "unadvertised object", "no such remote ref")
+_UNREACHABLE = (
+    "connection refused",
+    "could not resolve host",
+    "unable to look up",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "network is unreachable",
+    "timed out",
+    "unable to connect",
+    "failed to connect",
+    "couldn't connect",
+    "connection reset",
+    "connection closed",
+    "hung up unexpectedly",
+    "early eof",
+    "broken pipe",
+    "returned error: 5",
+)
+# Lines git adds to every transport failure; they say nothing about the cause.
+_BOILERPLATE = (
+    "could not read from remote repository.",
+    "please make sure you have the correct access rights",
+    "and the repository exists.",
+)
 
 _LOCKS_GUARD = threading.Lock()
 _LOCKS: dict[str, threading.Lock] = {}
@@ -104,16 +176,42 @@ class _Result:
     err: str
 
 
+def _detail(result: _Result) -> str:
+    """The informative lines of git's output, at most three, joined."""
+    lines = [line.strip() for line in (result.err.strip() or result.out.strip()).splitlines()]
+    useful = [line for line in lines if line and not line.lower().startswith(_BOILERPLATE)]
+    return " / ".join(useful[:3]) or "no output"
+
+
+def _classify(result: _Result) -> type[GitError]:
+    """Which kind of failure git's output describes (the generic :class:`GitError` when unknown)."""
+    text = f"{result.err}\n{result.out}".lower()
+    if any(marker in text for marker in _AUTH_FAILED):
+        return GitAuthError
+    if _REPO_NOT_FOUND.search(text) or any(marker in text for marker in _REF_NOT_FOUND):
+        return GitNotFoundError
+    if any(marker in text for marker in _UNREACHABLE):
+        return GitUnreachable
+    return GitError
+
+
 class _Session:
     """One locked use of a cached clone with the environment of one set of credentials."""
 
     def __init__(
-        self, repo: git.Repo, url: str, creds: GitCredentials | None, env: Mapping[str, str], timeout: float
+        self,
+        repo: git.Repo,
+        url: str,
+        creds: GitCredentials | None,
+        env: Mapping[str, str],
+        timeout: float,
+        local_timeout: float = LOCAL_TIMEOUT,
     ) -> None:
         self.repo = repo
         self.url = url
         self.creds = creds
         self.timeout = timeout
+        self.local_timeout = local_timeout
         git_dir = str(repo.git_dir)
         paths = {"GIT_DIR": git_dir, "GIT_WORK_TREE": str(repo.working_tree_dir or git_dir)}
         # Credentials reach only the commands that talk to the remote (fetch, push).
@@ -126,27 +224,53 @@ class _Session:
     def run(
         self, *args: str, check: bool = True, env: Mapping[str, str] | None = None, remote: bool = False
     ) -> _Result:
+        """Run one git command; ``remote`` commands get the credentials and the network timeout. A
+        command that outlives its timeout is killed (with its children) and raises :class:`GitTimeout`,
+        whatever ``check`` says."""
         executable = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+        timeout = self.timeout if remote else self.local_timeout
+        started = time.monotonic()
         try:
             status, out, err = self.repo.git.execute(
                 [executable, *_COMMON_CONFIG, *args],
                 with_extended_output=True,
                 with_exceptions=False,
                 env={**(self.remote_env if remote else self.env), **(env or {})},
-                kill_after_timeout=self.timeout,
+                kill_after_timeout=timeout,
                 strip_newline_in_stdout=False,
             )
         except git.GitCommandNotFound as exc:
             raise GitError(f"git executable not found: {exc}") from None
+        if status != 0 and time.monotonic() - started >= timeout:
+            if remote:
+                raise GitTimeout(
+                    self.scrub(
+                        f"git server did not answer within {timeout:g}s: git {args[0]} {self.url} was stopped "
+                        "(STOPLINE_GIT_TIMEOUT sets the limit)"
+                    )
+                )
+            raise GitTimeout(f"git {args[0]} did not finish within {timeout:g}s in the cache of {self.scrub(self.url)}")
         result = _Result(status, out, err)
         if check and status != 0:
             raise self.failure(args[0], result)
         return result
 
-    def failure(self, what: str, result: _Result, error: type[GitError] = GitError) -> GitError:
-        detail = (result.err.strip() or result.out.strip() or "no output").splitlines()
-        text = " / ".join(detail[-5:])
-        return error(self.scrub(f"git {what} {self.url} failed (exit {result.status}): {text}"))
+    def failure(self, what: str, result: _Result) -> GitError:
+        """The classified error for a failed command, naming the repository without credentials."""
+        detail = _detail(result)
+        error = _classify(result)
+        if error is GitAuthError:
+            text = (
+                f"authentication failed for {self.url} (git {what}: {detail}); check the username and "
+                "password/token or SSH key and known_hosts in the git credentials Secret"
+            )
+        elif error is GitUnreachable:
+            text = f"git server of {self.url} is unreachable (git {what}: {detail})"
+        elif error is GitNotFoundError:
+            text = f"repository {self.url} or the ref asked for does not exist (git {what}: {detail})"
+        else:
+            text = f"git {what} {self.url} failed (exit {result.status}): {detail}"
+        return error(self.scrub(text))
 
     def resolve(self, rev: str) -> str | None:
         r = self.run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False)
@@ -169,9 +293,16 @@ class _Session:
         return sha
 
     def fetch_sha(self, sha: str) -> bool:
+        """Fetch one commit by SHA. False only when the server answered that it does not have it (or
+        does not serve unadvertised objects); a transport or authentication failure raises."""
         r = self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--",
                      self.url, f"{sha}:{_FETCHED_REF}{sha}", check=False, remote=True)  # fmt: skip
-        return r.status == 0
+        if r.status == 0:
+            return True
+        text = f"{r.err}\n{r.out}".lower()
+        if _classify(r) is GitNotFoundError and any(marker in text for marker in _REF_NOT_FOUND):
+            return False
+        raise self.failure("fetch", r)
 
     def ensure(self, revision: str, branch: str | None) -> str:
         rev = _validate_revision(revision)
@@ -259,9 +390,13 @@ class RepoCache:
     """Cached clones under ``root``, one per repository URL (directory name: hash of the URL without
     credentials). Thread-safe; see the module docstring."""
 
-    def __init__(self, root: Path, *, timeout: float = 120.0) -> None:
+    def __init__(self, root: Path, *, timeout: float = DEFAULT_TIMEOUT, local_timeout: float = LOCAL_TIMEOUT) -> None:
+        if timeout <= 0 or local_timeout <= 0:
+            raise GitInputError("git timeouts must be positive")
         self.root = Path(root)
         self.timeout = timeout
+        """Seconds a network command (fetch, push) may run before it is killed."""
+        self.local_timeout = local_timeout
         self._scratch = self.root / ".scratch"
         self._guard = threading.Lock()
         self._repos: dict[Path, git.Repo] = {}
@@ -361,7 +496,10 @@ class RepoCache:
         proceed: Callable[[], bool] = lambda: True,
     ) -> RevertOutcome:
         """Revert ``revision`` on ``branch`` and push (never forced). Idempotent through the
-        ``Stopline-Revert-Of`` trailer: a second call returns ``already`` with the first revert."""
+        ``Stopline-Revert-Of`` trailer: a second call returns ``already`` with the first revert.
+
+        Raises :class:`GitConflict` when the revert does not apply on the tip (the branch is left
+        untouched), and the fetch/push errors of the module docstring."""
         if max_attempts < 1:
             raise GitInputError("max_attempts must be at least 1")
         branch, revision = _validate_branch(branch), _validate_revision(revision)
@@ -418,9 +556,9 @@ class RepoCache:
             paths = sorted(p for p in conflicted if p)
             s.run("revert", "--abort", check=False)
             if paths:
-                return RevertOutcome(
-                    "conflict",
-                    reason=f"reverting {full} onto {tip} conflicts in: {', '.join(paths)}",
+                raise GitConflict(
+                    s.scrub(f"reverting {full} onto {tip} of {branch!r} conflicts in: {', '.join(paths)}"),
+                    paths=tuple(paths),
                     attempts=attempt,
                 )
             return RevertOutcome("error", reason=str(s.failure("revert", r)), attempts=attempt)
@@ -465,7 +603,7 @@ class RepoCache:
         path = self.path_for(url)
         with _lock_for(path), git_environment(creds, clean, self._scratch) as env:
             repo = self._open(path, clean)
-            yield _Session(repo, clean, creds, env, self.timeout)
+            yield _Session(repo, clean, creds, env, self.timeout, self.local_timeout)
 
     def _open(self, path: Path, url: str) -> git.Repo:
         with self._guard:

@@ -10,7 +10,7 @@ from controller.models.common import REVERT_TRAILER
 
 __all__ = ["REVERT_TRAILER", "CommitInfo", "RevertOutcome", "RevertStatus"]
 
-RevertStatus = Literal["pushed", "already", "conflict", "error"]
+RevertStatus = Literal["pushed", "already", "error"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,10 @@ class CommitInfo:
 
 @dataclass(frozen=True)
 class RevertOutcome:
-    """What :meth:`RepoCache.revert` did.
+    """What :meth:`RepoCache.revert` did (a conflict raises :class:`~controller.errors.GitConflict`).
 
     * ``pushed``: ``commit`` is the new revert commit, now the branch tip (as of the push).
     * ``already``: ``commit`` is an earlier revert carrying ``Stopline-Revert-Of: <revision>``.
-    * ``conflict``: nothing pushed; ``reason`` lists the conflicting paths.
     * ``error``: nothing pushed; ``reason`` says why (revision not on branch, push rejected, ...).
     """
 

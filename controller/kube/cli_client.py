@@ -53,8 +53,8 @@ class StoplineApi(Protocol):
         """A stopline object in the namespace, or None when it does not exist."""
         ...
 
-    def list_all(self, plural: str) -> list[dict[str, Any]]:
-        """Every ``plural`` object in the namespace."""
+    def list_all(self, plural: str, all_namespaces: bool = False) -> list[dict[str, Any]]:
+        """Every ``plural`` object in the namespace (in every namespace with ``all_namespaces``)."""
         ...
 
     def patch(self, plural: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
@@ -129,12 +129,13 @@ class KubeApi:
         self._core: Any = client.CoreV1Api(api_client)
         self._host = api_client.configuration.host
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], where: str | None = None) -> T:
         try:
             return fn()
         except ApiException as exc:
             if exc.status in (401, 403):
-                raise CliError(f"not allowed to {what} in namespace {self.namespace}: {_detail(exc)}") from None
+                where = where or f"in namespace {self.namespace}"
+                raise CliError(f"not allowed to {what} {where}: {_detail(exc)}") from None
             raise
         except (Urllib3Error, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc
@@ -180,14 +181,21 @@ class KubeApi:
             raise CliError(f"read {KINDS.get(plural, plural)} {name}: {_detail(exc)}") from None
         return obj
 
-    def list_all(self, plural: str) -> list[dict[str, Any]]:
-        """Every ``plural`` object in the namespace."""
+    def list_all(self, plural: str, all_namespaces: bool = False) -> list[dict[str, Any]]:
+        """Every ``plural`` object in the namespace (in every namespace with ``all_namespaces``)."""
         try:
             out: dict[str, Any] = self._call(
                 f"list {plural}",
-                lambda: self._custom.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, self.namespace, plural, _request_timeout=REQUEST_TIMEOUT
+                lambda: (
+                    self._custom.list_cluster_custom_object(
+                        API_GROUP, API_VERSION, plural, _request_timeout=REQUEST_TIMEOUT
+                    )
+                    if all_namespaces
+                    else self._custom.list_namespaced_custom_object(
+                        API_GROUP, API_VERSION, self.namespace, plural, _request_timeout=REQUEST_TIMEOUT
+                    )
                 ),
+                "in all namespaces" if all_namespaces else None,
             )
         except ApiException as exc:
             if exc.status == 404:

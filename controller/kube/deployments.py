@@ -24,6 +24,8 @@ ABSENT_MARKER = "absent"
 CONFIGMAP_LIMIT = 1_000_000  # bytes; the API server rejects objects over ~1 MiB
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 LABEL_RELEASE = "stopline.dev/release"
+RESTORE_ATTEMPTS = 3
+"""Tries of one restore when the API answers 409 Conflict (the object changed between read and write)."""
 
 _VOLATILE_METADATA = (
     "resourceVersion",
@@ -65,7 +67,12 @@ def clean_for_snapshot(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def live_state(name: str, obj: Mapping[str, Any] | None) -> LiveDeployment:
-    """Rollout state as ``kubectl rollout status`` judges it."""
+    """Rollout state as ``kubectl rollout status`` judges it.
+
+    Available once the controller has observed the current generation and every wanted replica is
+    updated and available with no old replica left. A failure once the observed rollout exceeded its
+    progress deadline, or when the Deployment is paused with its rollout unfinished (a paused rollout
+    never progresses and never hits its deadline, so waiting for it would wait forever)."""
     if obj is None:
         return LiveDeployment(name=name, exists=False)
     meta = obj.get("metadata") or {}
@@ -82,9 +89,11 @@ def live_state(name: str, obj: Mapping[str, Any] | None) -> LiveDeployment:
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
             failure = cond.get("message") or "ProgressDeadlineExceeded"
     done = observed >= generation and updated >= want and total == updated and available >= want
-    if spec.get("paused"):
-        done = False
-    return LiveDeployment(name=name, exists=True, available=done, failure=failure if observed >= generation else None)
+    if observed < generation:
+        failure = None  # the condition belongs to an earlier rollout
+    elif spec.get("paused") and not done and failure is None:
+        failure = "Deployment is paused (spec.paused: true); its rollout cannot finish until it is resumed"
+    return LiveDeployment(name=name, exists=True, available=done, failure=failure)
 
 
 class Deployments:
@@ -214,24 +223,24 @@ class Deployments:
 
     # -- restore
     def _restore_one(self, namespace: str, name: str, saved: dict[str, Any]) -> None:
-        live = self._get(namespace, name)
-        body = copy.deepcopy(saved)
-        body["metadata"]["namespace"] = namespace
-        try:
-            if live is None:
-                self._apps.create_namespaced_deployment(namespace, body)
-                return
-            body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
-            body["metadata"]["ownerReferences"] = live["metadata"].get("ownerReferences")
-            self._apps.replace_namespaced_deployment(name, namespace, body)
-        except ApiException as exc:
-            if exc.status == 409:  # changed under us: read again and retry once
-                live = self._get(namespace, name)
-                if live is not None:
+        """Replace the live Deployment with its snapshot (create it when gone). A 409 (it changed or
+        appeared under us) reads it again and retries, :data:`RESTORE_ATTEMPTS` times in all."""
+        for attempt in range(1, RESTORE_ATTEMPTS + 1):
+            live = self._get(namespace, name)
+            body = copy.deepcopy(saved)
+            body["metadata"]["namespace"] = namespace
+            try:
+                if live is None:
+                    self._apps.create_namespaced_deployment(namespace, body)
+                else:
                     body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+                    body["metadata"]["ownerReferences"] = live["metadata"].get("ownerReferences")
                     self._apps.replace_namespaced_deployment(name, namespace, body)
-                    return
-            raise _api_error(f"restore Deployment {namespace}/{name}", exc) from exc
+                return
+            except ApiException as exc:
+                if exc.status == 409 and attempt < RESTORE_ATTEMPTS:
+                    continue
+                raise _api_error(f"restore Deployment {namespace}/{name}", exc) from exc
 
     def _delete_created(self, namespace: str, name: str, release: str) -> bool:
         """Delete a Deployment the push created — only if our annotation says we applied it."""

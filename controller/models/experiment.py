@@ -7,10 +7,13 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from controller.models.common import DNS_LABEL_PATTERN, Condition, Duration, Model, StatusModel, cel
 
 WEIGHT_TOLERANCE = 1e-6
+ALPHA_MESSAGE = "alpha must be greater than 0 and less than 0.5 (a significance level such as 0.05)"
+"""What both the CRD (CEL rule) and the controller say about an alpha out of range."""
 
 
 class ExperimentMetric(Model):
@@ -45,6 +48,7 @@ class ExperimentSpec(Model):
                 " && self.branches.map(b, self.branches[b]).sum() <= 1.000001",
                 "branch weights must sum to 1",
             ),
+            ("!has(self.alpha) || (self.alpha > 0.0 && self.alpha < 0.5)", ALPHA_MESSAGE),
         )
     )
 
@@ -62,11 +66,21 @@ class ExperimentSpec(Model):
     )
     metric: ExperimentMetric | None = Field(default=None, description="Where per-branch counts come from.")
     min_samples: int = Field(default=1000, description="Samples per branch before any decision.", ge=1)
-    alpha: float = Field(default=0.05, description="Significance level.", gt=0, lt=0.5)
+    alpha: float = Field(
+        default=0.05, description="Significance level, greater than 0 and less than 0.5 (default 0.05)."
+    )
     close_on: str | None = Field(default=None, description="Close the experiment: everyone gets this branch.")
     auto_close: AutoClose = Field(default_factory=AutoClose, description="Automatic closing on a decision.")
     interval: Duration = Field(default=timedelta(seconds=30), description="How often the report is refreshed.")
     hash_version: Literal[1, 2] = Field(default=2, description="GrowthBook hashing version.")
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, v: float) -> float:
+        # the same words as the CRD's rule, so kubectl and the controller say one thing
+        if not 0 < v < 0.5:
+            raise PydanticCustomError("alpha_range", ALPHA_MESSAGE)
+        return v
 
     @field_validator("branches")
     @classmethod

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from controller.models.common import (
     DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_PATTERN,
     REPO_PATTERN,
     REVISION_PATTERN,
     Condition,
@@ -95,6 +96,12 @@ class PrometheusRef(Model):
     url: str = Field(description="Base URL of the Prometheus HTTP API.", pattern=r"^https?://.+")
 
 
+DeploymentName = Annotated[
+    str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253, description="A Deployment name (DNS-1123 subdomain).")
+]
+"""A Kubernetes object name: lowercase letters, digits, '-' and '.', starting and ending alphanumeric."""
+
+
 class Phase(Model):
     """One step of the push: which Deployments it changes and how long to watch afterwards."""
 
@@ -110,7 +117,7 @@ class Phase(Model):
     )
 
     name: str = Field(description="Phase name, unique within the Release.", pattern=DNS_LABEL_PATTERN, max_length=63)
-    deployments: list[str] | None = Field(
+    deployments: list[DeploymentName] | None = Field(
         default=None, description="Deployment names this phase pushes.", min_length=1, max_length=256
     )
     selector: LabelSelector | None = Field(default=None, description="Select the phase's Deployments by label.")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 import controller.models.common as models_common
 import controller.models.experiment as models_experiment
@@ -283,3 +283,28 @@ def test_no_cel_rules_elsewhere() -> None:
         if "x-kubernetes-validations" in node and (k.kind, path) not in placed
     ]
     assert stray == []
+
+
+# --- admission gaps ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"), [("Release", ".spec.phases[].deployments[]"), ("Track", ".spec.template.phases[].deployments[]")]
+)
+def test_phase_deployment_names_are_dns_subdomains_in_the_crd(kind: str, path: str) -> None:
+    node = _at(_schema(next(_load(k) for k in KINDS if k.kind == kind)), path)
+    assert (node["type"], node["pattern"], node["maxLength"]) == ("string", models_common.DNS_SUBDOMAIN_PATTERN, 253)
+
+
+def test_crd_and_controller_reject_alpha_0_with_the_same_words() -> None:
+    spec = _at(_schema(_load(next(k for k in KINDS if k.kind == "Experiment"))), ".spec")
+    alpha = spec["properties"]["alpha"]
+    # no schema bound on the field: the API server would report it in its own words beside the rule's
+    assert not {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} & alpha.keys()
+    rules = [r for r in spec["x-kubernetes-validations"] if "self.alpha" in r["rule"]]
+    assert [r["message"] for r in rules] == [models_experiment.ALPHA_MESSAGE]
+
+    body = {"key": "k", "branches": {"control": 0.5, "b": 0.5}, "alpha": 0}
+    with pytest.raises(ValidationError) as info:
+        ExperimentSpec.model_validate(body)
+    assert [e["msg"] for e in info.value.errors()] == [models_experiment.ALPHA_MESSAGE]

@@ -1,13 +1,20 @@
 """Prometheus provider (prometheus-api-client, called off the event loop).
 
 Identical queries from many Releases are de-duplicated: concurrent callers share one in-flight request,
-and an answer is reused for ``max_age`` seconds (shorter than any gate interval worth having).
+and an answer is reused for ``max_age`` seconds (shorter than any gate interval worth having). The
+shared request belongs to no caller: cancelling one caller (a deleted Release) never cancels the
+others' reading.
+
+``query`` never raises for Prometheus problems: HTTP 400/422 (a query Prometheus rejects) is an
+``invalid_query`` Measurement, any other status, a timeout, a refused connection or an unexpected body
+is a Measurement with ``error`` (Inconclusive), an empty vector is no data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +23,8 @@ from typing import Any
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
 from controller.errors import MetricsError
@@ -45,13 +54,39 @@ def parse_result(result: Any, at: datetime) -> Measurement:
 
 
 def _number(raw: Any, at: datetime) -> Measurement:
+    """A sample value; NaN and ±Inf are kept (the gate judges them Inconclusive)."""
     try:
-        value = float(raw)
+        return Measurement(float(raw), at)
     except (TypeError, ValueError):
         return Measurement(None, at, error=f"not a number: {raw!r}")
-    if not math.isfinite(value):
-        return Measurement(value, at)
-    return Measurement(value, at)
+
+
+_STATUS = re.compile(r"HTTP Status Code (\d{3})")
+_REJECTED = (400, 422)
+"""What Prometheus answers for a query it cannot parse (400 bad_data) or execute (422)."""
+
+
+_NOT_AN_ANSWER = (requests.JSONDecodeError, KeyError, TypeError)
+"""Raised by the client for a 200 whose body is not JSON or lacks ``data.result``."""
+
+
+def _unreachable(exc: Exception, timeout: float) -> str:
+    """Why no answer came: a timeout (also when urllib3 wrapped it into a ConnectionError) or another
+    transport failure (refused, reset, name not resolved)."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    # urllib3's NewConnectionError (refused, unresolvable) derives from its TimeoutError: not a timeout
+    timed_out = isinstance(reason, Urllib3Timeout) and not isinstance(reason, NewConnectionError)
+    if timed_out or (isinstance(exc, requests.Timeout) and not isinstance(reason, NewConnectionError)):
+        return f"prometheus did not answer within {timeout:g}s"
+    return f"prometheus unreachable: {type(exc).__name__}"
+
+
+def _rejection(exc: PrometheusApiClientException) -> tuple[str, bool]:
+    """``(message, the query itself was rejected)`` for a non-200 answer."""
+    text = str(exc)
+    match = _STATUS.search(text)
+    status = int(match.group(1)) if match else None
+    return text[:300], status in _REJECTED
 
 
 class PrometheusProvider:
@@ -62,9 +97,10 @@ class PrometheusProvider:
         self._max_age = max_age
         self._clock = clock
         self._clients: dict[str, PrometheusConnect] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Future[Measurement]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Task[Measurement]] = {}
         self._cache: dict[tuple[str, str], tuple[float, Measurement]] = {}
         self.requests = 0
+        """Requests sent to Prometheus (shared and cached answers do not count)."""
 
     def _client(self, url: str) -> PrometheusConnect:
         if url not in self._clients:
@@ -79,11 +115,12 @@ class PrometheusProvider:
         try:
             result = self._client(url).custom_query(query)
         except PrometheusApiClientException as exc:
-            text = str(exc)
-            bad = "400" in text or "bad_data" in text or "422" in text
-            return Measurement(None, at, error=text[:300], invalid_query=bad)
+            text, bad = _rejection(exc)
+            return Measurement(None, at, error=text, invalid_query=bad)
+        except _NOT_AN_ANSWER as exc:  # 200 with a body that is not a query answer (a proxy's page)
+            return Measurement(None, at, error=f"unexpected answer from prometheus: {type(exc).__name__}")
         except (requests.RequestException, OSError) as exc:
-            return Measurement(None, at, error=f"prometheus unreachable: {type(exc).__name__}")
+            return Measurement(None, at, error=_unreachable(exc, math.ceil(self._timeout)))
         return parse_result(result, at)
 
     def _vector_blocking(self, url: str, query: str, label: str) -> dict[str, float]:
@@ -91,8 +128,10 @@ class PrometheusProvider:
             result = self._client(url).custom_query(query)
         except PrometheusApiClientException as exc:
             raise MetricsError(f"query rejected: {str(exc)[:300]}") from exc
+        except _NOT_AN_ANSWER as exc:
+            raise MetricsError(f"unexpected answer from prometheus: {type(exc).__name__}") from exc
         except (requests.RequestException, OSError) as exc:
-            raise MetricsError(f"prometheus unreachable: {type(exc).__name__}") from exc
+            raise MetricsError(_unreachable(exc, math.ceil(self._timeout))) from exc
         out: dict[str, float] = {}
         for series in result if isinstance(result, list) else []:
             if not isinstance(series, dict):
@@ -117,23 +156,25 @@ class PrometheusProvider:
     async def query(self, url: str, query: str) -> Measurement:
         """Run an instant query; shares in-flight requests and very recent answers."""
         key = (url, query)
+        now = time.monotonic()
         cached = self._cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] <= self._max_age:
+        if cached is not None and now - cached[0] <= self._max_age:
             return cached[1]
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Measurement] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(key))
+            self._inflight[key] = task
+        # shield: a caller cancelled while waiting leaves the shared request running for the others
+        return await asyncio.shield(task)
+
+    async def _fetch(self, key: tuple[str, str]) -> Measurement:
         try:
             self.requests += 1
-            m = await asyncio.to_thread(self._query_blocking, url, query)
-            self._cache[key] = (time.monotonic(), m)
-            future.set_result(m)
+            m = await asyncio.to_thread(self._query_blocking, *key)
+            now = time.monotonic()
+            # forget expired answers, so queries templated with a revision do not pile up forever
+            self._cache = {k: v for k, v in self._cache.items() if now - v[0] <= self._max_age}
+            self._cache[key] = (now, m)
             return m
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved
-            raise
         finally:
             self._inflight.pop(key, None)

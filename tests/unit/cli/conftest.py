@@ -36,6 +36,7 @@ class FakeApi:
     patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     connected: list[tuple[str | None, str | None]] = field(default_factory=list)
     fail: CliError | None = None
+    listed: list[tuple[str, bool]] = field(default_factory=list)
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         if self.fail:
@@ -43,10 +44,16 @@ class FakeApi:
         obj = self.objects.get(plural, {}).get(name)
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list_all(self, plural: str) -> list[dict[str, Any]]:
+    def list_all(self, plural: str, all_namespaces: bool = False) -> list[dict[str, Any]]:
+        """The objects of the bound namespace (objects without one count as its), or of every namespace."""
         if self.fail:
             raise self.fail
-        return [copy.deepcopy(o) for o in self.objects.get(plural, {}).values()]
+        self.listed.append((plural, all_namespaces))
+        return [
+            copy.deepcopy(o)
+            for o in self.objects.get(plural, {}).values()
+            if all_namespaces or (o.get("metadata") or {}).get("namespace", self.namespace) == self.namespace
+        ]
 
     def patch(self, plural: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         obj = self.objects.get(plural, {}).get(name)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.gitops.errors import GitConflict
 from controller.gitops.repo import RepoCache, _Session
 from controller.gitops.results import REVERT_TRAILER, RevertOutcome
 
@@ -201,12 +202,13 @@ def test_conflict_leaves_the_branch_untouched(upstream: Upstream, cache: RepoCac
     upstream.commit({"deploy/web.yaml": "image: v3\n"}, "fix forward on the same line")
     tip_before = upstream.tip()
 
-    outcome = revert(cache, upstream, bad)
+    with pytest.raises(GitConflict) as info:
+        revert(cache, upstream, bad)
 
-    assert outcome.status == "conflict"
-    assert outcome.commit is None
-    assert "deploy/web.yaml" in (outcome.reason or "")
-    assert "ok.yaml" not in (outcome.reason or "")
+    assert info.value.reason == "Conflict"
+    assert info.value.paths == ("deploy/web.yaml",)
+    assert info.value.attempts == 1
+    assert "deploy/web.yaml" in str(info.value)
     assert upstream.tip() == tip_before
     assert_worktree_clean(cache, upstream)
     # the work tree is usable again straight away

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from controller.models.experiment import ExperimentSpec
+from controller.models.experiment import ALPHA_MESSAGE, ExperimentSpec
 from controller.models.release import ReleaseSpec
 from controller.models.track import TrackSpec
 
@@ -85,6 +85,8 @@ class Bad:
 
 
 R, T, E = ReleaseSpec, TrackSpec, ExperimentSpec
+ALPHA = "^" + re.escape(ALPHA_MESSAGE) + "$"
+DNS_SUBDOMAIN = r"String should match pattern '\^\[a-z0-9\]"
 PHASES = RELEASE["phases"]
 GATES = RELEASE["gates"]
 
@@ -133,6 +135,27 @@ CASES: list[Bad] = [
         patched(RELEASE, phases__2__deployments=["web"]),
         "phases.2",
         r"phase 'rest': set exactly one .* \(got deployments, remaining\)",
+    ),
+    Bad(
+        "phase-deployment-name-not-dns",
+        R,
+        patched(RELEASE, phases__0__deployments=["web", "Web_Canary!"]),
+        "phases.0.deployments.1",
+        DNS_SUBDOMAIN,
+    ),
+    Bad(
+        "phase-deployment-name-too-long",
+        R,
+        patched(RELEASE, phases__0__deployments=["a" * 254]),
+        "phases.0.deployments.0",
+        r"String should have at most 253 characters",
+    ),
+    Bad(
+        "track-phase-deployment-name-not-dns",
+        T,
+        patched(TRACK, template__phases__0__deployments=["web-"]),
+        "template.phases.0.deployments.0",
+        DNS_SUBDOMAIN,
     ),
     Bad(
         "phase-empty-deployments",
@@ -459,8 +482,10 @@ CASES: list[Bad] = [
     Bad(
         "rollout-negative", E, patched(EXPERIMENT, rollout=-1), "rollout", r"Input should be greater than or equal to 0"
     ),
-    Bad("alpha-0.7", E, patched(EXPERIMENT, alpha=0.7), "alpha", r"Input should be less than 0\.5"),
-    Bad("alpha-zero", E, patched(EXPERIMENT, alpha=0), "alpha", r"Input should be greater than 0"),
+    Bad("alpha-0.7", E, patched(EXPERIMENT, alpha=0.7), "alpha", ALPHA),
+    Bad("alpha-zero", E, patched(EXPERIMENT, alpha=0), "alpha", ALPHA),
+    Bad("alpha-0.5", E, patched(EXPERIMENT, alpha=0.5), "alpha", ALPHA),
+    Bad("alpha-negative", E, patched(EXPERIMENT, alpha=-0.05), "alpha", ALPHA),
     Bad(
         "min-samples-zero",
         E,
