@@ -375,8 +375,13 @@ class World:
             pending.append(job.finishes)
         return min(pending, default=None)
 
-    def crash(self) -> None:
-        """The controller restarts: the revert attempt in flight is lost (unless it already finished)."""
+    def crash(self, spec: ReleaseSpec | None = None, *, landed: bool = False) -> None:
+        """The controller restarts: the revert attempt in flight is lost with its result.
+
+        ``landed``: the attempt had reached Git (its push went through) before the controller died.
+        """
+        if landed and spec is not None and self.revert_job is not None and self.revert_job.result is None:
+            self.git.revert(spec.source.revision, f"Revert {spec.source.revision[:7]}")
         self.revert_job = None
 
     def set_available(self, name: str, available: bool) -> None:
