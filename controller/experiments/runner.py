@@ -190,6 +190,7 @@ async def run_experiment(
     emit: Callable[[str, str, str], None] = lambda _t, _r, _m: None,
     stopped: Callable[[], bool] = lambda: False,
     on_persist_error: Callable[[str], None] = lambda _k: None,
+    may_act: Callable[[], Awaitable[bool]] | None = None,
 ) -> ExperimentStatus:
     """Keep the published config and the report current until stopped (through the reconcile driver)."""
     alive = lambda: not stopped()  # noqa: E731
@@ -214,5 +215,6 @@ async def run_experiment(
         alive=alive,
         emit=emit,
         on_persist_error=on_persist_error,
+        may_act=may_act,
     )
     return await Driver(kind, ctx).run()

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from controller.errors import StoplineError
 from controller.experiments.reconcile import configmap_key
 from controller.experiments.runner import CONFIGMAP_LABELS, run_experiment
-from controller.handlers.startup import runtime
+from controller.handlers.startup import namespace_guard, runtime
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.experiment import ExperimentSpec
@@ -45,6 +45,7 @@ def supervisor(rt: Runtime) -> Supervisor:
             emit=emit,
             stopped=lambda: not run.alive(),
             on_persist_error=default_metrics().status_write_error,
+            may_act=namespace_guard(rt, run),
         )
 
     return Supervisor("Experiment", start, wake_on=lambda old, new: old.get("spec") != new.get("spec"))

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import kopf
 
-from controller.handlers.startup import runtime
+from controller.handlers.startup import namespace_guard, runtime
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.release import FINAL_PHASES
@@ -51,6 +51,7 @@ def supervisor(rt: Runtime) -> Supervisor:
                 tick=rt.settings.release_tick_seconds,
                 sleep=run.wait,
                 wake=run.wake,
+                may_act=namespace_guard(rt, run),
             )
 
     return Supervisor("Release", start, wanted=wanted)

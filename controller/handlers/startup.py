@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -13,6 +14,7 @@ from aiohttp import web
 from controller.errors import StoplineError
 from controller.kube.client import api_client
 from controller.metrics import default_metrics
+from controller.reconcile.supervisor import Run
 from controller.settings import Settings
 from controller.track.webhook import TrackTarget
 from controller.web import routes, server
@@ -96,3 +98,22 @@ def runtime(memo: Any) -> Runtime:
     """The runtime built at startup."""
     rt: Runtime = memo.runtime
     return rt
+
+
+def namespace_guard(rt: Runtime, run: Run) -> Callable[[], Awaitable[bool]]:
+    """Asked before every side effect: False (and the loop stops) once the object's namespace is being deleted.
+
+    Deleting a namespace marks it first and deletes its objects later: without this, a Release could still
+    roll back and push a revert in between."""
+
+    async def may_act() -> bool:
+        try:
+            gone = await rt.objects.namespace_gone(run.namespace)
+        except StoplineError as exc:  # cannot tell: the action itself meets the same API trouble
+            log.warning("cannot read namespace %s: %s", run.namespace, exc)
+            return True
+        if gone:
+            run.stop(deleted=True)
+        return not gone
+
+    return may_act

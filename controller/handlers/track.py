@@ -12,7 +12,7 @@ from typing import Any, cast
 import kopf
 from pydantic import ValidationError
 
-from controller.handlers.startup import runtime
+from controller.handlers.startup import namespace_guard, runtime
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.track import TrackSpec, TrackStatus
@@ -94,6 +94,7 @@ def supervisor(rt: Runtime) -> Supervisor:
                 prune=prune,
                 waive=waive,
                 on_persist_error=default_metrics().status_write_error,
+                may_act=namespace_guard(rt, run),
             )
         finally:
             rt.tracks.pop((namespace, name), None)

@@ -107,6 +107,24 @@ class Objects:
         """stopline objects in a namespace matching a label selector."""
         return await asyncio.to_thread(self._list, plural, namespace, label_selector)
 
+    def _namespace_gone(self, namespace: str) -> bool:
+        try:  # list (not get): the controller's cluster role already lists and watches namespaces
+            out = self._core.list_namespace(field_selector=f"metadata.name={namespace}", _preload_content=False)
+        except ApiException as exc:
+            raise _error(f"read namespace {namespace}", exc) from exc
+        items = json.loads(out.data).get("items") or []
+        if not items:
+            return True
+        ns = items[0]
+        return (
+            bool(ns.get("metadata", {}).get("deletionTimestamp"))
+            or (ns.get("status") or {}).get("phase") == "Terminating"
+        )
+
+    async def namespace_gone(self, namespace: str) -> bool:
+        """Whether the namespace is gone or being deleted (then nothing more is done in it)."""
+        return await asyncio.to_thread(self._namespace_gone, namespace)
+
     def _delete(self, plural: str, namespace: str, name: str, uid: str) -> None:
         try:
             self._custom.delete_namespaced_custom_object(

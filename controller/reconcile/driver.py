@@ -12,8 +12,10 @@ do each in their own way:
   ``execute`` returns failures as outcomes), so a transient API or Git error never ends the loop and never
   skips a rollback. A status patch that fails is logged at WARNING, counted, and retried with backoff while
   the loop goes on with the status it has in memory (which stays authoritative).
-* **Deleted means done.** A 404 on the status patch, or ``alive()`` turning false (the object's DELETED
-  event, the controller stopping), ends the loop: no action is started afterwards.
+* **Deleted means done.** A 404 on the status patch, ``alive()`` turning false (the object's DELETED
+  event, the controller stopping), or ``may_act()`` saying no before a side effect (its namespace is being
+  deleted: its objects are not deleted yet, but nothing may act in it any more) ends the loop: no action
+  is started afterwards.
 * **Side effects are persisted first**: before an action that changes the world, the status that led
   to it is written, so a controller killed at any point resumes without repeating a completed action.
 """
@@ -91,6 +93,7 @@ class Context:
     wait: Callable[[float], Awaitable[None]]
     clock: Callable[[], datetime]
     alive: Callable[[], bool] = lambda: True
+    may_act: Callable[[], Awaitable[bool]] | None = None  # asked before every side effect (namespace deleted?)
     emit: Callable[[str, str, str], None] = lambda _t, _r, _m: None
     on_persist_error: Callable[[str], None] = lambda _k: None
     monotonic: Callable[[], float] = field(default_factory=lambda: asyncio.get_running_loop().time)
@@ -198,6 +201,10 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
             action = k.plan(spec, self.status, facts)
             since = ctx.monotonic() - self.persisted_at
             if k.is_side_effect(action):
+                if ctx.may_act is not None and not await ctx.may_act():
+                    log.info("%s: its namespace is being deleted: its loop stops, %s not done", self._where(),
+                             type(action).__name__)  # fmt: skip
+                    break
                 await self.persist(force=True)
                 if not self._running():
                     break  # deleted while the status was being written: start nothing

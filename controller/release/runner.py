@@ -243,6 +243,7 @@ async def run_release(
     tick: float = 0.25,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     wake: Callable[[], None] = lambda: None,
+    may_act: Callable[[], Awaitable[bool]] | None = None,
 ) -> ReleaseStatus:
     """Drive one Release until it is settled (final, revert landed or given up by a human) or ``stopped``."""
     hooks = hooks or Hooks()
@@ -260,6 +261,7 @@ async def run_release(
         emit=hooks.emit,
         on_persist_error=hooks.on_persist_error,
         monotonic=loop_time,
+        may_act=may_act,
     )
     try:
         return await Driver(kind, ctx).run()

@@ -328,6 +328,7 @@ async def run_track(
     prune: Callable[[TrackSpec, TrackStatus], Awaitable[None]] | None = None,
     waive: Callable[[str, str], Awaitable[None]] | None = None,
     on_persist_error: Callable[[str], None] = lambda _k: None,
+    may_act: Callable[[], Awaitable[bool]] | None = None,
 ) -> TrackStatus:
     """Follow the branch until stopped (through the reconcile driver).
 
@@ -347,6 +348,7 @@ async def run_track(
         alive=lambda: not stopped(),
         emit=emit,
         on_persist_error=on_persist_error,
+        may_act=may_act,
     )
     return await Driver(kind, ctx).run()
 

@@ -20,7 +20,6 @@ from dsl import API, THREE_PHASES, App, Given, Then, When, gate
 from faults import Proxy, never
 from helpers import (
     OUTPUT_DIR,
-    VENV_BIN,
     apply,
     branch_sha,
     get_stack,
@@ -31,7 +30,7 @@ from helpers import (
     wait_scraped,
 )
 from operator_proc import Controller
-from test_track import create_track, pushed, rel_name, track_releases, track_status, wait_track
+from test_track import VENV_BIN, create_track, pushed, rel_name, track_releases, track_status, wait_track
 
 LOAD = "stopline_e2e_load"
 FINAL = ("Succeeded", "RolledBack", "Failed")
