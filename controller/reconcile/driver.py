@@ -183,7 +183,7 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
                 before = self.status
                 self.status = k.invalid(self.status, message, ctx.clock(), generation)
                 await self.persist(force=True)
-                if self.status != before or self.persisted == self.status:
+                if self.status != before:  # once per new problem, not once per loop start
                     self._emit([("Warning", "InvalidSpec", message)])
                 log.warning("%s: %s", self._where(), message)
                 return self.status
@@ -215,7 +215,7 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
             if k.persist_now(self.status, self.persisted, action, since):
                 await self.persist()
             if k.done(spec, self.status):
-                if await self.persist(force=True) or self.gone:
+                if await self.persist(force=not self.persist_failures) or self.gone:
                     return self.status
                 await ctx.wait(min(PERSIST_BACKOFF_MAX, self.persist_retry_at - ctx.monotonic()))
                 continue

@@ -62,6 +62,11 @@ class Run:
             except Exception:  # a failing canceller must not keep the others from running
                 log.exception("cancelling work of %s/%s", self.namespace, self.name)
 
+    async def wait_stopped(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; returns early only when stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopped.wait(), timeout=max(0.0, seconds))
+
     async def wait(self, seconds: float) -> None:
         """Sleep up to ``seconds``; returns early when woken or stopped."""
         if self.woken.is_set():
@@ -147,22 +152,25 @@ class Supervisor:
         try:
             await self._start(run)
         except asyncio.CancelledError:
+            self._forget(run)
             raise
         except Exception:
             crashed = True
             log.exception(
                 "%s %s/%s: loop crashed; restarting in %.0fs", self.kind, run.namespace, run.name, self._backoff
             )
-        finally:
-            if self._runs.get(run.uid) is run:
-                del self._runs[run.uid]
-                if self._by_name.get((run.namespace, run.name)) == run.uid:
-                    del self._by_name[(run.namespace, run.name)]
         if crashed and run.alive() and not self._closing:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(self._backoff)
-            if run.alive() and not self._closing and run.uid not in self._runs and self._wanted(run.body):
-                self._spawn(Run(namespace=run.namespace, name=run.name, uid=run.uid, body=run.body))
+            # The crashed run stays registered during the backoff: a DELETED event meanwhile stops it.
+            await run.wait_stopped(self._backoff)
+        self._forget(run)
+        if crashed and run.alive() and not self._closing and self._wanted(run.body):
+            self._spawn(Run(namespace=run.namespace, name=run.name, uid=run.uid, body=run.body))
+
+    def _forget(self, run: Run) -> None:
+        if self._runs.get(run.uid) is run:
+            del self._runs[run.uid]
+            if self._by_name.get((run.namespace, run.name)) == run.uid:
+                del self._by_name[(run.namespace, run.name)]
 
     # ---------------------------------------------------------------- loop side
     def wake(self, namespace: str, name: str) -> bool:

@@ -266,8 +266,7 @@ async def run_release(
     try:
         return await Driver(kind, ctx).run()
     finally:
-        if stopped():
-            executor.forget(ref)
+        executor.forget(ref)  # settled, stopped or gone: an attempt still in flight pushes nothing
 
 
 def _sleep_for(wait: Wait, status: ReleaseStatus, now: datetime, tick: float) -> float:

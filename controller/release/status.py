@@ -48,6 +48,7 @@ from controller.release.plan import (
     gates_for,
     hold_clock,
     observed_cap,
+    observed_seconds,
     pause_reason,
     required_hold,
     revert_backoff,
@@ -260,10 +261,13 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
 def _complete(spec: ReleaseSpec, s: ReleaseStatus, action: CompletePhase, now: datetime) -> None:
     if action.promoted:
         s.promoted = action.promoted
+    # The observed time that completed the hold, including the stretch the latest reading vouches for.
+    total = observed_seconds(spec, s, action.phase, now)
     if action.phase == WATCH_PHASE:
+        s.watch_observed_seconds, s.watch_observed_since = total, None
         _succeed(s, now)
         return
-    _update_phase(s, action.phase, state="Passed", completed_at=now, observed_since=None)
+    _update_phase(s, action.phase, state="Passed", completed_at=now, observed_seconds=total, observed_since=None)
     names = [p.name for p in s.phases]
     idx = names.index(action.phase)
     how = " (promoted)" if action.promoted else ""

@@ -48,6 +48,10 @@ class Proxy:
             listener, self._listener = self._listener, None
             conns, self._conns = self._conns, []
         if listener is not None:
+            # close() alone does not wake a thread blocked in accept() on Linux: the socket would keep
+            # listening. shutdown() does (accept fails with EINVAL) and the port then refuses connections.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         for c in conns:
             with contextlib.suppress(OSError):

@@ -264,11 +264,6 @@ async def test_an_invalid_spec_is_written_once_with_one_event_and_ends_the_loop(
     assert w.effects == 0 and w.observes == 0 and w.waits == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller bug: Driver.run emits InvalidSpec again when a new loop finds the same invalid status "
-    "already written (driver.py: `if self.status != before or self.persisted == self.status`)",
-)
 async def test_a_restarted_loop_over_the_same_invalid_spec_emits_no_second_event() -> None:
     w = World()
     w.body["spec"] = {"target": -1}

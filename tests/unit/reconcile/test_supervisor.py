@@ -124,12 +124,6 @@ async def test_a_crashed_loop_is_restarted_after_the_backoff() -> None:
     assert loops.ended == [("u1", False)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller bug: supervisor._guarded drops a crashed Run from _runs before its restart backoff, so a "
-    "DELETED event during the backoff finds no run, the Run is never stopped, and a loop is started again for "
-    "the deleted object",
-)
 async def test_a_crashed_loop_of_a_deleted_object_is_not_restarted() -> None:
     loops = Loops(crash_times=1)
     sup = Supervisor("Release", loops, restart_backoff=0.02)
