@@ -130,7 +130,7 @@ class Proxy:
                     if not data:
                         return
                     (b if s is a else a).sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # closed by down() under our feet
             return
         finally:
             for s in (a, b):
