@@ -23,6 +23,12 @@ class Settings:
     experiments_configmap: str = "stopline-experiments"
     max_threads: int = 32
     release_tick_seconds: float = 0.25
+    kustomize: str = "kustomize"
+    """kustomize binary for ``source.kustomize``: a path, or a name looked up on PATH."""
+    helm: str = "helm"
+    """helm binary for ``source.helm``: a path, or a name looked up on PATH."""
+    render_timeout_seconds: float = 60.0
+    """How long one kustomize/helm render may run before it is killed and the push fails."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -38,4 +44,7 @@ class Settings:
             experiments_configmap=env.get("STOPLINE_EXPERIMENTS_CONFIGMAP", defaults.experiments_configmap),
             max_threads=int(env.get("STOPLINE_MAX_THREADS", defaults.max_threads)),
             release_tick_seconds=float(env.get("STOPLINE_RELEASE_TICK", defaults.release_tick_seconds)),
+            kustomize=env.get("STOPLINE_KUSTOMIZE") or defaults.kustomize,
+            helm=env.get("STOPLINE_HELM") or defaults.helm,
+            render_timeout_seconds=float(env.get("STOPLINE_RENDER_TIMEOUT", defaults.render_timeout_seconds)),
         )

@@ -3,7 +3,9 @@
 Everything here blocks (GitPython runs the git CLI); async callers use ``asyncio.to_thread``. Calls on
 the same repository are serialised by one lock per cached clone; different repositories run in
 parallel. The clone is fetched, never re-cloned. Its work tree is used only by :meth:`RepoCache.revert`
-and is hard-reset and cleaned after every attempt.
+and is hard-reset and cleaned after every attempt. Kustomize/Helm sources are rendered from a private
+copy of the revision's tree written from the object database (:mod:`controller.gitops.render`); the
+clone's lock is held while the copy is written, not while the tool runs.
 
 Errors: transport, authentication and server failures raise :class:`GitError`; missing branches,
 revisions and paths raise :class:`GitNotFoundError`; malformed input :class:`GitInputError`. Messages
@@ -32,6 +34,8 @@ import git
 from controller.gitops.credentials import GitCredentials, git_environment, scrub, split_url_credentials
 from controller.gitops.errors import GitError, GitInputError, GitNotFoundError
 from controller.gitops.manifests import read_manifests
+from controller.gitops.render import RenderOptions, Tools, materialize
+from controller.gitops.render import render as render_tree
 from controller.gitops.results import REVERT_TRAILER, CommitInfo, RevertOutcome
 
 WORK_BRANCH = "stopline-work"
@@ -259,10 +263,12 @@ class RepoCache:
     """Cached clones under ``root``, one per repository URL (directory name: hash of the URL without
     credentials). Thread-safe; see the module docstring."""
 
-    def __init__(self, root: Path, *, timeout: float = 120.0) -> None:
+    def __init__(self, root: Path, *, timeout: float = 120.0, tools: Tools | None = None) -> None:
         self.root = Path(root)
         self.timeout = timeout
+        self.tools = tools or Tools()
         self._scratch = self.root / ".scratch"
+        self._renders = self.root / ".render"
         self._guard = threading.Lock()
         self._repos: dict[Path, git.Repo] = {}
 
@@ -306,14 +312,36 @@ class RepoCache:
             s.ensure(revision, branch)
 
     def manifests(
-        self, url: str, revision: str, path: str, creds: GitCredentials | None = None
+        self,
+        url: str,
+        revision: str,
+        path: str,
+        creds: GitCredentials | None = None,
+        render: RenderOptions | None = None,
     ) -> list[dict[str, Any]]:
-        """Every YAML/JSON document under ``path`` at ``revision`` (recursive, by file path, empty
-        documents skipped), read from the object database."""
+        """The documents of ``path`` at ``revision``.
+
+        Without ``render``: every YAML/JSON document under ``path`` (recursive, by file path, empty
+        documents skipped), read from the object database. With ``render``: the revision's tree is
+        written into a private temporary directory (the clone's lock is held only for that) and
+        ``kustomize build`` / ``helm template`` runs there (see :mod:`controller.gitops.render`)."""
         revision = _validate_revision(revision)
-        with self._session(url, creds) as s:
-            full = s.ensure(revision, None)
-            return read_manifests(s.repo.commit(full).tree, path, f"at revision {full} of {s.scrub(s.url)}")
+        if render is None:
+            with self._session(url, creds) as s:
+                full = s.ensure(revision, None)
+                return read_manifests(s.repo.commit(full).tree, path, f"at revision {full} of {s.scrub(s.url)}")
+        self._renders.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="render-", dir=self._renders))
+        try:
+            tree = work / "tree"
+            tree.mkdir()
+            with self._session(url, creds) as s:
+                full = s.ensure(revision, None)
+                where = f"at revision {full} of {s.scrub(s.url)}"
+                materialize(s.repo.commit(full).tree, tree)
+            return render_tree(self.tools, render, tree, path, where)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def commits_between(
         self,
