@@ -74,6 +74,9 @@ class Controller:
                 "STOPLINE_HTTP_HOST": "127.0.0.1",
                 "STOPLINE_HTTP_PORT": str(self.http_port),
                 "STOPLINE_RELEASE_TICK": "0.2",
+                # The renderers `hack/stack.sh up` built; a missing one fails the tests that need it.
+                "STOPLINE_KUSTOMIZE": self.stack.kustomize or "kustomize",
+                "STOPLINE_HELM": self.stack.helm or "helm",
             }
         )
         return env

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from controller.gitops.errors import GitNotFoundError, ManifestError
 from controller.gitops.render import (
@@ -482,3 +483,57 @@ def test_render_options_from_the_source() -> None:
     again = render_options(_source(helm={"releaseName": "web", "valuesFiles": ["values-prod.yaml"],
                                          "values": {"a": {"c": 2}, "b": 1}}), "shop")  # fmt: skip
     assert again == helm and hash(again) == hash(helm)
+
+
+# -- the examples render as their READMEs say ------------------------------------------------------
+
+EXAMPLES = ROOT / "examples"
+
+
+def example_release(folder: str) -> tuple[dict[str, str], GitSource]:
+    """The files of ``examples/<folder>/repo`` and the source of its release.yaml."""
+    repo = EXAMPLES / folder / "repo"
+    files = {str(p.relative_to(repo)): p.read_text() for p in sorted(repo.rglob("*")) if p.is_file()}
+    release = yaml.safe_load((EXAMPLES / folder / "release.yaml").read_text())
+    source = {k: v for k, v in release["spec"]["source"].items() if k != "revision"}
+    return files, GitSource.model_validate(source)
+
+
+def test_example_04_kustomize_renders(upstream: Upstream, renderer: RepoCache) -> None:
+    files, source = example_release("04-kustomize")
+    sha = upstream.commit(files, "example 04")
+    options = render_options(source, "shop")
+    objects = by_kind(renderer.manifests(upstream.url, sha, source.path, render=options))
+    assert sorted(objects) == [
+        ("ConfigMap", "web-config-7t96654994"),  # the hash the README names
+        ("Deployment", "web"),
+        ("Deployment", "worker"),
+        ("Service", "db"),
+        ("Service", "web"),
+        ("StatefulSet", "db"),
+    ]
+    web = objects[("Deployment", "web")]["spec"]
+    assert web["replicas"] == 3
+    assert web["template"]["spec"]["containers"][0]["image"] == "registry.example/web:v2"
+    assert web["template"]["spec"]["containers"][0]["envFrom"] == [{"configMapRef": {"name": "web-config-7t96654994"}}]
+    assert objects[("ConfigMap", "web-config-7t96654994")]["data"] == {"LOG_LEVEL": "warn", "CHECKOUT_V2": "off"}
+
+
+def test_example_05_helm_renders(upstream: Upstream, renderer: RepoCache) -> None:
+    files, source = example_release("05-helm")
+    sha = upstream.commit(files, "example 05")
+    options = render_options(source, "shop")
+    objects = by_kind(renderer.manifests(upstream.url, sha, source.path, render=options))
+    assert sorted(objects) == [
+        ("ConfigMap", "shop-config"),
+        ("Deployment", "shop-web"),
+        ("Deployment", "shop-worker"),
+        ("Service", "shop-web"),
+    ]  # no test hook
+    web = objects[("Deployment", "shop-web")]
+    assert web["metadata"]["namespace"] == "shop"
+    assert web["spec"]["replicas"] == 3
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/shop-web:v2"
+    assert container["env"] == [{"name": "GREETING", "value": "hello from the Release"}]
+    assert objects[("ConfigMap", "shop-config")]["data"] == {"LOG_LEVEL": "warn"}
