@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The local e2e stack: a real control plane on fake nodes, Prometheus, a test-controlled exporter
-# and a Git server, all on loopback. No Docker engine and no internet needed (see docs/e2e.md).
+# and a Git server, all on loopback, plus the kustomize and helm binaries the controller renders
+# sources with (built once by hack/install-{kustomize,helm}.sh). No Docker engine and no internet
+# needed (see docs/e2e.md).
 #
 #   hack/stack.sh up      install what is missing, start what is down, reuse what is healthy
 #   hack/stack.sh down    stop everything this state dir started (by recorded PID) and remove it
