@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +59,8 @@ _TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 _URL_SCHEMES = ("http", "https", "ssh", "git", "file", "git+ssh", "ssh+git")
 _NON_FAST_FORWARD = ("non-fast-forward", "fetch first", "stale info")
 _RS, _US = "\x1e", "\x1f"
+
+_STALE_RENDER_SECONDS = 3600.0
 
 _LOCKS_GUARD = threading.Lock()
 _LOCKS: dict[str, threading.Lock] = {}
@@ -269,6 +272,7 @@ class RepoCache:
         self.tools = tools or Tools()
         self._scratch = self.root / ".scratch"
         self._renders = self.root / ".render"
+        self._swept = False
         self._guard = threading.Lock()
         self._repos: dict[Path, git.Repo] = {}
 
@@ -330,7 +334,7 @@ class RepoCache:
             with self._session(url, creds) as s:
                 full = s.ensure(revision, None)
                 return read_manifests(s.repo.commit(full).tree, path, f"at revision {full} of {s.scrub(s.url)}")
-        self._renders.mkdir(parents=True, exist_ok=True)
+        self._sweep_renders()
         work = Path(tempfile.mkdtemp(prefix="render-", dir=self._renders))
         try:
             tree = work / "tree"
@@ -423,6 +427,20 @@ class RepoCache:
             )
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _sweep_renders(self) -> None:
+        """Create the render directory; once per cache, remove trees a killed process left behind
+        (older than an hour, so a render still running in another process is never touched)."""
+        self._renders.mkdir(parents=True, exist_ok=True)
+        with self._guard:
+            if self._swept:
+                return
+            self._swept = True
+        cutoff = time.time() - _STALE_RENDER_SECONDS
+        for entry in self._renders.iterdir():
+            with contextlib.suppress(OSError):
+                if entry.name.startswith("render-") and entry.lstat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
 
     def _attempt(
         self,

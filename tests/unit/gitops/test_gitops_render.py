@@ -537,3 +537,18 @@ def test_example_05_helm_renders(upstream: Upstream, renderer: RepoCache) -> Non
     assert container["image"] == "registry.example/shop-web:v2"
     assert container["env"] == [{"name": "GREETING", "value": "hello from the Release"}]
     assert objects[("ConfigMap", "shop-config")]["data"] == {"LOG_LEVEL": "warn"}
+
+
+def test_trees_left_by_a_killed_process_are_swept_once(
+    upstream: Upstream, tmp_path: Path, cache_with: Callable[[Tools], RepoCache]
+) -> None:
+    sha = commit(upstream, KUSTOMIZE_TREE)
+    dump = fake_tool(tmp_path, "kustomize", "echo 'kind: Empty'\n")
+    cache = cache_with(Tools(kustomize=dump))
+    renders = cache.root / ".render"
+    stale, fresh = renders / "render-stale", renders / "render-fresh"
+    for leftover in (stale, fresh):
+        (leftover / "tree").mkdir(parents=True)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    cache.manifests(upstream.url, sha, "deploy/base", render=KustomizeBuild())
+    assert sorted(p.name for p in renders.iterdir()) == ["render-fresh"]  # maybe another process's
