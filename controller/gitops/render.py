@@ -48,6 +48,9 @@ _HOW_TO_GET = {
     "STOPLINE_HELM at it (or put it on PATH)",
 }
 _CHART_FILES = ("Chart.yaml", "Chart.yml")
+_KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:")
 
 
 class RenderError(ManifestError):
@@ -169,6 +172,7 @@ def render(tools: Tools, options: RenderOptions, root: Path, path: str, where: s
         raise GitNotFoundError(f"path {shown!r} {what} {where}")
     with _scratch(root) as scratch:
         if isinstance(options, KustomizeBuild):
+            check_kustomizations(root, where)
             argv = [_binary("kustomize", tools.kustomize), "build", str(target)]
             tool = f"kustomize build {shown}"
         else:
@@ -176,6 +180,42 @@ def render(tools: Tools, options: RenderOptions, root: Path, path: str, where: s
             tool = f"helm template {shown}"
         out = _run(tool, argv, root, scratch, tools.timeout, where)
     return parse_documents(f"{tool} output {where}", out)
+
+
+def check_kustomizations(root: Path, where: str) -> None:
+    """Refuse kustomizations that reach outside the repository.
+
+    kustomize's load restriction keeps *files* inside each kustomization's directory, but a base,
+    resource or component directory may be any path on the machine, and a ``file://`` URL clones
+    any local repository: either would let one repository read another's cached clone. So every
+    local ``resources``/``bases``/``components`` entry of every kustomization in the tree must stay
+    inside it; remote entries (``https://``, ``ssh://``, ``git@host:``) are left to kustomize."""
+    top = root.resolve()
+    for kfile in sorted(p for name in _KUSTOMIZATION_FILES for p in root.rglob(name)):
+        try:
+            docs = parse_documents(str(kfile), kfile.read_bytes())
+        except (ManifestError, OSError):
+            continue  # kustomize reports it, with its own message
+        shown = os.path.relpath(kfile, root)
+        for key in ("resources", "bases", "components"):
+            entries = docs[0].get(key) if docs else None
+            for entry in entries if isinstance(entries, list) else ():
+                if isinstance(entry, str) and _leaves_tree(top, kfile.parent, entry):
+                    raise ManifestError(
+                        f"{shown} {where}: {key} entry {entry!r} points outside the repository; "
+                        "stopline renders only bases and resources inside it (or remote https/ssh ones)"
+                    )
+
+
+def _leaves_tree(top: Path, base: Path, entry: str) -> bool:
+    """Whether a kustomization entry is a local path (or ``file://`` URL) outside ``top``."""
+    if "file:" in entry.lower():  # file://, git::file://: a clone of any repository on the machine
+        return True
+    if _REMOTE.match(entry) or _SCP_LIKE.match(entry):
+        return False
+    if entry.startswith("/"):
+        return True
+    return not Path(os.path.realpath(os.path.normpath(base / entry))).is_relative_to(top)
 
 
 def _helm_argv(
@@ -248,6 +288,8 @@ def _environment(scratch: Path) -> dict[str, str]:
         "HELM_DATA_HOME": str(home / "helm-data"),
         "KUBECONFIG": os.devnull,
         "GIT_TERMINAL_PROMPT": "0",
+        # kustomize clones remote bases with git: never from a local path (another repository's clone).
+        "GIT_ALLOW_PROTOCOL": "https:http:ssh:git",
         "GIT_CONFIG_NOSYSTEM": "1",
         "LANG": "C.UTF-8",
     }

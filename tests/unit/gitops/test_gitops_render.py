@@ -28,6 +28,7 @@ from controller.gitops.render import (
     RenderError,
     RenderTimeout,
     Tools,
+    check_kustomizations,
     render_options,
     trim_message,
 )
@@ -552,3 +553,34 @@ def test_trees_left_by_a_killed_process_are_swept_once(
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     cache.manifests(upstream.url, sha, "deploy/base", render=KustomizeBuild())
     assert sorted(p.name for p in renders.iterdir()) == ["render-fresh"]  # maybe another process's
+
+
+ESCAPES: list[tuple[str, str]] = [
+    ("absolute-base", "resources: [/etc/stopline]\n"),
+    ("dotdot-base", "resources: [../../../../../../etc]\n"),
+    ("file-url", "resources: ['file:///var/cache/stopline/0123abcd//deploy?ref=main']\n"),
+    ("git-file-url", "resources: ['git::file:///var/cache/stopline/0123abcd']\n"),
+    ("component", "components: [/srv/other-tenant/overlay]\n"),
+    ("legacy-bases", "bases: [/srv/other-tenant/base]\n"),
+]
+
+
+@pytest.mark.parametrize(("case", "kustomization"), ESCAPES, ids=[c for c, _ in ESCAPES])
+def test_kustomizations_that_reach_outside_the_repository_are_refused(
+    upstream: Upstream, renderer: RepoCache, case: str, kustomization: str
+) -> None:
+    files = {**KUSTOMIZE_TREE, "deploy/other/kustomization.yaml": kustomization}
+    sha = commit(upstream, files)
+    # Every kustomization in the tree is checked, not only the one built: a base may be reached later.
+    with pytest.raises(ManifestError, match=r"deploy/other/kustomization.yaml at revision .* points outside"):
+        renderer.manifests(upstream.url, sha, "deploy/overlays/prod", render=KustomizeBuild())
+
+
+def test_remote_bases_are_left_to_kustomize(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "deploy").mkdir(parents=True)
+    (tree / "deploy" / "kustomization.yaml").write_text(
+        "resources:\n  - https://git.example.test/base.git//deploy?ref=v1\n  - git@git.example.test:org/base.git\n"
+        "  - ssh://git@git.example.test/org/base.git\n  - ../deploy/web.yaml\n"
+    )
+    check_kustomizations(tree, "at revision x")  # no error
