@@ -23,6 +23,13 @@ BROKEN: list[tuple[str, dict[str, str], dict[str, Any], str, list[str]]] = [
         ["missing.yaml", "no such file or directory"],
     ),
     (
+        "kustomize-base-outside-the-repository",
+        {"deploy/kustomization.yaml": "resources: ['file:///var/cache/stopline/0123abcd//deploy']\n"},
+        {"path": "deploy", "kustomize": {}},
+        "deploy/kustomization.yaml at revision",
+        ["points outside the repository"],
+    ),
+    (
         "helm-template-error",
         {
             "chart/Chart.yaml": "apiVersion: v2\nname: shop\nversion: 0.1.0\n",
