@@ -1,16 +1,34 @@
 # stopline controller image: `docker build -t stopline:0.1.0 .`, deployed by charts/stopline.
+
+# kustomize and helm for source.kustomize / source.helm, built from their Go modules by the same
+# scripts the e2e stack uses (versions pinned there; --build-arg STOPLINE_KUSTOMIZE_VERSION=... or
+# STOPLINE_HELM_VERSION=... overrides them).
+FROM golang:1.26-bookworm AS renderers
+ARG STOPLINE_KUSTOMIZE_VERSION
+ARG STOPLINE_HELM_VERSION
+ENV STOPLINE_CACHE=/out CGO_ENABLED=0
+COPY hack/install-kustomize.sh hack/install-helm.sh /src/hack/
+RUN bash /src/hack/install-kustomize.sh \
+    && bash /src/hack/install-helm.sh \
+    && install -D -m 0755 /out/bin/kustomize-*/kustomize /out/usr/local/bin/kustomize \
+    && install -D -m 0755 /out/bin/helm-*/helm /out/usr/local/bin/helm
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    STOPLINE_REPO_CACHE=/var/cache/stopline
+    STOPLINE_REPO_CACHE=/var/cache/stopline \
+    STOPLINE_KUSTOMIZE=/usr/local/bin/kustomize \
+    STOPLINE_HELM=/usr/local/bin/helm
 
 # GitPython drives the git binary; ssh for ssh:// and scp-like remotes.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
     && rm -rf /var/lib/apt/lists/*
+
+COPY --from=renderers /out/usr/local/bin/kustomize /out/usr/local/bin/helm /usr/local/bin/
 
 RUN groupadd --system --gid 10001 stopline \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/stopline \

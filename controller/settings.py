@@ -26,6 +26,12 @@ class Settings:
     git_timeout_seconds: float = 15.0
     """Seconds one network git command (fetch, push) may take before it is killed and reported as a
     ``Timeout`` (``STOPLINE_GIT_TIMEOUT``)."""
+    kustomize: str = "kustomize"
+    """kustomize binary for ``source.kustomize``: a path, or a name looked up on PATH."""
+    helm: str = "helm"
+    """helm binary for ``source.helm``: a path, or a name looked up on PATH."""
+    render_timeout_seconds: float = 60.0
+    """How long one kustomize/helm render may run before it is killed and the push fails."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -44,6 +50,9 @@ class Settings:
             git_timeout_seconds=_positive(
                 "STOPLINE_GIT_TIMEOUT", env.get("STOPLINE_GIT_TIMEOUT"), defaults.git_timeout_seconds
             ),
+            kustomize=env.get("STOPLINE_KUSTOMIZE") or defaults.kustomize,
+            helm=env.get("STOPLINE_HELM") or defaults.helm,
+            render_timeout_seconds=float(env.get("STOPLINE_RENDER_TIMEOUT", defaults.render_timeout_seconds)),
         )
 
 

@@ -12,12 +12,14 @@ from typing import Any
 from controller.errors import GitConflict
 from controller.gates.providers.prometheus import PrometheusProvider
 from controller.gitops.credentials import GitCredentials
+from controller.gitops.manifests import normalize_path
+from controller.gitops.render import RenderOptions, Tools, render_options
 from controller.gitops.repo import RepoCache
 from controller.kube.client import api_client
 from controller.kube.deployments import Deployments
 from controller.kube.objects import Objects
 from controller.models.common import SecretRef
-from controller.models.release import GitSource, ReleaseSpec
+from controller.models.release import GitSource, ReleaseSource, ReleaseSpec
 from controller.models.track import TrackSpec
 from controller.reconcile.supervisor import Supervisor
 from controller.release.actions import RevertResult
@@ -32,13 +34,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+ManifestKey = tuple[str, str, str, RenderOptions | None]
+"""(repo, revision, path, render options): everything a manifest set depends on."""
+
+
+def manifest_key(source: ReleaseSource, options: RenderOptions | None) -> ManifestKey:
+    """Cache key of a source's manifest set; the render options include Helm's namespace and values."""
+    return (source.repo, source.revision, normalize_path(source.path), options)
+
+
 class GitAdapter:
     """RepoCache off the event loop, with credentials from the resource's Secret and a manifest cache."""
 
     def __init__(self, cache: RepoCache, objects: Objects, max_manifest_sets: int = 256) -> None:
         self.cache = cache
         self.objects = objects
-        self._manifests: OrderedDict[tuple[str, str, str], list[dict[str, Any]]] = OrderedDict()
+        self._manifests: OrderedDict[ManifestKey, list[dict[str, Any]]] = OrderedDict()
         self._max = max_manifest_sets
 
     async def credentials(self, namespace: str, ref: SecretRef | None) -> GitCredentials | None:
@@ -54,14 +65,18 @@ class GitAdapter:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def manifests(self, namespace: str, spec: ReleaseSpec) -> list[dict[str, Any]]:
-        """Every document under ``source.path`` at the revision (cached: a revision never changes)."""
+        """Every document under ``source.path`` at the revision, rendered with kustomize or helm when
+        the source says so (cached by repo, revision, path and render options: a revision never changes)."""
         src = spec.source
-        key = (src.repo, src.revision, src.path)
+        options = render_options(src, namespace)
+        key = manifest_key(src, options)
         if key in self._manifests:
             self._manifests.move_to_end(key)
             return self._manifests[key]
         creds = await self.credentials(namespace, src.secret_ref)
-        docs: list[dict[str, Any]] = await self._call(self.cache.manifests, src.repo, src.revision, src.path, creds)
+        docs: list[dict[str, Any]] = await self._call(
+            self.cache.manifests, src.repo, src.revision, src.path, creds, options
+        )
         self._manifests[key] = docs
         while len(self._manifests) > self._max:
             self._manifests.popitem(last=False)
@@ -154,7 +169,8 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     client = api_client(pool_size=settings.max_threads)
     objects = Objects(client)
     deployments = Deployments(client)
-    git = GitAdapter(RepoCache(settings.repo_cache, timeout=settings.git_timeout_seconds), objects)
+    tools = Tools(kustomize=settings.kustomize, helm=settings.helm, timeout=settings.render_timeout_seconds)
+    git = GitAdapter(RepoCache(settings.repo_cache, timeout=settings.git_timeout_seconds, tools=tools), objects)
     prometheus = PrometheusProvider(clock=clock)
     executor = Executor(
         cluster=deployments,

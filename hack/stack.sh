@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The local e2e stack: a real control plane on fake nodes, Prometheus, a test-controlled exporter
-# and a Git server, all on loopback. No Docker engine and no internet needed (see docs/e2e.md).
+# and a Git server, all on loopback, plus the kustomize and helm binaries the controller renders
+# sources with (built once by hack/install-{kustomize,helm}.sh). No Docker engine and no internet
+# needed (see docs/e2e.md).
 #
 #   hack/stack.sh up      install what is missing, start what is down, reuse what is healthy
 #   hack/stack.sh down    stop everything this state dir started (by recorded PID) and remove it
@@ -69,7 +71,7 @@ pick_python() {
 
 # ---------------------------------------------------------------- recorded state (stack.env)
 load_state() {
-  BACKEND="" KUBECTL="" PROM_PORT="" EXPORTER_PORT="" GIT_PORT=""
+  BACKEND="" KUBECTL="" PROM_PORT="" EXPORTER_PORT="" GIT_PORT="" KUSTOMIZE="" HELM=""
   # shellcheck disable=SC1090
   [[ -f "$STATE_FILE" ]] && source "$STATE_FILE"
   return 0
@@ -83,6 +85,8 @@ KUBECTL=$KUBECTL
 PROM_PORT=$PROM_PORT
 EXPORTER_PORT=$EXPORTER_PORT
 GIT_PORT=$GIT_PORT
+KUSTOMIZE=$KUSTOMIZE
+HELM=$HELM
 EOF
   mv "$STATE_FILE.tmp" "$STATE_FILE"
 }
@@ -168,6 +172,15 @@ choose_backend() {
       ;;
     *) die "STOPLINE_E2E_BACKEND must be kwok, kind or auto, not '$STOPLINE_E2E_BACKEND'" ;;
   esac
+}
+
+# ---------------------------------------------------------------- renderers
+# kustomize and helm for source.kustomize / source.helm, built once from their Go modules into the
+# cache (a no-op when present); the controller under test gets them as STOPLINE_KUSTOMIZE/STOPLINE_HELM.
+renderers_up() {
+  KUSTOMIZE="$("$REPO/hack/install-kustomize.sh" | tail -n 1)" || die "hack/install-kustomize.sh failed"
+  HELM="$("$REPO/hack/install-helm.sh" | tail -n 1)" || die "hack/install-helm.sh failed"
+  [[ -x "$KUSTOMIZE" && -x "$HELM" ]] || die "renderers missing after install: kustomize='$KUSTOMIZE' helm='$HELM'"
 }
 
 # ---------------------------------------------------------------- cluster
@@ -557,6 +570,8 @@ print_env() {
     "GIT_URL=git://127.0.0.1:$GIT_PORT" \
     "GIT_APP_URL=git://127.0.0.1:$GIT_PORT/app.git" \
     "GIT_BASE=$GIT_BASE" \
+    "STOPLINE_KUSTOMIZE=$KUSTOMIZE" \
+    "STOPLINE_HELM=$HELM" \
     "STOPLINE_E2E_BACKEND=$BACKEND" \
     "STOPLINE_STACK_DIR=$STATE"; do
     printf 'export %s=%q\n' "${line%%=*}" "${line#*=}"
@@ -567,7 +582,9 @@ cmd_up() {
   local started=$SECONDS
   pick_python
   load_state
+  renderers_up
   if [[ -n "$BACKEND" ]] && check_all >/dev/null 2>&1; then
+    save_state # a stack started before the renderers were part of it learns their paths
     if write_prometheus_config; then # this script's scrape config changed since the stack started
       curl -fsS --max-time 5 -X POST "http://127.0.0.1:$PROM_PORT/-/reload" >/dev/null || die "prometheus reload failed"
       log "prometheus: reloaded the new scrape config"

@@ -3,7 +3,9 @@
 Everything here blocks (GitPython runs the git CLI); async callers use ``asyncio.to_thread``. Calls on
 the same repository are serialised by one lock per cached clone; different repositories run in
 parallel. The clone is fetched, never re-cloned. Its work tree is used only by :meth:`RepoCache.revert`
-and is hard-reset and cleaned after every attempt.
+and is hard-reset and cleaned after every attempt. Kustomize/Helm sources are rendered from a private
+copy of the revision's tree written from the object database (:mod:`controller.gitops.render`); the
+clone's lock is held while the copy is written, not while the tool runs.
 
 Every command runs with a timeout and its process tree is killed when it passes: network commands
 (fetch, push) get ``timeout`` seconds (``STOPLINE_GIT_TIMEOUT``, default :data:`DEFAULT_TIMEOUT`), local
@@ -57,6 +59,8 @@ from controller.gitops.errors import (
     GitUnreachable,
 )
 from controller.gitops.manifests import read_manifests
+from controller.gitops.render import RenderOptions, Tools, materialize
+from controller.gitops.render import render as render_tree
 from controller.gitops.results import REVERT_TRAILER, CommitInfo, RevertOutcome
 
 WORK_BRANCH = "stopline-work"
@@ -126,6 +130,7 @@ _BOILERPLATE = (
     "please make sure you have the correct access rights",
     "and the repository exists.",
 )
+_STALE_RENDER_SECONDS = 3600.0
 
 _LOCKS_GUARD = threading.Lock()
 _LOCKS: dict[str, threading.Lock] = {}
@@ -390,14 +395,24 @@ class RepoCache:
     """Cached clones under ``root``, one per repository URL (directory name: hash of the URL without
     credentials). Thread-safe; see the module docstring."""
 
-    def __init__(self, root: Path, *, timeout: float = DEFAULT_TIMEOUT, local_timeout: float = LOCAL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        local_timeout: float = LOCAL_TIMEOUT,
+        tools: Tools | None = None,
+    ) -> None:
         if timeout <= 0 or local_timeout <= 0:
             raise GitInputError("git timeouts must be positive")
         self.root = Path(root)
         self.timeout = timeout
         """Seconds a network command (fetch, push) may run before it is killed."""
         self.local_timeout = local_timeout
+        self.tools = tools or Tools()
         self._scratch = self.root / ".scratch"
+        self._renders = self.root / ".render"
+        self._swept = False
         self._guard = threading.Lock()
         self._repos: dict[Path, git.Repo] = {}
 
@@ -441,14 +456,36 @@ class RepoCache:
             s.ensure(revision, branch)
 
     def manifests(
-        self, url: str, revision: str, path: str, creds: GitCredentials | None = None
+        self,
+        url: str,
+        revision: str,
+        path: str,
+        creds: GitCredentials | None = None,
+        render: RenderOptions | None = None,
     ) -> list[dict[str, Any]]:
-        """Every YAML/JSON document under ``path`` at ``revision`` (recursive, by file path, empty
-        documents skipped), read from the object database."""
+        """The documents of ``path`` at ``revision``.
+
+        Without ``render``: every YAML/JSON document under ``path`` (recursive, by file path, empty
+        documents skipped), read from the object database. With ``render``: the revision's tree is
+        written into a private temporary directory (the clone's lock is held only for that) and
+        ``kustomize build`` / ``helm template`` runs there (see :mod:`controller.gitops.render`)."""
         revision = _validate_revision(revision)
-        with self._session(url, creds) as s:
-            full = s.ensure(revision, None)
-            return read_manifests(s.repo.commit(full).tree, path, f"at revision {full} of {s.scrub(s.url)}")
+        if render is None:
+            with self._session(url, creds) as s:
+                full = s.ensure(revision, None)
+                return read_manifests(s.repo.commit(full).tree, path, f"at revision {full} of {s.scrub(s.url)}")
+        self._sweep_renders()
+        work = Path(tempfile.mkdtemp(prefix="render-", dir=self._renders))
+        try:
+            tree = work / "tree"
+            tree.mkdir()
+            with self._session(url, creds) as s:
+                full = s.ensure(revision, None)
+                where = f"at revision {full} of {s.scrub(s.url)}"
+                materialize(s.repo.commit(full).tree, tree)
+            return render_tree(self.tools, render, tree, path, where)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def commits_between(
         self,
@@ -534,6 +571,20 @@ class RepoCache:
             )
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _sweep_renders(self) -> None:
+        """Create the render directory; once per cache, remove trees a killed process left behind
+        (older than an hour, so a render still running in another process is never touched)."""
+        self._renders.mkdir(parents=True, exist_ok=True)
+        with self._guard:
+            if self._swept:
+                return
+            self._swept = True
+        cutoff = time.time() - _STALE_RENDER_SECONDS
+        for entry in self._renders.iterdir():
+            with contextlib.suppress(OSError):
+                if entry.name.startswith("render-") and entry.lstat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
 
     def _attempt(
         self,

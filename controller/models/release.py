@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -25,11 +25,63 @@ from controller.models.common import (
 BRANCH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$"
 
 
+HELM_RELEASE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _repo_relative(v: str, what: str) -> str:
+    if not v or v.startswith("/") or "\\" in v or "\0" in v:
+        raise ValueError(f"{what} {v!r} must be a relative path inside the repository")
+    return v
+
+
+class KustomizeSource(Model):
+    """Render ``path`` with ``kustomize build`` at the revision (overlays, bases and components inside the
+    repository, configMapGenerator/secretGenerator hashes). Files may only be loaded from inside the
+    kustomization's own directory tree (kustomize's default load restriction); plugins, exec functions
+    and Helm inflation are off."""
+
+
+class HelmSource(Model):
+    """Render the chart at ``path`` with ``helm template`` at the revision, into the Release's namespace."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.valuesFiles) || self.valuesFiles.all(f, size(f) > 0 && !f.startsWith('/'))",
+                "valuesFiles must be relative paths inside the repository",
+            ),
+        )
+    )
+
+    release_name: str | None = Field(
+        default=None,
+        description="Helm release name (.Release.Name). Default: the chart's name from Chart.yaml, the same "
+        "for every revision; set it when two Releases in one namespace push the same chart.",
+        pattern=HELM_RELEASE_NAME_PATTERN,
+        max_length=53,
+    )
+    values_files: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list,
+        description="Values files from the repository, relative to the chart directory (path), applied in "
+        "order after the chart's values.yaml; '..' may reach elsewhere in the repository, never outside it.",
+        max_length=32,
+    )
+    values: dict[str, Any] = Field(
+        default_factory=dict, description="Inline values, applied after valuesFiles (highest precedence)."
+    )
+
+    @field_validator("values_files")
+    @classmethod
+    def _relative_files(cls, v: list[str]) -> list[str]:
+        return [_repo_relative(f, "values file") for f in v]
+
+
 class GitSource(Model):
     """Where the manifests come from."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
+            ("!has(self.kustomize) || !has(self.helm)", "set at most one of kustomize or helm"),
             (
                 "!has(self.path) || (!self.path.startsWith('/') && !self.path.matches('(^|/)[.][.](/|$)'))",
                 "path must be relative to the repository root and must not contain '..'",
@@ -53,7 +105,15 @@ class GitSource(Model):
         max_length=255,
         json_schema_extra={"pattern": BRANCH_PATTERN},
     )
-    path: str = Field(default="deploy/", description="Directory of plain YAML manifests inside the repository.")
+    path: str = Field(
+        default="deploy/",
+        description="Directory inside the repository: plain YAML/JSON manifests (read recursively), or a "
+        "kustomization (with kustomize) or a Helm chart (with helm).",
+    )
+    kustomize: KustomizeSource | None = Field(
+        default=None, description="Render path with kustomize build at the revision ({} to enable)."
+    )
+    helm: HelmSource | None = Field(default=None, description="Render the chart at path with helm template.")
     secret_ref: SecretRef | None = Field(
         default=None,
         description="Secret with git credentials: username/password or token, or ssh-privatekey + known_hosts.",
@@ -82,6 +142,12 @@ class GitSource(Model):
         if v.startswith("/") or any(part == ".." for part in v.split("/")):
             raise ValueError(f"path {v!r} must be relative to the repository root and must not contain '..'")
         return v
+
+    @model_validator(mode="after")
+    def _one_renderer(self) -> GitSource:
+        if self.kustomize is not None and self.helm is not None:
+            raise ValueError("source: set at most one of kustomize or helm")
+        return self
 
 
 class ReleaseSource(GitSource):

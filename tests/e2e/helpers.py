@@ -89,6 +89,8 @@ class Stack:
     git_base: Path  # the daemon's --base-path: a bare repo created here is served at once
     backend: str
     state_dir: Path
+    kustomize: str = ""  # the stack's kustomize and helm (hack/install-*.sh), for source.kustomize/helm
+    helm: str = ""
 
     @property
     def app_repo_url(self) -> str:
@@ -126,6 +128,8 @@ class Stack:
             git_base=Path(env["GIT_BASE"]),
             backend=env.get("STOPLINE_E2E_BACKEND", "kwok"),
             state_dir=Path(env.get("STOPLINE_STACK_DIR", str(Path(env["KUBECONFIG"]).parent))),
+            kustomize=env.get("STOPLINE_KUSTOMIZE", ""),
+            helm=env.get("STOPLINE_HELM", ""),
         )
 
     def env(self) -> dict[str, str]:

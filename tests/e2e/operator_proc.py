@@ -76,6 +76,9 @@ class Controller:
                 "STOPLINE_RELEASE_TICK": "0.2",
                 # A hung Git server shows as a failed revert attempt within seconds (fault tests).
                 "STOPLINE_GIT_TIMEOUT": "5",
+                # The renderers `hack/stack.sh up` built; a missing one fails the tests that need it.
+                "STOPLINE_KUSTOMIZE": self.stack.kustomize or "kustomize",
+                "STOPLINE_HELM": self.stack.helm or "helm",
             }
         )
         return env

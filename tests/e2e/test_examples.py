@@ -10,7 +10,19 @@ from typing import Any
 import pytest
 import yaml
 from dsl import App, Given, Then
-from helpers import REPO_ROOT, get_stack, kubectl, kubectl_json, run, set_metric, until, wait_for, wait_scraped
+from helpers import (
+    REPO_ROOT,
+    branch_sha,
+    get_stack,
+    kubectl,
+    kubectl_json,
+    make_repo,
+    run,
+    set_metric,
+    until,
+    wait_for,
+    wait_scraped,
+)
 from operator_proc import Controller
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -48,7 +60,7 @@ def printer_table(plural: str, ns: str) -> list[list[str]]:
 
 def test_every_example_folder_has_a_readme_and_yaml() -> None:
     folders = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
-    assert [f.name for f in folders] == ["01-basic-release", "02-track", "03-experiment"]
+    assert [f.name for f in folders] == ["01-basic-release", "02-track", "03-experiment", "04-kustomize", "05-helm"]
     for folder in folders:
         assert (folder / "README.md").is_file(), folder
         assert list(folder.glob("*.yaml")), folder
@@ -184,3 +196,88 @@ def test_03_experiment_is_published(controller: Controller, ns: str) -> None:
         status["decision"],
     )
     assert stopline("experiment", "report", "gdc-europe-2011", "-n", ns)  # the table form runs too
+
+
+def push_example_repo(folder: str, name: str) -> tuple[str, str]:
+    """``examples/<folder>/repo`` as a fresh repository on the stack's Git server: (url, revision)."""
+    root = EXAMPLES / folder / "repo"
+    files = {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+    url = make_repo(name, files, message=f"example {folder}")
+    return url, branch_sha(url)
+
+
+def rendered_release(folder: str, ns: str) -> tuple[dict[str, Any], str]:
+    """The example's release.yaml in ``ns`` with its repo pushed to the stack; (release, revision)."""
+    url, sha = push_example_repo(folder, f"{ns}-{folder}")
+    release = in_namespace(example(f"{folder}/release.yaml"), ns)
+    release["spec"]["source"] = {**release["spec"]["source"], "repo": url, "revision": sha}
+    release["spec"]["prometheus"] = {"url": get_stack().prometheus_url}
+    set_metric("stopline_demo_error_rate", 0.01, namespace=ns)
+    wait_scraped(timeout=60)
+    return release, sha
+
+
+def live_deployment(ns: str, name: str) -> dict[str, Any]:
+    deployment: dict[str, Any] = kubectl_json("get", "deployment", name, "-n", ns)
+    return deployment
+
+
+def kustomize_build(path: Path) -> list[dict[str, Any]]:
+    """What the stack's kustomize renders for ``path`` (the expected objects, hashes included)."""
+    out = run([get_stack().kustomize or "kustomize", "build", str(path)], timeout=60).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_04_kustomize_overlay_is_rendered_and_pushed(controller: Controller, then: Then, ns: str) -> None:
+    release, sha = rendered_release("04-kustomize", ns)
+    apply_doc(release)
+
+    name = release["metadata"]["name"]
+    status = then.release_reaches(name, "Succeeded", "RolledBack", "Failed", timeout=240)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert [(p["name"], p["deployments"], p["state"]) for p in status["phases"]] == [
+        ("web", ["web"], "Passed"),
+        ("rest", ["worker"], "Passed"),
+    ]
+    expected = {
+        (d["kind"], d["metadata"]["name"]): d
+        for d in kustomize_build(EXAMPLES / "04-kustomize" / "repo" / "deploy" / "overlays" / "prod")
+    }
+    [config] = [n for kind, n in expected if kind == "ConfigMap"]
+    assert config == "web-config-7t96654994"  # the README's hash
+    for deployment in ("web", "worker"):
+        live = live_deployment(ns, deployment)
+        want = expected[("Deployment", deployment)]
+        container = live["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == f"registry.example/{deployment}:v2"  # the overlay's image tag
+        assert container["envFrom"] == [{"configMapRef": {"name": config}}]  # the generator's hash reference
+        assert live["spec"]["replicas"] == want["spec"]["replicas"]
+        assert live["metadata"]["labels"]["app.kubernetes.io/part-of"] == "shop"  # the base's labels
+    assert live_deployment(ns, "web")["spec"]["replicas"] == 3  # the overlay's replicas
+    assert printer_table("releases", ns)[1][:3] == [name, sha, "Succeeded"]
+
+
+def test_05_helm_chart_is_rendered_and_pushed(controller: Controller, then: Then, ns: str) -> None:
+    release, sha = rendered_release("05-helm", ns)
+    apply_doc(release)
+
+    name = release["metadata"]["name"]
+    status = then.release_reaches(name, "Succeeded", "RolledBack", "Failed", timeout=240)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert [(p["name"], p["deployments"], p["state"]) for p in status["phases"]] == [
+        ("web", ["shop-web"], "Passed"),
+        ("rest", ["shop-worker"], "Passed"),
+    ]
+    web = live_deployment(ns, "shop-web")
+    assert web["spec"]["replicas"] == 3  # values-prod.yaml
+    assert web["metadata"]["labels"]["app.kubernetes.io/instance"] == "shop"  # release name = chart name
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/shop-web:v2"
+    assert container["env"] == [{"name": "GREETING", "value": "hello from the Release"}]  # inline values
+    assert len(web["spec"]["template"]["metadata"]["annotations"]["checksum/config"]) == 64
+    worker = live_deployment(ns, "shop-worker")
+    assert worker["spec"]["replicas"] == 1
+    assert worker["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/shop-worker:v2"
+    proc = kubectl("get", "pod", "shop-test-connection", "-n", ns, check=False)
+    assert proc.returncode != 0  # the helm test hook is never pushed
+    assert printer_table("releases", ns)[1][:3] == [name, sha, "Succeeded"]

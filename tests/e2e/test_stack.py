@@ -43,7 +43,14 @@ from helpers import (
 )
 
 STOPLINE_CRDS = {"releases.stopline.dev", "tracks.stopline.dev", "experiments.stopline.dev"}
-EXAMPLE_FILES = sorted(p for ext in ("yaml", "yml") for p in (REPO_ROOT / "examples").rglob(f"*.{ext}"))
+# Every example's Kubernetes objects; an example's repo/ is application source (a kustomization, a Helm
+# chart) that stopline renders, not objects to apply as they are (test_examples.py pushes and renders it).
+EXAMPLE_FILES = sorted(
+    p
+    for ext in ("yaml", "yml")
+    for p in (REPO_ROOT / "examples").rglob(f"*.{ext}")
+    if "repo" not in p.relative_to(REPO_ROOT / "examples").parts[1:]
+)
 APP_DEPLOYMENTS = {"web-canary", "web", "chat", "api"}
 
 

@@ -22,7 +22,15 @@ import controller.models.track as models_track
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.crd import KINDS, Kind, render
 from controller.models.experiment import ExperimentSpec
-from controller.models.release import Gate, GitSource, Phase, ReleaseSource, ReleaseSpec, ReleaseTemplate
+from controller.models.release import (
+    Gate,
+    GitSource,
+    HelmSource,
+    Phase,
+    ReleaseSource,
+    ReleaseSpec,
+    ReleaseTemplate,
+)
 from controller.models.track import TrackSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,8 +239,10 @@ CEL_PLACES: list[tuple[str, str, type[BaseModel]]] = [
     ("Release", ".spec.phases[]", Phase),
     ("Release", ".spec.gates[]", Gate),
     ("Release", ".spec.source", ReleaseSource),
+    ("Release", ".spec.source.helm", HelmSource),
     ("Track", ".spec", TrackSpec),
     ("Track", ".spec.source", GitSource),
+    ("Track", ".spec.source.helm", HelmSource),
     ("Track", ".spec.template", ReleaseTemplate),
     ("Track", ".spec.template.phases[]", Phase),
     ("Track", ".spec.template.gates[]", Gate),
