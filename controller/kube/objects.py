@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller.errors import ClusterError, InvalidSpec, ObjectGone
 from controller.models.common import API_GROUP, API_VERSION
+
+T = TypeVar("T")
 
 
 def _error(what: str, exc: ApiException) -> ClusterError:
@@ -20,6 +24,15 @@ def _error(what: str, exc: ApiException) -> ClusterError:
     except (ValueError, AttributeError):
         detail = ""
     return ClusterError(f"{what}: {exc.status} {exc.reason or ''} {detail}".strip())
+
+
+async def _call(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking client call on the thread pool; an unreachable API server is a ClusterError too
+    (urllib3 raises its own errors for refused or dropped connections, not ApiException)."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}: {exc}"[:500]) from exc
 
 
 class Objects:
@@ -48,7 +61,7 @@ class Objects:
         self, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
     ) -> None:
         """JSON-merge-patch the status subresource; ObjectGone when the object (with that UID) is gone."""
-        await asyncio.to_thread(self._patch_status, plural, namespace, name, patch, uid)
+        await _call(self._patch_status, plural, namespace, name, patch, uid)
 
     def _patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         try:
@@ -60,7 +73,7 @@ class Objects:
 
     async def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """JSON-merge-patch the object (metadata/spec)."""
-        await asyncio.to_thread(self._patch, plural, namespace, name, patch)
+        await _call(self._patch, plural, namespace, name, patch)
 
     def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -75,7 +88,7 @@ class Objects:
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A stopline object, or None."""
-        return await asyncio.to_thread(self._get, plural, namespace, name)
+        return await _call(self._get, plural, namespace, name)
 
     def _create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -92,7 +105,7 @@ class Objects:
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Create a stopline object; None when one with that name already exists."""
-        return await asyncio.to_thread(self._create, plural, namespace, body)
+        return await _call(self._create, plural, namespace, body)
 
     def _list(self, plural: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         try:
@@ -105,7 +118,7 @@ class Objects:
 
     async def list(self, plural: str, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
         """stopline objects in a namespace matching a label selector."""
-        return await asyncio.to_thread(self._list, plural, namespace, label_selector)
+        return await _call(self._list, plural, namespace, label_selector)
 
     def _namespace_gone(self, namespace: str) -> bool:
         try:  # list (not get): the controller's cluster role already lists and watches namespaces
@@ -123,7 +136,7 @@ class Objects:
 
     async def namespace_gone(self, namespace: str) -> bool:
         """Whether the namespace is gone or being deleted (then nothing more is done in it)."""
-        return await asyncio.to_thread(self._namespace_gone, namespace)
+        return await _call(self._namespace_gone, namespace)
 
     def _delete(self, plural: str, namespace: str, name: str, uid: str) -> None:
         try:
@@ -137,7 +150,7 @@ class Objects:
 
     async def delete(self, plural: str, namespace: str, name: str, uid: str) -> None:
         """Delete one object, only if it is still the one we saw (UID precondition)."""
-        await asyncio.to_thread(self._delete, plural, namespace, name, uid)
+        await _call(self._delete, plural, namespace, name, uid)
 
     # ---------------------------------------------------------------- core
     def _secret(self, namespace: str, name: str) -> dict[str, bytes]:
@@ -151,7 +164,7 @@ class Objects:
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
         """Decoded data of a Secret (never logged)."""
-        return await asyncio.to_thread(self._secret, namespace, name)
+        return await _call(self._secret, namespace, name)
 
     def _merge_configmap(self, namespace: str, name: str, data: dict[str, str | None], labels: dict[str, str]) -> None:
         body = {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "data": data}
@@ -173,4 +186,4 @@ class Objects:
         self, namespace: str, name: str, data: dict[str, str | None], labels: dict[str, str]
     ) -> None:
         """Set (or, with None, remove) keys of a shared ConfigMap without touching the others."""
-        await asyncio.to_thread(self._merge_configmap, namespace, name, data, labels)
+        await _call(self._merge_configmap, namespace, name, data, labels)

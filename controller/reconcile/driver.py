@@ -140,7 +140,7 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
             log.info("%s is gone: its loop ends", self._where())
             self.gone = True
             return False
-        except StoplineError as exc:
+        except Exception as exc:  # any failure to write is retried; only ObjectGone ends the loop
             self.persist_failures += 1
             delay = min(PERSIST_BACKOFF_MAX, 0.5 * 2 ** (self.persist_failures - 1))
             self.persist_retry_at = now + delay
@@ -190,9 +190,10 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
             self.status = k.with_generation(self.status, generation)
             try:
                 facts = await k.observe(spec, self.status, meta)
-            except StoplineError as exc:
-                log.warning("%s: cannot observe: %s", self._where(), exc)
-                self.status = k.observe_failed(spec, self.status, exc, ctx.clock())
+            except Exception as exc:  # an adapter bug or an unexpected client error must not end the loop
+                error = exc if isinstance(exc, StoplineError) else StoplineError(f"{type(exc).__name__}: {exc}")
+                log.warning("%s: cannot observe: %s", self._where(), error)
+                self.status = k.observe_failed(spec, self.status, error, ctx.clock())
                 await self.persist()
                 await ctx.wait(min(PERSIST_BACKOFF_MAX, 1.0 + self.persist_failures))
                 continue

@@ -220,6 +220,8 @@ class Executor:
             return await self._execute(ref, spec, status, action)
         except StoplineError as exc:
             return ActionFailed(str(exc), permanent=_permanent(exc))
+        except Exception as exc:  # an unexpected client error is a transient failure, retried, never a crash
+            return ActionFailed(f"{type(exc).__name__}: {exc}"[:1000])
 
     async def _execute(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Action) -> Outcome:
         if isinstance(action, Snapshot):

@@ -48,7 +48,7 @@ def sha(c: str) -> str:
     return c * 40
 
 
-class Crash(Exception):
+class Crash(BaseException):
     """The controller process dies here."""
 
 
