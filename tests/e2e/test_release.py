@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import stat
 import time
 from pathlib import Path
 
 import pytest
 from dsl import THREE_PHASES, App, Given, Then, When, commit_message, gate, tree_of
+from faults import Proxy
 from helpers import Stack, branch_sha, get_stack, wait_for, wait_scraped
 from operator_proc import Controller
 
@@ -93,32 +92,39 @@ def test_breach_in_phase_two_rolls_back_and_reverts(
     assert f"Stopline-Release: {ns}/{rel}" in body
 
 
-def test_prometheus_stopped_mid_hold_pauses_then_resumes(
+def test_prometheus_hung_mid_hold_pauses_then_resumes(
     controller: Controller, given: Given, when: When, then: Then, ns: str
 ) -> None:
-    stack = get_stack()
+    """Prometheus answering nothing (a SIGSTOPped server, through this test's own proxy) mid-hold."""
     app = given.app(f"{ns}-prom")
     given.metric(LOAD, 3.0)
     wait_scraped()
-    sha = app.commit("v2")
-    phases = [{"name": "canary", "deployments": ["web-canary"], "hold": "4s"}, {"name": "rest", "remaining": True}]
-    rel = when.release(app, sha, phases=phases, gates=[gate("load", LOAD, ns, max=6, inconclusiveLimit=1000)])
-    then.release_in(rel, "Holding", "canary")
-    pid = int((stack.state_dir / "pids" / "prometheus.pid").read_text().strip())
-    os.kill(pid, signal.SIGSTOP)
+    port = int(get_stack().prometheus_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = Proxy("127.0.0.1", port)
     try:
-        status = then.release_reaches(rel, "Paused", timeout=30)
-        assert status["pauseReason"] == "Inconclusive"
-        assert then.condition(status, "GatesPassing")["status"] == "Unknown"
-        time.sleep(6)  # longer than the 4 s hold: an inconclusive gate must not promote
-        status = then.status("release", rel)
-        assert status["phase"] == "Paused" and status["currentPhase"] == "canary"
-        assert app.image("web") == "registry.example/web:v1", "nothing may be promoted while inconclusive"
+        sha = app.commit("v2")
+        phases = [{"name": "canary", "deployments": ["web-canary"], "hold": "4s"}, {"name": "rest", "remaining": True}]
+        rel = when.release(
+            app,
+            sha,
+            phases=phases,
+            gates=[gate("load", LOAD, ns, max=6, inconclusiveLimit=1000)],
+            prometheus_url=f"http://127.0.0.1:{proxy.port}",
+        )
+        then.release_in(rel, "Holding", "canary")
+        with proxy.cut("hang"):
+            status = then.release_reaches(rel, "Paused", timeout=30)
+            assert status["pauseReason"] == "Inconclusive"
+            assert then.condition(status, "GatesPassing")["status"] == "Unknown"
+            time.sleep(6)  # longer than the 4 s hold: an inconclusive gate must not promote
+            status = then.status("release", rel)
+            assert status["phase"] == "Paused" and status["currentPhase"] == "canary"
+            assert app.image("web") == "registry.example/web:v1", "nothing may be promoted while inconclusive"
+        status = then.release_reaches(rel, "Succeeded", "RolledBack", "Failed", timeout=90)
+        assert status["phase"] == "Succeeded", status.get("message")
+        assert app.image("web") == "registry.example/web:v2"
     finally:
-        os.kill(pid, signal.SIGCONT)
-    status = then.release_reaches(rel, "Succeeded", "RolledBack", "Failed", timeout=90)
-    assert status["phase"] == "Succeeded", status.get("message")
-    assert app.image("web") == "registry.example/web:v2"
+        proxy.close()
 
 
 def _blocking_hook(repo_dir: Path, gate_dir: Path) -> None:
