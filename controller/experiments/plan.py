@@ -70,11 +70,6 @@ class NoOutcome:
 ExperimentOutcome = Published | NoOutcome
 
 
-def needs_counts(spec: ExperimentSpec, status: ExperimentStatus, round_started: bool) -> bool:
-    """``observe`` reads the counts once per round, and only when a metric is configured."""
-    return round_started and spec.metric is not None
-
-
 def plan_experiment(spec: ExperimentSpec, status: ExperimentStatus, facts: ExperimentFacts) -> ExperimentAction:
     """The next action for this Experiment."""
     if facts.counted or facts.no_counts is not None:

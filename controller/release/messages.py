@@ -5,7 +5,6 @@ from __future__ import annotations
 from controller.models.common import REVERT_TRAILER
 from controller.models.release import GaugeRow, ReleaseSpec, ReleaseStatus
 
-TRAILER_REVERT_OF = REVERT_TRAILER
 TRAILER_RELEASE = "Stopline-Release"
 
 
@@ -49,5 +48,5 @@ def revert_message(spec: ReleaseSpec, status: ReleaseStatus, namespace: str, nam
     rows = [r for r in status.gauges if failure is None or r.phase == failure.phase]
     if rows:
         lines += ["", "Gauges:", *(f"  {gauge_line(r)}" for r in rows)]
-    trailers = {TRAILER_REVERT_OF: spec.source.revision, TRAILER_RELEASE: f"{namespace}/{name}"}
+    trailers = {REVERT_TRAILER: spec.source.revision, TRAILER_RELEASE: f"{namespace}/{name}"}
     return "\n".join(lines), trailers

@@ -192,11 +192,6 @@ def _anything_applied(status: ReleaseStatus) -> bool:
     return any(p.started_at is not None for p in status.phases)
 
 
-def needs_revert(spec: ReleaseSpec, status: ReleaseStatus) -> bool:
-    """Deprecated name of :func:`revert_wanted`."""
-    return revert_wanted(spec, status)
-
-
 def _plan_revert(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action | None:
     """The git side of a failed push, planned apart from the cluster side (which never waits for it).
 

@@ -84,11 +84,6 @@ class Hooks:
     on_persist_error: Callable[[str], None] = field(default=lambda _k: None)
 
 
-def status_patch(status: ReleaseStatus) -> dict[str, Any]:
-    """A JSON merge patch for the status subresource; explicit nulls clear cleared fields."""
-    return {"status": status.model_dump(mode="json", by_alias=True)}
-
-
 class ReleaseKind:
     """What the driver needs to know about Releases."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -184,11 +183,6 @@ async def execute_track(ref: TrackRef, spec: TrackSpec, action: TrackAction, obj
     existing = await objects.get("releases", ref.namespace, action.name)
     if existing is not None and not owned_by(existing, ref.uid):
         raise StoplineError(f"Release {action.name} already exists and does not belong to Track {ref.name}")
-
-
-def status_patch(status: TrackStatus) -> dict[str, Any]:
-    """JSON merge patch for the Track status subresource."""
-    return {"status": status.model_dump(mode="json", by_alias=True)}
 
 
 @dataclass(frozen=True)
@@ -405,15 +399,3 @@ def track_events(action: TrackAction, status: TrackStatus) -> list[tuple[str, st
     elif isinstance(action, RevertsLanded):
         out.append(("Normal", "RevertLanded", status.message or ""))
     return out
-
-
-async def wait_or_wake(event: asyncio.Event, seconds: float, stop: Callable[[float], Awaitable[Any]]) -> None:
-    """Sleep ``seconds`` unless the Track is woken (webhook, its Release changed) or stopped."""
-    waker = asyncio.ensure_future(event.wait())
-    stopper = asyncio.ensure_future(stop(seconds))
-    try:
-        await asyncio.wait({waker, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (waker, stopper):
-            t.cancel()
-        event.clear()

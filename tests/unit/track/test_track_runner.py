@@ -7,7 +7,6 @@ Release creation and the status write) and a second ``run_track`` over what was 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from controller.track.runner import (
     release_body,
     release_facts,
     run_track,
-    wait_or_wake,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -489,35 +487,6 @@ async def test_observe_lists_commits_since_the_last_push_and_the_releases_in_fli
     assert [(c.sha, c.reverts) for c in facts.new_commits] == [(sha("b"), None), (sha("c"), None), (sha("e"), sha("b"))]
     assert facts.tip == sha("e") and facts.current is None
     assert [(r.name, r.revision) for r in facts.in_flight] == [("web-fffffff", sha("f"))]
-
-
-async def test_wait_or_wake_returns_when_woken() -> None:
-    event = asyncio.Event()
-    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def stop(_seconds: float) -> None:
-        await never
-
-    event.set()
-    await asyncio.wait_for(wait_or_wake(event, 3600, stop), timeout=5)
-    assert not event.is_set(), "a wake is consumed by the wait it ends"
-
-    waiter = asyncio.ensure_future(wait_or_wake(event, 3600, stop))
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    event.set()
-    await asyncio.wait_for(waiter, timeout=5)
-
-
-async def test_wait_or_wake_returns_at_the_poll_interval() -> None:
-    event = asyncio.Event()
-    asked: list[float] = []
-
-    async def stop(seconds: float) -> None:
-        asked.append(seconds)
-
-    await asyncio.wait_for(wait_or_wake(event, 15.0, stop), timeout=5)
-    assert asked == [15.0]
 
 
 async def test_finished_pushes_beyond_history_limit_are_pruned_but_never_the_locked_one() -> None:
