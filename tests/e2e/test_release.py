@@ -189,8 +189,13 @@ def test_push_to_main_during_revert_keeps_every_commit(
     other = app.commit_files({"README.md": "a colleague's change\n"}, "docs: unrelated change")
     (tmp_path / "block").unlink()
     status = then.release_reaches(rel, "RolledBack", "Failed", timeout=60)
-
     assert status["phase"] == "RolledBack"
+    # The cluster side finishes first; the revert (redone on top of the colleague's commit) lands after.
+    status = wait_for(
+        lambda: (s := then.status("release", rel)) and (s.get("revert") or {}).get("state") == "Pushed" and s,
+        timeout=60,
+        message="the revert to land on top of the colleague's commit",
+    )
     assert then.condition(status, "GitReverted")["status"] == "True"
     log = app.log()
     shas = [s for s, _ in log]
