@@ -15,7 +15,7 @@ from controller.gitops import errors as git_errors
 from controller.gitops.credentials import GitCredentials
 from controller.gitops.repo import RepoCache
 from controller.kube.client import api_client
-from controller.kube.deployments import Deployments
+from controller.kube.cluster import Cluster
 from controller.kube.objects import Objects
 from controller.models.common import SecretRef
 from controller.models.release import GitSource, ReleaseSpec
@@ -125,7 +125,7 @@ class Runtime:
 
     settings: Settings
     objects: Objects
-    deployments: Deployments
+    cluster: Cluster
     git: GitAdapter
     prometheus: PrometheusProvider
     executor: Executor
@@ -140,15 +140,15 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     """Connect to the cluster and assemble the adapters."""
     client = api_client(pool_size=settings.max_threads)
     objects = Objects(client)
-    deployments = Deployments(client)
+    cluster = Cluster(client)
     git = GitAdapter(RepoCache(settings.repo_cache), objects)
     prometheus = PrometheusProvider(clock=clock)
     executor = Executor(
-        cluster=deployments,
+        cluster=cluster,
         git=git,
         metrics=prometheus,
         experiments=ExperimentDecisions(objects),
         default_prometheus=settings.prometheus_url,
         clock=clock,
     )
-    return Runtime(settings, objects, deployments, git, prometheus, executor, clock)
+    return Runtime(settings, objects, cluster, git, prometheus, executor, clock)

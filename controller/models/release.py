@@ -95,17 +95,43 @@ class PrometheusRef(Model):
     url: str = Field(description="Base URL of the Prometheus HTTP API.", pattern=r"^https?://.+")
 
 
+WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
+
+
+class WorkloadRef(Model):
+    """A workload a phase pushes, by name and (when the name exists in several kinds) kind."""
+
+    kind: WorkloadKind | None = Field(
+        default=None,
+        description="Deployment, StatefulSet or DaemonSet. Optional; required when the name exists in two kinds.",
+    )
+    name: str = Field(description="Workload name (metadata.name).", min_length=1, max_length=253)
+
+
 class Phase(Model):
-    """One step of the push: which Deployments it changes and how long to watch afterwards."""
+    """One step of the push: which workloads it changes and how long to watch afterwards.
+
+    Workloads (Deployment, StatefulSet, DaemonSet) are the targets; every other namespaced object of the
+    revision goes out with the first phase whose workloads use it (a ConfigMap or Secret mounted, projected
+    or read by env/envFrom, the ServiceAccount, a PVC, a Service/PDB/NetworkPolicy selecting the pods, an
+    HPA targeting the workload; a RoleBinding with its ServiceAccount, a Role with its RoleBinding, an
+    Ingress with its Service), or with the first phase when nothing uses it. Jobs and CronJobs go with the
+    first phase and are applied, not waited on. Inside a phase, config and RBAC are applied first, then
+    the workloads, then Services, PDBs, HPAs, Ingresses and custom resources.
+    """
 
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
-                "[has(self.deployments), has(self.selector), has(self.remaining) && self.remaining]"
-                ".filter(x, x).size() == 1",
-                "set exactly one of deployments, selector or remaining",
+                "[has(self.deployments), has(self.workloads), has(self.selector),"
+                " has(self.remaining) && self.remaining].filter(x, x).size() == 1",
+                "set exactly one of deployments, workloads, selector or remaining",
             ),
             ("self.name != 'watch'", "phase name 'watch' is reserved for the watch window"),
+            (
+                "!has(self.deployments) || !has(self.kind) || self.kind == 'Deployment'",
+                "deployments lists Deployments: kind must be Deployment or unset",
+            ),
         )
     )
 
@@ -113,9 +139,28 @@ class Phase(Model):
     deployments: list[str] | None = Field(
         default=None, description="Deployment names this phase pushes.", min_length=1, max_length=256
     )
-    selector: LabelSelector | None = Field(default=None, description="Select the phase's Deployments by label.")
+    workloads: list[WorkloadRef] | None = Field(
+        default=None,
+        description=(
+            "Workloads this phase pushes: {kind, name} (kind optional unless the name exists in two kinds; "
+            "defaults to the phase's kind)."
+        ),
+        min_length=1,
+        max_length=256,
+    )
+    kind: WorkloadKind | None = Field(
+        default=None,
+        description=(
+            "Only workloads of this kind (Deployment, StatefulSet, DaemonSet): applies to selector, remaining "
+            "and workloads entries without a kind. Unset: all three kinds."
+        ),
+    )
+    selector: LabelSelector | None = Field(
+        default=None, description="Select the phase's workloads by their labels (metadata.labels)."
+    )
     remaining: bool = Field(
-        default=False, description="Every Deployment in the manifests not pushed by earlier phases."
+        default=False,
+        description="Every workload (of kind, when set) in the manifests not pushed by earlier phases.",
     )
     hold: Duration = Field(
         default=timedelta(0),
@@ -124,7 +169,11 @@ class Phase(Model):
 
     @model_validator(mode="after")
     def _exactly_one_target(self) -> Phase:
-        chosen = [n for n, v in (("deployments", self.deployments), ("selector", self.selector)) if v is not None]
+        chosen = [
+            n
+            for n, v in (("deployments", self.deployments), ("workloads", self.workloads), ("selector", self.selector))
+            if v is not None
+        ]
         if self.remaining:
             chosen.append("remaining")
         if self.name == "watch":
@@ -132,8 +181,10 @@ class Phase(Model):
         if len(chosen) != 1:
             listed = ", ".join(chosen) if chosen else "none"
             raise ValueError(
-                f"phase {self.name!r}: set exactly one of deployments, selector or remaining (got {listed})"
+                f"phase {self.name!r}: set exactly one of deployments, workloads, selector or remaining (got {listed})"
             )
+        if self.deployments is not None and self.kind not in (None, "Deployment"):
+            raise ValueError(f"phase {self.name!r}: deployments lists Deployments; kind {self.kind} does not apply")
         return self
 
 
@@ -221,7 +272,13 @@ class Gate(Model):
 class OnFailure(Model):
     """What stopline does when a gate fails."""
 
-    rollback: bool = Field(default=True, description="Restore the exact pre-push objects of every touched Deployment.")
+    rollback: bool = Field(
+        default=True,
+        description=(
+            "Restore the exact pre-push copy of every object the push touched, delete the objects it created "
+            "and recreate the objects it pruned."
+        ),
+    )
     revert_commit: bool = Field(default=True, description="Push a git revert of the revision to the branch.")
     lock: bool = Field(default=True, description="Set the owning Track's commit lock.")
 
@@ -255,6 +312,14 @@ class ReleaseTemplate(Model):
         description="Fail the push when a phase is not Available within this time.",
     )
     on_failure: OnFailure = Field(default_factory=OnFailure, description="Rollback, revert and lock switches.")
+    prune: bool = Field(
+        default=False,
+        description=(
+            "Delete objects stopline applied earlier for this app (same repository and path; label "
+            "stopline.dev/app) that the revision no longer has: in the phase that pushed them (annotation "
+            "stopline.dev/phase) or the first phase. A rollback recreates them."
+        ),
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> ReleaseTemplate:
@@ -314,10 +379,19 @@ class PhaseStatus(StatusModel):
         default="Pending", description="Pending, Progressing, Holding, Passed, Failed, RolledBack."
     )
     started_at: datetime | None = Field(default=None, description="When stopline started changing the phase.")
-    available_at: datetime | None = Field(default=None, description="When every Deployment was Available.")
+    available_at: datetime | None = Field(default=None, description="When every workload of the phase was ready.")
     hold_until: datetime | None = Field(default=None, description="When the hold ends.")
     completed_at: datetime | None = Field(default=None, description="When the phase passed or failed.")
     deployments: list[str] = Field(default_factory=list, description="Deployments this phase pushes.")
+    workloads: list[str] = Field(
+        default_factory=list, description="Workloads (Kind/name) this phase rolls out and waits for."
+    )
+    objects: list[str] = Field(
+        default_factory=list, description="Every object (Kind/name) this phase pushes, in apply order."
+    )
+    pruned: list[str] = Field(
+        default_factory=list, description="Objects (Kind/name) this phase deletes because the revision dropped them."
+    )
 
 
 class GaugeRow(StatusModel):
@@ -340,11 +414,25 @@ class GaugeRow(StatusModel):
 
 
 class SnapshotStatus(StatusModel):
-    """Where the pre-push copies of touched Deployments are kept."""
+    """Where the pre-push copies of touched objects are kept.
+
+    Copies live in the ConfigMap ``<release>-snapshot`` (more parts ``-snapshot-2``, ``-3``, ... when they
+    outgrow one object; large copies gzip-compressed); copies of Secrets live in the Secret
+    ``<release>-snapshot``, never in a ConfigMap. All are owned by the Release.
+    """
 
     config_map: str = Field(description="ConfigMap (owned by the Release) holding the pre-push objects.")
+    secret: str | None = Field(default=None, description="Secret holding the pre-push copies of Secrets.")
     deployments: list[str] = Field(default_factory=list, description="Deployments captured so far.")
-    absent: list[str] = Field(default_factory=list, description="Deployments that did not exist before the push.")
+    objects: list[str] = Field(default_factory=list, description="Objects (Kind/name) captured so far.")
+    absent: list[str] = Field(
+        default_factory=list,
+        description="Objects (Kind/name; a bare name is a Deployment) that did not exist before the push.",
+    )
+    created: dict[str, str] = Field(
+        default_factory=dict,
+        description="UID of each object the push created (Kind/name → uid); only these are deleted on rollback.",
+    )
 
 
 RevertState = Literal["Pending", "Pushed", "AlreadyReverted", "Conflict", "Error", "Skipped"]
@@ -368,8 +456,8 @@ class UndoStatus(StatusModel):
     """What the rollback did."""
 
     at: datetime | None = Field(default=None, description="When the restore was carried out.")
-    restored: list[str] = Field(default_factory=list, description="Deployments restored to their snapshot.")
-    deleted: list[str] = Field(default_factory=list, description="Deployments the push had created, deleted.")
+    restored: list[str] = Field(default_factory=list, description="Objects restored to their snapshot (Kind/name).")
+    deleted: list[str] = Field(default_factory=list, description="Objects the push had created, deleted (Kind/name).")
     error: str | None = Field(default=None, description="Why the restore was incomplete.")
     attempts: int = Field(default=0, description="Restore attempts so far (a failed restore is retried).")
 

@@ -21,6 +21,7 @@ from controller.release.actions import (
     WATCH_PHASE,
     Action,
     ActionFailed,
+    Applied,
     ApplyPhase,
     Begin,
     CaptureBaseline,
@@ -39,6 +40,7 @@ from controller.release.actions import (
     Undone,
     Wait,
 )
+from controller.release.assign import PhaseContents, deployment_names, normal_key
 from controller.release.plan import gates_for, machine_state, needs_revert, row_for
 
 
@@ -138,7 +140,8 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
         return s
 
     if isinstance(action, Begin):
-        s.phases = [PhaseStatus(name=n, deployments=list(d)) for n, d in action.phases]
+        contents = {c.name: c for c in action.contents}
+        s.phases = [PhaseStatus(name=n, deployments=list(d), **_contents(contents.get(n))) for n, d in action.phases]
         s.started_at = s.started_at or now
         s.current_phase = action.phases[0][0]
         s.skipped_commits = list(action.skipped)
@@ -151,10 +154,14 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
         _cond(s, "Ready", "False", "Progressing", s.message, now)
     elif isinstance(action, Snapshot) and isinstance(outcome, SnapshotTaken):
         snap = s.snapshot or SnapshotStatus(config_map=outcome.config_map)
-        s.snapshot = SnapshotStatus(
-            config_map=outcome.config_map,
-            deployments=sorted({*snap.deployments, *outcome.taken}),
-            absent=sorted({*snap.absent, *outcome.absent}),
+        s.snapshot = snap.model_copy(
+            update={
+                "config_map": outcome.config_map,
+                "secret": outcome.secret or snap.secret,
+                "deployments": sorted({*snap.deployments, *deployment_names(outcome.taken)}),
+                "objects": sorted({*snap.objects, *outcome.taken}),
+                "absent": sorted({*snap.absent, *outcome.absent}),
+            }
         )
     elif isinstance(action, CaptureBaseline) and isinstance(outcome, Readings):
         for gate in gates_for(spec, action.phase):
@@ -165,7 +172,9 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
             _upsert_row(s, new_row(gate, action.phase, pre).model_copy(update={"at": None}))
     elif isinstance(action, ApplyPhase):
         _update_phase(s, action.phase, state="Progressing", started_at=now)
-        s.message = f"phase {action.phase}: applied {', '.join(action.deployments)}"
+        s.message = f"phase {action.phase}: applied {', '.join(action.objects or action.deployments)}"
+        if isinstance(outcome, Applied):
+            _record_applied(s, action, outcome)
     elif isinstance(action, MarkAvailable):
         hold = next((p.hold for p in spec.phases if p.name == action.phase), None)
         until = now + hold if hold is not None else now
@@ -187,6 +196,24 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
     elif isinstance(action, Wait):
         pass
     return s
+
+
+def _contents(c: PhaseContents | None) -> dict[str, list[str]]:
+    if c is None:
+        return {}
+    return {"workloads": list(c.workloads), "objects": list(c.objects), "pruned": list(c.prune)}
+
+
+def _record_applied(s: ReleaseStatus, action: ApplyPhase, out: Applied) -> None:
+    """UIDs of the objects the push created (absent before it): only those are deleted on rollback."""
+    if out.pruned:
+        s.message = f"{s.message}; pruned {', '.join(out.pruned)}"
+    if s.snapshot is None:
+        return
+    absent = {normal_key(k) for k in s.snapshot.absent}
+    created = {k: uid for k, uid in out.uids.items() if normal_key(k) in absent and uid}
+    if created:
+        s.snapshot = s.snapshot.model_copy(update={"created": {**created, **s.snapshot.created}})
 
 
 def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, out: Readings, now: datetime) -> None:
