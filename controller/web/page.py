@@ -22,6 +22,7 @@ from controller.web.present import (
     num,
     p_value,
     percent,
+    phase_objects,
     rollout_text,
     safe_url,
     short,
@@ -319,7 +320,8 @@ def render_release(
         facts.append(("Revert commit", f"<code>{e(s.revert.commit)}</code> ({e(s.revert.state)})"))
     phases = [
         f'<tr class="phase" data-name="{e(p.name)}"><td>{e(p.name)}</td><td>{_phase_badge(p.state)}</td>'
-        f"<td>{e(', '.join(p.deployments) or DASH)}</td><td>{e(timestamp(p.started_at))}</td>"
+        f'<td>{e(", ".join(p.deployments) or DASH)}</td><td class="objects">{e(phase_objects(p))}</td>'
+        f"<td>{e(timestamp(p.started_at))}</td>"
         f"<td>{e(timestamp(p.available_at))}</td><td>{e(timestamp(p.hold_until))}</td>"
         f"<td>{e(timestamp(p.completed_at))}</td></tr>"
         for p in s.phases
@@ -334,7 +336,7 @@ def render_release(
         + _table(GAUGE_HEADERS, gauge_rows(s.gauges), cls="gauges", empty="no gate readings yet")
         + "<h2>Phases</h2>"
         + _table(
-            ("Phase", "State", "Deployments", "Started", "Available", "Hold until", "Completed"),
+            ("Phase", "State", "Deployments", "Objects", "Started", "Available", "Hold until", "Completed"),
             phases,
             cls="phases",
             empty="not started",
