@@ -67,18 +67,19 @@ class Rest:
     ) -> dict[str, Any]:
         """The response document; raises ``ApiException``."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        payload = json.dumps(body) if body is not None else None
-        resp = self._api.call_api(
-            path,
-            method,
+        # The body goes in as a dict: the client serialises JSON (also for apply-patch+yaml, JSON being YAML).
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
             query_params=list((query or {}).items()),
             header_params=headers,
-            body=payload,
+            body=body,
             auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
         )
-        data = resp.data
+        resp = self._api.call_api(*request)
+        data = resp.read()
+        if not 200 <= resp.status <= 299:
+            raise ApiException(status=resp.status, reason=resp.reason, body=(data or b"").decode(errors="replace"))
         out: dict[str, Any] = json.loads(data) if data else {}
         return out
 

@@ -36,7 +36,14 @@ VERBS = ["create", "delete", "get", "list", "patch", "update"]
 
 @dataclass
 class Response:
+    """Stands in for ``kubernetes.client.rest.RESTResponse``."""
+
     data: bytes
+    status: int = 200
+    reason: str = "OK"
+
+    def read(self) -> bytes:
+        return self.data
 
 
 def _error(status: int, message: str = "") -> ApiException:
@@ -114,8 +121,29 @@ class FakeApiClient:
         name = parts[i + 3] if len(parts) > i + 3 else None
         return plural, namespace, name
 
-    # ---- the one entry point the adapter uses
-    def call_api(self, path: str, method: str, **kwargs: Any) -> Response:
+    # ---- the two entry points the adapter uses (as the generated APIs do)
+    def param_serialize(
+        self,
+        method: str,
+        resource_path: str,
+        query_params: list[tuple[str, str]] | None = None,
+        header_params: dict[str, str] | None = None,
+        body: Any = None,
+        auth_settings: list[str] | None = None,
+    ) -> tuple[str, str, dict[str, str], Any, list[Any]]:
+        assert auth_settings == ["BearerToken"]
+        assert body is None or isinstance(body, dict), "bodies go to the client as dicts (it serialises them)"
+        return method, resource_path, header_params or {}, {"body": body, "query": dict(query_params or [])}, []
+
+    def call_api(
+        self, method: str, url: str, header_params: Any = None, body: Any = None, post_params: Any = None
+    ) -> Response:
+        try:
+            return self._handle(url, method, body=body["body"], query=body["query"])
+        except ApiException as exc:
+            return Response((exc.body or "").encode(), exc.status or 500, exc.reason or "")
+
+    def _handle(self, path: str, method: str, *, body: Any, query: dict[str, str]) -> Response:
         self.calls.append((method, path))
         if (method, path) in self.fail:
             raise _error(self.fail[(method, path)], "injected")
@@ -123,8 +151,7 @@ class FakeApiClient:
             doc = self._discovery(path)
             if doc is not None:
                 return Response(json.dumps(doc).encode())
-        query = dict(kwargs.get("query_params") or [])
-        body = json.loads(kwargs["body"]) if kwargs.get("body") else None
+        body = json.loads(json.dumps(body)) if body is not None else None
         plural, namespace, name = self._parse(path)
         key = (plural, namespace, name or "")
         live = self.objects.get(key)
