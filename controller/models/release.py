@@ -456,8 +456,14 @@ class UndoStatus(StatusModel):
     """What the rollback did."""
 
     at: datetime | None = Field(default=None, description="When the restore was carried out.")
-    restored: list[str] = Field(default_factory=list, description="Objects restored to their snapshot (Kind/name).")
-    deleted: list[str] = Field(default_factory=list, description="Objects the push had created, deleted (Kind/name).")
+    restored: list[str] = Field(default_factory=list, description="Deployments restored to their snapshot.")
+    deleted: list[str] = Field(default_factory=list, description="Deployments the push had created, deleted.")
+    objects: list[str] = Field(
+        default_factory=list, description="Every object (Kind/name) restored to its snapshot, Deployments included."
+    )
+    deleted_objects: list[str] = Field(
+        default_factory=list, description="Every object (Kind/name) the push had created, deleted."
+    )
     error: str | None = Field(default=None, description="Why the restore was incomplete.")
     attempts: int = Field(default=0, description="Restore attempts so far (a failed restore is retried).")
 

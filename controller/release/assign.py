@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.models.release import Phase, PhaseStatus, SnapshotStatus
+from controller.models.release import Phase, PhaseStatus, SnapshotStatus, UndoStatus
 
 WORKLOAD_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "DaemonSet")
 APPLIED_ONLY_KINDS: tuple[str, ...] = ("Job", "CronJob")  # applied, never waited on
@@ -471,6 +471,22 @@ def snapshot_keys(snapshot: SnapshotStatus | None) -> tuple[str, ...]:
     if snapshot is None:
         return ()
     return tuple(snapshot.objects) if snapshot.objects else tuple(snapshot.deployments)
+
+
+def restored_keys(undo: UndoStatus) -> list[str]:
+    """Objects the rollback restored (older statuses list only Deployment names)."""
+    return list(undo.objects) if undo.objects else list(undo.restored)
+
+
+def deleted_keys(undo: UndoStatus) -> list[str]:
+    """Objects the rollback deleted (older statuses list only Deployment names)."""
+    return list(undo.deleted_objects) if undo.deleted_objects else list(undo.deleted)
+
+
+def short_key(key: str) -> str:
+    """How people read a key in messages: a Deployment by its name, anything else as Kind/name."""
+    kind, name = split_key(key)
+    return name if kind == "Deployment" else f"{kind}/{name}"
 
 
 def snapshotted(snapshot: SnapshotStatus | None) -> set[str]:

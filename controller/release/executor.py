@@ -45,6 +45,7 @@ from controller.release.assign import (
     order,
     problems,
     prune_set,
+    restored_keys,
     split_key,
     workload_keys,
 )
@@ -177,7 +178,7 @@ class Executor:
         names: list[str] = []
         state = machine_state(status)
         if state == "RollingBack" and status.undo is not None:
-            names = [k for k in status.undo.restored if is_workload_key(k)]
+            names = [k for k in restored_keys(status.undo) if is_workload_key(k)]
         elif state in ("Progressing", "Holding"):
             current = next((p for p in status.phases if p.name == status.current_phase), None)
             if current is not None and current.state == "Progressing":

@@ -42,6 +42,7 @@ from controller.release.assign import (
     is_workload_key,
     normal_key,
     phase_keys,
+    restored_keys,
     snapshot_keys,
     snapshotted,
     split_key,
@@ -292,7 +293,7 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
         return Wait(min(retry_at, restore_at) if restore_again else retry_at, "retrying the git revert")
     if restore_again:
         return Wait(restore_at, f"retrying the restore: {undo.error}")
-    restored = status.undo.restored
+    restored = restored_keys(status.undo)
     if restored and not status.undo.error:
         pending = [d for d in restored if is_workload_key(d) and not (facts.live.get(d) and facts.live[d].available)]
         deadline = (status.undo.at or now) + spec.progress_deadline

@@ -40,7 +40,14 @@ from controller.release.actions import (
     Undone,
     Wait,
 )
-from controller.release.assign import PhaseContents, deployment_names, normal_key
+from controller.release.assign import (
+    PhaseContents,
+    deleted_keys,
+    deployment_names,
+    normal_key,
+    restored_keys,
+    short_key,
+)
 from controller.release.plan import gates_for, machine_state, needs_revert, row_for
 
 
@@ -295,8 +302,10 @@ def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now:
         tries = (s.undo.attempts if s.undo else 0) + (1 if action.restore or action.delete else 0)
         s.undo = UndoStatus(
             at=out.restored_at or now,
-            restored=list(out.restored),
-            deleted=list(out.deleted),
+            restored=deployment_names(out.restored),
+            deleted=deployment_names(out.deleted),
+            objects=list(out.restored),  # keys as the snapshot lists them (bare names in older statuses)
+            deleted_objects=list(out.deleted),
             error=out.restore_error,
             attempts=tries,
         )
@@ -326,7 +335,7 @@ def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now:
 
 
 def _finish_rollback(spec: ReleaseSpec, s: ReleaseStatus, action: MarkRolledBack, now: datetime) -> None:
-    restored = bool((s.undo and s.undo.restored) or (s.undo and s.undo.deleted))
+    restored = bool(s.undo and (restored_keys(s.undo) or deleted_keys(s.undo)))
     s.completed_at = now
     s.current_phase = None
     if spec.on_failure.rollback and s.undo and not s.undo.error:
@@ -336,7 +345,9 @@ def _finish_rollback(spec: ReleaseSpec, s: ReleaseStatus, action: MarkRolledBack
             if p.started_at is not None and p.state != "Failed":
                 _update_phase(s, p.name, state="RolledBack")
         detail = action.message or (
-            f"restored {', '.join(s.undo.restored + s.undo.deleted)}" if restored else "nothing to restore"
+            f"restored {', '.join(map(short_key, restored_keys(s.undo) + deleted_keys(s.undo)))}"
+            if restored
+            else "nothing to restore"
         )
         _cond(s, "RolledBack", "True", "Restored", detail, now)
         s.message = f"rolled back: {s.failure.message if s.failure else ''}".rstrip(": ")

@@ -96,6 +96,8 @@ def test_whole_application_push_and_rollback() -> None:
     assert set(undo.restore) == {"Deployment/web", "Secret/db-creds", "StatefulSet/db", "Service/db"}
     assert undo.delete == ("ConfigMap/settings",)
     s = step(s, undo, Undone(undo.restore, undo.delete, None), 8)
+    assert s.undo is not None and s.undo.restored == ["web"] and s.undo.deleted == []
+    assert s.undo.deleted_objects == ["ConfigMap/settings"] and "StatefulSet/db" in s.undo.objects
     # only workloads are waited for after the restore
     pending = plan(SPEC, s, Facts(now=at(9), live={"Deployment/web": LiveDeployment("Deployment/web", available=True)}))
     assert isinstance(pending, Wait) and "StatefulSet/db" in pending.reason and "Service" not in pending.reason
