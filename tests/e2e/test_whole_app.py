@@ -109,10 +109,10 @@ def test_a_bad_revision_of_a_whole_app_is_rolled_back_exactly(
     assert by_phase["canary"]["pruned"] == ["Service/web"]
     objects_then.same_as(before)
     objects_then.gone("ConfigMap/extra")
-    assert "ConfigMap/extra" in status["undo"]["deleted"]
-    assert {"Service/web", "ConfigMap/db-settings", "StatefulSet/db", "Secret/db-creds"} <= set(
-        status["undo"]["restored"]
-    )
+    undo = status["undo"]
+    assert undo["deletedObjects"] == ["ConfigMap/extra"] and undo["deleted"] == []
+    assert {"Service/web", "ConfigMap/db-settings", "StatefulSet/db", "Secret/db-creds"} <= set(undo["objects"])
+    assert undo["restored"] == ["web"]  # Deployments by name, as before
     assert status["snapshot"]["secret"] == status["snapshot"]["configMap"]
     assert len(reverts(app)) == 1
     objects_then.secret_nowhere(SECRET_VALUE, rel, controller.log_path)
