@@ -241,11 +241,17 @@ def main() -> int:
         metric("stopline_demo_chat_load", 4.13)
 
         say("What stopline did")
-        stopline = str(Path(sys.executable).parent / "stopline")
-        print(sh(stopline, "status", bad, "-n", NS, env=env, check=False) or "")
+        # This checkout's CLI (like the controller above), not whichever `stopline` is installed.
+        stopline = (
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv.pop(1)); from controller.cli import main; main()",
+            str(ROOT),
+        )
+        print(sh(*stopline, "status", bad, "-n", NS, env=env, check=False) or "")
         print(k("get", "releases", "-n", NS))
         say("The line is locked until a human looks")
-        print(sh(stopline, "status", TRACK, "-n", NS, env=env, check=False) or "")
+        print(sh(*stopline, "status", TRACK, "-n", NS, env=env, check=False) or "")
         say("git log --oneline -3 (main)")
         sh(*git, "fetch", "-q", repo_url, "main")
         print(sh(*git, "log", "--oneline", "-3", "FETCH_HEAD"))
@@ -273,7 +279,7 @@ def main() -> int:
             )
             + "\n"
         )
-        print(k("get", "release", bad, "-n", NS, "-o", "jsonpath=restored: {.status.undo.restored}") + "\n")
+        print(k("get", "release", bad, "-n", NS, "-o", "jsonpath=restored: {.status.undo.objects}") + "\n")
     finally:
         ctl.terminate()
         try:
