@@ -111,13 +111,13 @@ class WorkloadRef(Model):
 class Phase(Model):
     """One step of the push: which workloads it changes and how long to watch afterwards.
 
-    Workloads (Deployment, StatefulSet, DaemonSet) are the targets; every other namespaced object of the
-    revision goes out with the first phase whose workloads use it (a ConfigMap or Secret mounted, projected
-    or read by env/envFrom, the ServiceAccount, a PVC, a Service/PDB/NetworkPolicy selecting the pods, an
-    HPA targeting the workload; a RoleBinding with its ServiceAccount, a Role with its RoleBinding, an
-    Ingress with its Service), or with the first phase when nothing uses it. Jobs and CronJobs go with the
-    first phase and are applied, not waited on. Inside a phase, config and RBAC are applied first, then
-    the workloads, then Services, PDBs, HPAs, Ingresses and custom resources.
+    Targets are workloads (Deployment, StatefulSet, DaemonSet): by deployments, workloads, selector or remaining.
+    Every other namespaced object goes with the first phase whose workloads use it, else with the first phase.
+    Uses: ConfigMaps/Secrets mounted, projected or read by env/envFrom; the ServiceAccount and PVCs of the pods.
+    Uses: Services, PDBs and NetworkPolicies selecting the pods; HPAs targeting the workload.
+    Uses, indirectly: a RoleBinding with its ServiceAccount, a Role with its RoleBinding, an Ingress with its Service.
+    Jobs and CronJobs go with the first phase; they are applied, never waited on.
+    Apply order inside a phase: config and RBAC, then workloads, then Services, PDBs, HPAs and custom resources.
     """
 
     model_config = ConfigDict(
