@@ -8,9 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-REFRESH_AFTER_MISS = (
-    30.0  # seconds: an unknown kind (a CRD installed later) triggers a new discovery at most this often
-)
+# An unknown kind (a CRD installed after the last discovery) triggers a new discovery at most this often.
+REFRESH_AFTER_MISS = 2.0
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,36 @@ RESOURCE = {  # kubectl resource names for the kinds used here
     "DaemonSet": "daemonset",
     "CronJob": "cronjob",
     "HorizontalPodAutoscaler": "hpa",
+    "Widget": "widgets.e2e.stopline.dev",
 }
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.e2e.stopline.dev"},
+    "spec": {
+        "group": "e2e.stopline.dev",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
+
+
+def install_widget_crd() -> None:
+    """A namespaced custom resource kind for the app (shared by sessions: applied, never deleted)."""
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(WIDGET_CRD))
+    kubectl("wait", "--for=condition=Established", "crd/widgets.e2e.stopline.dev", "--timeout=60s")
+
+
+def widget(name: str, size: int) -> dict[str, Any]:
+    return {"apiVersion": "e2e.stopline.dev/v1", "kind": "Widget", "metadata": {"name": name}, "spec": {"size": size}}
 
 
 def _pod(name: str, image: str, **spec: Any) -> dict[str, Any]:

@@ -7,7 +7,16 @@ import json
 from typing import Any
 
 from dsl import Then, When, gate
-from dsl_objects import PHASES, SECRET_VALUE, ObjectsThen, WholeApp, app_objects, key_of
+from dsl_objects import (
+    PHASES,
+    SECRET_VALUE,
+    ObjectsThen,
+    WholeApp,
+    app_objects,
+    install_widget_crd,
+    key_of,
+    widget,
+)
 from helpers import apply, git_log, set_metric, wait_scraped
 from operator_proc import Controller
 
@@ -47,7 +56,8 @@ def reverts(app: WholeApp) -> list[str]:
 def test_a_plain_yaml_app_of_every_kind_goes_out_in_three_phases(
     controller: Controller, when: When, then: Then, ns: str
 ) -> None:
-    objects = app_objects("v1")
+    install_widget_crd()
+    objects = {**app_objects("v1"), "widget": widget("gears", 3)}
     app = WholeApp.create(ns, f"{ns}-app", objects)
     sha = app.commit(objects, "app v1 (again)")
 
@@ -64,6 +74,7 @@ def test_a_plain_yaml_app_of_every_kind_goes_out_in_three_phases(
         "CronJob/nightly",
         "HorizontalPodAutoscaler/web",
         "Service/web",
+        "Widget/gears",  # a namespaced custom resource nothing uses: first phase, last tier
     ]
     assert by_phase["data"]["objects"] == ["ConfigMap/db-settings", "Secret/db-creds", "StatefulSet/db"]
     objects_then = ObjectsThen(ns)

@@ -229,4 +229,31 @@ def test_discovery_parsing_and_lookup() -> None:
     )  # type: ignore[union-attr]
     assert m.lookup("Widget") is None
     assert sorted(r.kind for r in m.listable()) == ["ConfigMap", "Deployment"]
-    assert fetched.count("/apis") == 1  # cached; a miss within 30 s does not rediscover
+    assert fetched.count("/apis") == 1  # cached; a miss within 2 s does not rediscover
+
+
+def test_a_kind_installed_later_is_found_after_a_rediscovery() -> None:
+    now = [0.0]
+    served: list[dict[str, Any]] = []
+
+    def fetch(path: str) -> dict[str, Any]:
+        if path == "/apis":
+            return (
+                {
+                    "groups": [
+                        {"versions": [{"groupVersion": "x.io/v1"}], "preferredVersion": {"groupVersion": "x.io/v1"}}
+                    ]
+                }
+                if served
+                else {"groups": []}
+            )
+        if path == "/api/v1":
+            return {"groupVersion": "v1", "resources": []}
+        return {"groupVersion": "x.io/v1", "resources": served}
+
+    m = Mapper(fetch, clock=lambda: now[0])
+    assert m.lookup("Widget") is None
+    served.append({"name": "widgets", "kind": "Widget", "namespaced": True, "verbs": ["get"]})
+    assert m.lookup("Widget") is None  # within REFRESH_AFTER_MISS of the last discovery
+    now[0] = 5.0
+    assert m.lookup("Widget", "x.io/v1") is not None
