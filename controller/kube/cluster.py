@@ -285,7 +285,7 @@ class Cluster:
                 "metadata": {
                     "name": name,
                     "namespace": namespace,
-                    "labels": {LABEL_MANAGED: "stopline", LABEL_SNAPSHOT: owner["name"][:63]},
+                    "labels": {LABEL_MANAGED: "stopline", LABEL_SNAPSHOT: owner["name"][:63].rstrip("-.")},
                     "annotations": {snap.ANNOTATION_PARTS: str(len(parts))} if i == 0 else {},
                     "ownerReferences": [
                         {
@@ -335,11 +335,12 @@ class Cluster:
                 continue
             live = self._get(namespace, norm)
             secret = live is not None and snap.is_secret(norm)
-            new[secret].append(snap.encode(norm, live))
+            new[secret].append(snap.encode(norm, live, snap.part_limit(secret)))
             (absent if live is None else taken).append(key)
         for s in (True, False):  # Secrets first: the ConfigMap never refers to data that is not stored yet
             if new[s]:
-                self._write_parts(namespace, base, s, stores[s], snap.place(entries[s], new[s]), owner)
+                parts = snap.place(entries[s], new[s], snap.part_limit(s))
+                self._write_parts(namespace, base, s, stores[s], parts, owner)
         return taken, absent
 
     async def snapshot(

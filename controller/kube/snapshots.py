@@ -6,8 +6,9 @@
   keys ``<kind>.<name>_gz_0``, ``_gz_1``, ... (``_`` never occurs in a Kubernetes name).
 * ``<release>-snapshot`` (Secret) holds the copies of Secrets the same way; Secret data never goes
   into a ConfigMap, into status, events or logs.
-* When the keys outgrow one object (``PART_LIMIT``), further parts ``<release>-snapshot-2``, ``-3``, ...
-  are used; the first part's annotation ``stopline.dev/snapshot-parts`` says how many there are.
+* When the keys outgrow one object, further parts ``<release>-snapshot-2``, ``-3``, ... are used (900 kB of
+  entries per ConfigMap part, 700 kB per Secret part, which base64 makes 4/3 larger); the first part's
+  annotation ``stopline.dev/snapshot-parts`` says how many there are.
   Placement is append-only: a key once written is never moved or overwritten (the first copy is the
   true pre-push state), so a controller restart mid-snapshot cannot lose or change a copy.
 """
@@ -25,7 +26,8 @@ from controller.release.assign import split_key
 
 ABSENT_MARKER = "absent"
 ANNOTATION_PARTS = "stopline.dev/snapshot-parts"
-PART_LIMIT = 900_000  # bytes of data per object; the API server rejects objects over ~1.5 MiB, Secrets over 1 MiB
+PART_LIMIT = 900_000  # bytes of data per ConfigMap part; the API server rejects objects over ~1.5 MiB
+SECRET_PART_LIMIT = 700_000  # per Secret part, before base64 (4/3 larger): Secret data is limited to 1 MiB
 INLINE_LIMIT = 256_000  # larger copies are compressed
 _GZ = "_gz_"
 
@@ -74,7 +76,12 @@ def clean(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def encode(key: str, obj: Mapping[str, Any] | None) -> dict[str, str]:
+def part_limit(secret: bool) -> int:
+    """How many bytes of entries one part of the store may hold."""
+    return SECRET_PART_LIMIT if secret else PART_LIMIT
+
+
+def encode(key: str, obj: Mapping[str, Any] | None, limit: int = PART_LIMIT) -> dict[str, str]:
     """The data keys holding one object's copy (``None``: it did not exist)."""
     name = entry_name(key)
     if obj is None:
@@ -83,7 +90,7 @@ def encode(key: str, obj: Mapping[str, Any] | None) -> dict[str, str]:
     if len(text) <= INLINE_LIMIT:
         return {name: text}
     packed = base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
-    step = PART_LIMIT - 1024
+    step = limit - 1024
     return {f"{name}{_GZ}{i}": packed[off : off + step] for i, off in enumerate(range(0, len(packed), step))}
 
 

@@ -218,3 +218,21 @@ async def test_states_use_each_kinds_rule(api: FakeApiClient) -> None:
     got = await cluster(api).states("shop", ["DaemonSet/agent", "StatefulSet/gone"])
     assert not got["DaemonSet/agent"].available and got["DaemonSet/agent"].exists
     assert not got["StatefulSet/gone"].exists
+
+
+async def test_a_large_secret_is_split_within_the_secret_size_limit(api: FakeApiClient) -> None:
+    c = cluster(api)
+    big = base64.b64encode(random.Random(7).randbytes(1_500_000)).decode()
+    api.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bundle"}, "data": {"blob": big}}, "secrets")
+    taken, _ = await c.snapshot("shop", BASE, OWNER, ["Secret/bundle"])
+    first = api.get("secrets", BASE)
+    assert first is not None
+    parts = int(first["metadata"]["annotations"][snap.ANNOTATION_PARTS])
+    assert parts >= 2
+    for i in range(parts):
+        data = api.get("secrets", snap.part_name(BASE, i))["data"]  # type: ignore[index]
+        assert sum(len(k) + len(v) for k, v in data.items()) < 1_048_576  # what the API server allows
+    assert all("bundle" not in json.dumps(o) for (p, _, n), o in api.objects.items() if p == "configmaps")
+    await c.apply("shop", [secret("bundle", "x")], "web-1")
+    await c.restore("shop", BASE, taken, [], "web-1")
+    assert api.get("secrets", "bundle")["data"]["blob"] == big  # type: ignore[index]
