@@ -3,6 +3,7 @@ phase, each kind waited for by its own rule, everything restored, created object
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sim import at, make_spec
@@ -54,7 +55,11 @@ SPEC: ReleaseSpec = make_spec(
 
 
 def step(status: ReleaseStatus, action: Any, outcome: Any = None, t: float = 0) -> ReleaseStatus:
-    return reduce(SPEC, status, action, outcome or Done(), at(t))
+    """Reduce, then round-trip the status through JSON (a controller restart reads only that)."""
+    after = reduce(SPEC, status, action, outcome or Done(), at(t))
+    restarted = ReleaseStatus.model_validate(json.loads(json.dumps(after.model_dump(mode="json", by_alias=True))))
+    assert restarted == after
+    return restarted
 
 
 def test_whole_application_push_and_rollback() -> None:
@@ -70,10 +75,12 @@ def test_whole_application_push_and_rollback() -> None:
     snap = plan(SPEC, s, Facts(now=at(1)))
     assert snap == Snapshot("web", ("ConfigMap/settings", "Deployment/web"))
     s = step(s, snap, SnapshotTaken("r-snapshot", ("Deployment/web",), ("ConfigMap/settings",)), 1)
+    assert not isinstance(plan(SPEC, s, Facts(now=at(1))), Snapshot)  # the first copy is never taken again
     assert s.snapshot is not None and s.snapshot.deployments == ["web"] and s.snapshot.absent == ["ConfigMap/settings"]
     apply = plan(SPEC, s, Facts(now=at(2)))
     assert apply == ApplyPhase("web", ("web",), ("ConfigMap/settings", "Deployment/web"), ())
     s = step(s, apply, Applied({"ConfigMap/settings": "uid-cm", "Deployment/web": "uid-web"}), 2)
+    assert not isinstance(plan(SPEC, s, Facts(now=at(2))), ApplyPhase | Snapshot)  # never repeated
     assert s.snapshot is not None and s.snapshot.created == {"ConfigMap/settings": "uid-cm"}  # only what it created
 
     waiting = plan(SPEC, s, Facts(now=at(3), live={"Deployment/web": LiveDeployment("Deployment/web")}))
