@@ -404,6 +404,17 @@ def assign(
     return Assignment(tuple(phases), unassigned)
 
 
+def flatten(docs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The objects of the documents, with ``kind: List`` (``v1/List``, ``ConfigMapList``, ...) expanded."""
+    out: list[Mapping[str, Any]] = []
+    for doc in docs:
+        if str(doc.get("kind") or "").endswith("List") and isinstance(doc.get("items"), list):
+            out.extend(flatten(i for i in doc["items"] if isinstance(i, Mapping)))
+        else:
+            out.append(doc)
+    return out
+
+
 def order(docs: Iterable[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
     """Documents grouped by tier, in apply order (each group can go out concurrently)."""
     groups: dict[int, list[Mapping[str, Any]]] = {}

@@ -39,6 +39,7 @@ from controller.release.assign import (
     LiveObject,
     app_id,
     describe,
+    flatten,
     is_workload_key,
     normal_key,
     object_key,
@@ -190,7 +191,7 @@ class Executor:
 
     async def read_manifests(self, ref: ReleaseRef, spec: ReleaseSpec) -> Manifests:
         """The revision's objects, checked against the cluster (scopes), and what a prune would delete."""
-        docs = await self.git.manifests(ref.namespace, spec)
+        docs = flatten(await self.git.manifests(ref.namespace, spec))
         manifests = objects_in(docs, ref.namespace, await self.cluster.scopes(_kinds(docs)))
         if manifests.error or not spec.prune:
             return manifests
@@ -222,7 +223,7 @@ class Executor:
 
     async def apply_phase(self, ref: ReleaseRef, spec: ReleaseSpec, action: ApplyPhase) -> Applied:
         """Apply the phase's objects tier by tier (config and RBAC, workloads, the rest), then prune."""
-        docs = await self.git.manifests(ref.namespace, spec)
+        docs = flatten(await self.git.manifests(ref.namespace, spec))
         wanted = {normal_key(k) for k in (action.objects or action.deployments)}
         chosen = [d for d in docs if _key(d) in wanted]
         app = app_id(spec.source.repo, spec.source.path)

@@ -347,3 +347,16 @@ def test_app_id_is_a_stable_label_value() -> None:
 def test_split_key_reads_bare_names_as_deployments() -> None:
     assert split_key("web") == ("Deployment", "web")
     assert split_key("StatefulSet/db") == ("StatefulSet", "db")
+
+
+def test_lists_are_expanded() -> None:
+    from controller.release.assign import flatten
+
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [WEB, {"kind": "ConfigMapList", "items": [obj("ConfigMap", "a")]}],
+        }
+    ]
+    assert [d["kind"] for d in flatten(docs)] == ["Deployment", "ConfigMap"]
