@@ -17,7 +17,7 @@ from dsl_objects import (
     key_of,
     widget,
 )
-from helpers import apply, git_log, set_metric, wait_scraped
+from helpers import apply, branch_sha, git_log, set_metric, wait_for, wait_scraped
 from operator_proc import Controller
 
 LOAD = "stopline_e2e_whole_app_load"
@@ -164,3 +164,36 @@ def test_cluster_scoped_and_foreign_namespace_objects_fail_the_push(
     objects_then = ObjectsThen(ns)
     for key in (key_of(o) for o in base.values()):
         assert objects_then.get(key) is None, f"{key} was applied although the push failed"
+
+
+def test_a_track_with_prune_deletes_what_left_git(controller: Controller, then: Then, ns: str) -> None:
+    v1 = app_objects("v1")
+    app = WholeApp.create(ns, f"{ns}-app", v1)
+    spec = {
+        "source": {"repo": app.repo, "branch": "main", "path": "deploy/"},
+        "pollInterval": "1s",
+        "template": {"phases": PHASES, "prune": True},
+    }
+    apply(json.dumps({"apiVersion": RELEASE_API, "kind": "Track", "metadata": {"name": "shop"}, "spec": spec}), ns)
+
+    def last_good(sha: str) -> dict[str, Any]:
+        found: dict[str, Any] = wait_for(
+            lambda: (s := then.status("track", "shop")).get("lastGood") == sha and s,
+            timeout=120,
+            message=f"track shop to push {sha[:7]}",
+        )
+        return found
+
+    last_good(branch_sha(app.repo))
+    objects_then = ObjectsThen(ns)
+    objects_then.live(key_of(o) for o in v1.values())
+
+    sha = app.commit(app_objects("v2", service=False), "app v2: the web Service is gone")
+    last_good(sha)
+    objects_then.gone("Service/web")
+    release = then.status("release", f"shop-{sha[:7]}")
+    assert release["phase"] == "Succeeded"
+    assert next(p for p in release["phases"] if p["name"] == "canary")["pruned"] == ["Service/web"]
+    assert objects_then.get("StatefulSet/db")["spec"]["template"]["spec"]["containers"][0]["image"] == (  # type: ignore[index]
+        "registry.example/db:v2"
+    )
