@@ -197,3 +197,35 @@ def test_a_track_with_prune_deletes_what_left_git(controller: Controller, then: 
     assert objects_then.get("StatefulSet/db")["spec"]["template"]["spec"]["containers"][0]["image"] == (  # type: ignore[index]
         "registry.example/db:v2"
     )
+
+
+def test_a_controller_killed_mid_push_restores_the_first_copies(
+    controller: Controller, when: When, then: Then, ns: str
+) -> None:
+    set_metric(LOAD, 4.0, test=ns)
+    wait_scraped()
+    v1 = app_objects("v1")
+    app = WholeApp.create(ns, f"{ns}-app", v1)
+    first = release(ns, app, app.commit(v1, "app v1"), "whole-v1")
+    assert then.release_reaches(first, "Succeeded", "RolledBack", "Failed", timeout=120)["phase"] == "Succeeded"
+    objects_then = ObjectsThen(ns)
+    before = objects_then.snapshot(key_of(o) for o in v1.values())
+
+    bad = app_objects("v1", db_image="registry.example/db:v2-bad", settings="v2-bad", service=False, extra=True)
+    sha = app.commit(bad, "app v2-bad")
+    phases = [dict(PHASES[0]), {**PHASES[1], "hold": "120s"}, dict(PHASES[2])]
+    rel = release(ns, app, sha, "whole-v2", phases=phases, gates=[gate("load", LOAD, ns, max=6)])
+    held = then.release_in(rel, "Holding", "data")
+    store = {kind: then.get(kind, "whole-v2-snapshot").get("data") for kind in ("configmap", "secret")}
+
+    controller.kill()
+    controller.start()
+    set_metric(LOAD, 7.5, test=ns)
+    status = then.release_reaches(rel, "RolledBack", "Failed", timeout=90)
+
+    assert status["phase"] == "RolledBack", status.get("message")
+    assert status["snapshot"]["created"] == held["snapshot"]["created"] != {}
+    assert {kind: then.get(kind, "whole-v2-snapshot").get("data") for kind in store} == store, "a copy was retaken"
+    objects_then.same_as(before)
+    objects_then.gone("ConfigMap/extra")
+    assert len(reverts(app)) == 1
