@@ -316,38 +316,49 @@ class Cluster:
             except ApiException as exc:
                 raise api_error(f"write snapshot {kind} {namespace}/{name}", exc) from exc
 
-    def _snapshot(
-        self, namespace: str, base: str, owner: Mapping[str, str], keys: list[str]
-    ) -> tuple[list[str], list[str]]:
-        """Copy live objects into the snapshot store; keys already there are never overwritten."""
-        stores = {s: self._read_parts(namespace, base, s) for s in (False, True)}
-        entries = {s: [self._entries(p, s) for p in stores[s]] for s in stores}
-        merged = {s: {k: v for part in entries[s] for k, v in part.items()} for s in stores}
-        new: dict[bool, list[dict[str, str]]] = {False: [], True: []}
-        taken: list[str] = []
-        absent: list[str] = []
-        for key in keys:
-            norm = normal_key(key)
-            in_cm, in_secret = snap.has_entry(merged[False], norm), snap.has_entry(merged[True], norm)
-            if in_cm or in_secret:
-                value = merged[False].get(snap.entry_name(norm)) if in_cm else None
-                (absent if value == snap.ABSENT_MARKER else taken).append(key)
-                continue
-            live = self._get(namespace, norm)
-            secret = live is not None and snap.is_secret(norm)
-            new[secret].append(snap.encode(norm, live, snap.part_limit(secret)))
-            (absent if live is None else taken).append(key)
-        for s in (True, False):  # Secrets first: the ConfigMap never refers to data that is not stored yet
-            if new[s]:
-                parts = snap.place(entries[s], new[s], snap.part_limit(s))
-                self._write_parts(namespace, base, s, stores[s], parts, owner)
-        return taken, absent
-
     async def snapshot(
         self, namespace: str, configmap: str, owner: Mapping[str, str], names: Iterable[str]
     ) -> tuple[list[str], list[str]]:
-        """(taken, absent): copy the objects (keys) into the snapshot named ``configmap`` (owned by ``owner``)."""
-        return await asyncio.to_thread(self._snapshot, namespace, configmap, owner, list(names))
+        """(taken, absent): copy the objects (keys) into the snapshot named ``configmap`` (owned by ``owner``).
+
+        Keys already in the store are never overwritten; the live objects are read concurrently.
+        """
+        keys = list(names)
+        stores = dict(
+            zip(
+                (False, True),
+                await asyncio.gather(
+                    asyncio.to_thread(self._read_parts, namespace, configmap, False),
+                    asyncio.to_thread(self._read_parts, namespace, configmap, True),
+                ),
+                strict=True,
+            )
+        )
+        entries = {s: [self._entries(p, s) for p in stores[s]] for s in stores}
+        merged = {s: {k: v for part in entries[s] for k, v in part.items()} for s in stores}
+        stored: dict[str, bool] = {}  # key → was it absent before the push
+        for key in keys:
+            norm = normal_key(key)
+            if snap.has_entry(merged[True], norm):
+                stored[key] = False
+            elif snap.has_entry(merged[False], norm):
+                stored[key] = merged[False].get(snap.entry_name(norm)) == snap.ABSENT_MARKER
+        missing = [k for k in keys if k not in stored]
+        lives = await asyncio.gather(*(self.get(namespace, normal_key(k)) for k in missing))
+        new: dict[bool, list[dict[str, str]]] = {False: [], True: []}
+        for key, live in zip(missing, lives, strict=True):
+            secret = live is not None and snap.is_secret(key)
+            new[secret].append(snap.encode(normal_key(key), live, snap.part_limit(secret)))
+            stored[key] = live is None
+
+        def write() -> None:
+            for s in (True, False):  # Secrets first: the ConfigMap never refers to data that is not stored yet
+                if new[s]:
+                    parts = snap.place(entries[s], new[s], snap.part_limit(s))
+                    self._write_parts(namespace, configmap, s, stores[s], parts, owner)
+
+        await asyncio.to_thread(write)
+        return [k for k in keys if not stored[k]], [k for k in keys if stored[k]]
 
     # ---------------------------------------------------------------- restore
     def _restore_one(self, namespace: str, key: str, saved: dict[str, Any]) -> None:
