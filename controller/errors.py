@@ -19,6 +19,15 @@ class ClusterError(StoplineError):
     """A Kubernetes API call failed; usually transient."""
 
 
+class ApplyIncomplete(StoplineError):
+    """Some objects of a phase were applied, others failed; ``uids`` are those of the applied ones."""
+
+    def __init__(self, cause: StoplineError, uids: dict[str, str]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.uids = uids
+
+
 class SnapshotTooLarge(StoplineError):
     """The pre-push copies do not fit in a ConfigMap."""
 

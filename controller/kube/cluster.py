@@ -17,7 +17,7 @@ from urllib.parse import quote
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.errors import ClusterError, ManifestError
+from controller.errors import ApplyIncomplete, ClusterError, ManifestError, StoplineError
 from controller.kube import snapshots as snap
 from controller.kube.discovery import Mapper, Resource
 from controller.kube.workloads import live_state
@@ -179,11 +179,27 @@ class Cluster:
     async def apply(
         self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str, app: str = "", phase: str = ""
     ) -> dict[str, str]:
-        """Server-side apply (field manager ``stopline``) every manifest concurrently; key → UID."""
+        """Server-side apply (field manager ``stopline``) every manifest concurrently; key → UID.
+
+        When some fail and others were applied, :class:`ApplyIncomplete` carries the first failure and the
+        UIDs of the applied ones; when all fail, the first failure is raised.
+        """
         done = await asyncio.gather(
-            *(asyncio.to_thread(self._apply, namespace, m, release, app, phase) for m in manifests)
+            *(asyncio.to_thread(self._apply, namespace, m, release, app, phase) for m in manifests),
+            return_exceptions=True,
         )
-        return dict(done)
+        uids = dict(d for d in done if isinstance(d, tuple))
+        failed = [d for d in done if isinstance(d, BaseException)]
+        for exc in failed:
+            if not isinstance(exc, StoplineError):
+                raise exc
+        if failed:
+            first = failed[0]
+            assert isinstance(first, StoplineError)
+            if not uids:
+                raise first  # nothing was applied: the failure itself
+            raise ApplyIncomplete(first, uids)
+        return uids
 
     def _delete(self, namespace: str, key: str, uid: str) -> bool:
         kind, name = split_key(key)

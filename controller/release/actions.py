@@ -249,6 +249,7 @@ class ActionFailed:
 
     message: str
     permanent: bool = False
+    applied: Mapping[str, str] = field(default_factory=dict)  # ApplyPhase: UIDs of what was applied anyway
 
 
 Outcome = Done | SnapshotTaken | Applied | Readings | Undone | ActionFailed

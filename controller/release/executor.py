@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from controller.errors import StoplineError
+from controller.errors import ApplyIncomplete, StoplineError
 from controller.gates.evaluate import Measurement, render_query
 from controller.gates.providers.base import MetricsProvider
 from controller.models.release import ReleaseSpec, ReleaseStatus
@@ -221,7 +221,7 @@ class Executor:
             return await self.undo(ref, spec, status, action)
         return Done()
 
-    async def apply_phase(self, ref: ReleaseRef, spec: ReleaseSpec, action: ApplyPhase) -> Applied:
+    async def apply_phase(self, ref: ReleaseRef, spec: ReleaseSpec, action: ApplyPhase) -> Applied | ActionFailed:
         """Apply the phase's objects tier by tier (config and RBAC, workloads, the rest), then prune."""
         docs = flatten(await self.git.manifests(ref.namespace, spec))
         wanted = {normal_key(k) for k in (action.objects or action.deployments)}
@@ -229,8 +229,17 @@ class Executor:
         app = app_id(spec.source.repo, spec.source.path)
         uids: dict[str, str] = {}
         for group in order(chosen):
-            uids.update(await self.cluster.apply(ref.namespace, group, ref.name, app=app, phase=action.phase) or {})
-        pruned = await self.cluster.prune(ref.namespace, action.prune, app) if action.prune else []
+            try:
+                uids.update(await self.cluster.apply(ref.namespace, group, ref.name, app=app, phase=action.phase) or {})
+            except ApplyIncomplete as exc:
+                uids.update(exc.uids)
+                return ActionFailed(str(exc), permanent=_permanent(exc.cause), applied=uids)
+            except StoplineError as exc:  # this tier failed whole; earlier tiers were applied
+                return ActionFailed(str(exc), permanent=_permanent(exc), applied=uids)
+        try:
+            pruned = await self.cluster.prune(ref.namespace, action.prune, app) if action.prune else []
+        except StoplineError as exc:
+            return ActionFailed(str(exc), permanent=_permanent(exc), applied=uids)
         return Applied(uids, tuple(pruned))
 
     async def read_gates(self, ref: ReleaseRef, spec: ReleaseSpec, phase: str, names: Iterable[str]) -> Readings:
@@ -273,7 +282,7 @@ class Executor:
             try:
                 created = status.snapshot.created if status.snapshot else {}
                 restored, deleted = await self.cluster.restore(
-                    ref.namespace, cm, action.restore, action.delete, ref.name, created
+                    ref.namespace, cm, action.restore, deletable(status, action.delete), ref.name, created
                 )
             except StoplineError as exc:
                 return [], [], str(exc), self.clock()
@@ -290,6 +299,16 @@ class Executor:
 
         (restored, deleted, error, restored_at), reverted = await asyncio.gather(restore(), revert())
         return Undone(tuple(restored), tuple(deleted), reverted, error, restored_at)
+
+
+def deletable(status: ReleaseStatus, keys: Iterable[str]) -> list[str]:
+    """Objects a rollback may delete: those the push created, proven by the UID recorded at apply.
+
+    Bare names come from statuses written before UIDs were recorded: those Deployments keep the
+    annotation check alone, as they always had.
+    """
+    created = {normal_key(k) for k in (status.snapshot.created if status.snapshot else {})}
+    return [k for k in keys if "/" not in k or normal_key(k) in created]
 
 
 def _permanent(exc: StoplineError) -> bool:

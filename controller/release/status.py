@@ -137,6 +137,8 @@ def reduce(spec: ReleaseSpec, status: ReleaseStatus, action: Action, outcome: Ou
     s = status.model_copy(deep=True)
     if isinstance(outcome, ActionFailed):
         s.message = f"{type(action).__name__} failed: {outcome.message}"
+        if isinstance(action, ApplyPhase) and outcome.applied:
+            _record_applied(s, action, Applied(outcome.applied))  # what it created is deleted by UID
         if outcome.permanent and not isinstance(action, Undo):
             phase = getattr(action, "phase", s.current_phase)
             if isinstance(action, ApplyPhase):

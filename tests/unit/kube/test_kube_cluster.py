@@ -236,3 +236,13 @@ async def test_a_large_secret_is_split_within_the_secret_size_limit(api: FakeApi
     await c.apply("shop", [secret("bundle", "x")], "web-1")
     await c.restore("shop", BASE, taken, [], "web-1")
     assert api.get("secrets", "bundle")["data"]["blob"] == big  # type: ignore[index]
+
+
+async def test_a_partly_failed_apply_reports_what_it_applied(api: FakeApiClient) -> None:
+    from controller.errors import ApplyIncomplete
+
+    api.fail[("PATCH", "/api/v1/namespaces/shop/configmaps/bad")] = 422
+    with pytest.raises(ApplyIncomplete) as info:
+        await cluster(api).apply("shop", [cm("good"), cm("bad")], "web-1")
+    assert isinstance(info.value.cause, ManifestError) and "ConfigMap/bad" in str(info.value)
+    assert set(info.value.uids) == {"ConfigMap/good"}

@@ -155,3 +155,74 @@ async def test_undo_hands_the_recorded_uids_to_the_restore() -> None:
         "delete": ["ConfigMap/new"],
         "created": {"ConfigMap/new": "u9"},
     }
+
+
+async def test_a_partly_failed_apply_still_records_the_uids_of_what_it_created() -> None:
+    from controller.errors import ApplyIncomplete, ManifestError
+    from controller.release.actions import ActionFailed
+    from controller.release.status import reduce
+
+    class Failing(Cluster):
+        async def apply(
+            self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str, app: str = "", phase: str = ""
+        ) -> dict[str, str]:
+            keys = [f"{m['kind']}/{m['metadata']['name']}" for m in manifests]
+            if "Deployment/web" in keys:
+                raise ApplyIncomplete(ManifestError("apply Deployment/web: 422 Invalid"), {})
+            return {k: f"uid-{k}" for k in keys}
+
+    action = ApplyPhase("canary", ("web",), ("ConfigMap/settings", "Deployment/web"), ())
+    out = await executor(Failing()).execute(REF, SPEC, ReleaseStatus(), action)
+    assert out == ActionFailed(
+        "apply Deployment/web: 422 Invalid", permanent=True, applied={"ConfigMap/settings": "uid-ConfigMap/settings"}
+    )
+    status = ReleaseStatus(
+        phase="Progressing",
+        current_phase="canary",
+        phases=[{"name": "canary", "deployments": ["web"], "objects": ["ConfigMap/settings", "Deployment/web"]}],  # type: ignore[list-item]
+        snapshot=SnapshotStatus(config_map="web-2-snapshot", objects=["Deployment/web"], absent=["ConfigMap/settings"]),
+    )
+    after = reduce(SPEC, status, action, out, datetime(2026, 1, 1, tzinfo=UTC))
+    assert after.snapshot is not None and after.snapshot.created == {"ConfigMap/settings": "uid-ConfigMap/settings"}
+    assert after.phase == "RollingBack"
+
+
+async def test_a_failed_later_tier_keeps_the_uids_of_earlier_tiers() -> None:
+    from controller.errors import ManifestError
+    from controller.release.actions import ActionFailed
+
+    class Failing(Cluster):
+        async def apply(
+            self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str, app: str = "", phase: str = ""
+        ) -> dict[str, str]:
+            keys = [f"{m['kind']}/{m['metadata']['name']}" for m in manifests]
+            if "Service/web" in keys:
+                raise ManifestError("apply Service/web: 422 Invalid")
+            return {k: f"uid-{k}" for k in keys}
+
+    action = ApplyPhase("canary", ("web",), ("ConfigMap/settings", "Deployment/web", "Service/web"), ())
+    out = await executor(Failing()).execute(REF, SPEC, ReleaseStatus(), action)
+    assert isinstance(out, ActionFailed) and out.permanent
+    assert set(out.applied) == {"ConfigMap/settings", "Deployment/web"}
+
+
+async def test_only_objects_with_a_recorded_uid_are_deleted() -> None:
+    cluster = Cluster()
+    status = ReleaseStatus(
+        snapshot=SnapshotStatus(
+            config_map="web-2-snapshot",
+            objects=["Service/web"],
+            absent=["ConfigMap/new", "ConfigMap/never-applied"],
+            created={"ConfigMap/new": "u9"},
+        )
+    )
+    undo = Undo(("Service/web",), ("ConfigMap/new", "ConfigMap/never-applied"), False)
+    await executor(cluster).execute(REF, SPEC, status, undo)
+    assert cluster.restored["delete"] == ["ConfigMap/new"]
+
+
+async def test_older_statuses_delete_by_annotation_as_before() -> None:
+    cluster = Cluster()
+    status = ReleaseStatus(snapshot=SnapshotStatus(config_map="web-2-snapshot", deployments=["web"], absent=["api"]))
+    await executor(cluster).execute(REF, SPEC, status, Undo(("web",), ("api",), False))
+    assert cluster.restored["delete"] == ["api"]
