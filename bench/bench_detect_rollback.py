@@ -14,6 +14,11 @@ Three pollers run beside each other from just before the value is set:
   longer the bad commit (time taken when ls-remote returned: conservative).
 
     .venv/bin/python bench/bench_detect_rollback.py [--runs 10] [--intervals 1,0.5] [--replicas 1]
+        [--config-objects 0,20]
+
+``--config-objects 0,20`` repeats the runs for an app that also carries 20 ConfigMaps (half read by
+``web-canary``, half by ``chat`` through ``envFrom``; every bad commit changes all of them): "restored" then
+also needs every ConfigMap's data back, and the ratio of its p95 to the plain app's is printed.
 
 Targets: restore ≤ 2 s p95, revert ≤ 3 s p95. Peer: Flagger detects after interval × threshold, 60 s by
 default and 10 s at the least; our p95 is also printed as a fraction of those 10 s.
@@ -66,6 +71,8 @@ class Pollers:
     bad_sha: str
     before: dict[str, dict[str, Any]]
     apps: Any
+    core: Any = None
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     t_breach: float | None = None
     t_restored: float | None = None
     t_reverted: float | None = None
@@ -100,6 +107,12 @@ class Pollers:
                 if json.loads(raw.data)["spec"] != self.before[name]:
                     ok = False
                     break
+            if ok and self.configs:
+                raw = self.core.list_namespaced_config_map(
+                    self.namespace, label_selector="bench-config=true", _preload_content=False
+                )
+                live = {i["metadata"]["name"]: i.get("data") for i in json.loads(raw.data)["items"]}
+                ok = all(live.get(n) == d for n, d in self.configs.items())
             now = time.monotonic()
             self.api_polls += 1
             self.api_time += now - started
@@ -134,19 +147,54 @@ def release_status(crd: Any, namespace: str, name: str) -> dict[str, Any]:
     return dict(obj.get("status") or {})
 
 
-def app_files(version: str, replicas: int) -> dict[str, str]:
-    return {
+def config_names(configs: int) -> dict[str, list[str]]:
+    """Which ConfigMaps each touched Deployment reads: the first half web-canary, the rest chat."""
+    names = [f"cfg-{i:02d}" for i in range(configs)]
+    half = (configs + 1) // 2
+    return {"web-canary": names[:half], "chat": names[half:]}
+
+
+def app_files(version: str, replicas: int, configs: int = 0) -> dict[str, str]:
+    import yaml
+
+    files = {
         f"deploy/{n}.yaml": dsl.deployment_yaml(n, tier, version, replicas=replicas)
         for n, tier in dsl.APP_DEPLOYMENTS.items()
     }
+    for deployment, names in config_names(configs).items():
+        doc = yaml.safe_load(files[f"deploy/{deployment}.yaml"])
+        container = doc["spec"]["template"]["spec"]["containers"][0]
+        container["envFrom"] = [{"configMapRef": {"name": n}} for n in names]
+        files[f"deploy/{deployment}.yaml"] = yaml.safe_dump(doc, sort_keys=False)
+        for n in names:
+            cm = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": n, "labels": {"bench-config": "true"}},
+                "data": {"version": version, "payload": "x" * 2000},
+            }
+            files[f"deploy/{n}.yaml"] = yaml.safe_dump(cm, sort_keys=False)
+    return files
 
 
 def one_run(
-    i: int, interval: float, ns: str, repo: str, replicas: int, apps: Any, crd: Any, query: str
+    i: int,
+    interval: float,
+    ns: str,
+    repo: str,
+    replicas: int,
+    apps: Any,
+    crd: Any,
+    query: str,
+    core: Any = None,
+    configs: int = 0,
 ) -> tuple[Run, dict[str, Any]]:
     before = {n: deployment_spec(apps, ns, n) for n in TOUCHED}
+    config_data = {
+        n: core.read_namespaced_config_map(n, ns).data for names in config_names(configs).values() for n in names
+    }
     tag = f"{int(interval * 1000)}ms-{i}"
-    sha = helpers.push_commit(repo, app_files(f"bad-{tag}", replicas), f"bad change {tag}")
+    sha = helpers.push_commit(repo, app_files(f"bad-{tag}", replicas, configs), f"bad change {tag}")
     name = f"bad-{tag}"
     phases = [
         {"name": "canary", "deployments": ["web-canary"], "hold": "0s"},
@@ -175,7 +223,9 @@ def one_run(
     # decorrelate the breach from the controller's gate ticks (we joined right after a status write)
     time.sleep(random.uniform(0, interval))
 
-    p = Pollers(query=query, namespace=ns, repo=repo, bad_sha=sha, before=before, apps=apps)
+    p = Pollers(
+        query=query, namespace=ns, repo=repo, bad_sha=sha, before=before, apps=apps, core=core, configs=config_data
+    )
     threads = [threading.Thread(target=fn, daemon=True) for fn in (p.prometheus, p.cluster, p.git)]
     for t in threads:
         t.start()
@@ -214,12 +264,13 @@ def settle(ns: str, query: str, apps: Any) -> None:
         poll(lambda n=n: helpers.deployment_available(ns, n), 90, 0.2, f"{n} Available")
 
 
-def report(interval: float, runs: list[Run]) -> dict[str, float]:
+def report(interval: float, runs: list[Run], configs: int = 0) -> dict[str, float]:
     restore = Summary.of([r.restore for r in runs])
     revert = Summary.of([r.revert for r in runs])
-    tag = f"gate interval {interval:g}s"
+    tag = f"gate interval {interval:g}s" + (f", {configs} ConfigMaps" if configs else "")
     print(f"\n-- {tag}: {len(runs)} runs, load average {loadavg()} ({_stack.cpu_count()} cores)")
-    print(f"detect → every touched Deployment restored: {restore.line()}")
+    what = f"Deployment and {configs} ConfigMaps" if configs else "Deployment"
+    print(f"detect → every touched {what} restored: {restore.line()}")
     print(f"detect → revert commit on the branch:       {revert.line()}")
     print(
         f"ratio to target: restore p95 / {RESTORE_TARGET:g} s = {restore.p95 / RESTORE_TARGET:.2f} "
@@ -249,8 +300,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--replicas", type=int, default=1, help="replicas per Deployment (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the namespace and repo afterwards")
+    parser.add_argument(
+        "--config-objects", default="0", help="comma-separated ConfigMap counts the app carries (default 0)"
+    )
     args = parser.parse_args(argv)
     intervals = [float(x) for x in args.intervals.split(",") if x.strip()]
+    modes = [int(x) for x in args.config_objects.split(",") if x.strip()]
+    figures: dict[int, dict[float, dict[str, float]]] = {}
+    for configs in modes:
+        failures, figures[configs] = run_mode(args, intervals, configs)
+        if failures:
+            return 1
+    plain = figures.get(0, {})
+    for configs, by_interval in figures.items():
+        for interval, fig in by_interval.items():
+            if configs and interval in plain:
+                print(
+                    f"ratio with {configs} ConfigMaps to the 2-Deployment figure at {interval:g}s: restore p95 "
+                    f"{fig['restore_p95'] / plain[interval]['restore_p95']:.2f}, revert p95 "
+                    f"{fig['revert_p95'] / plain[interval]['revert_p95']:.2f}"
+                )
+    return 0
+
+
+def run_mode(
+    args: argparse.Namespace, intervals: list[float], configs: int
+) -> tuple[int, dict[float, dict[str, float]]]:
+    figures: dict[float, dict[str, float]] = {}
 
     print(f"[bench] detect→rollback: load average {loadavg()} at start; bringing the stack up", flush=True)
     stack = _stack.ensure_stack()
@@ -258,16 +334,17 @@ def main(argv: list[str] | None = None) -> int:
     from kubernetes import client
 
     apps = client.AppsV1Api(api)
+    core = client.CoreV1Api(api)
     crd = client.CustomObjectsApi(api)
     prefix = _stack.bench_prefix("bdr")
-    ns = f"{prefix}-detect"
+    ns = f"{prefix}-detect" + (f"-c{configs}" if configs else "")
     query = f'max({METRIC}{{bench="{ns}"}})'
     helpers.create_namespace(ns, {_stack.LABEL: prefix})
-    repo = helpers.make_repo(ns, app_files("v1", args.replicas), message="app v1")
+    repo = helpers.make_repo(ns, app_files("v1", args.replicas, configs), message="app v1")
     ctl = BenchController(stack, prefix)
     failures = 0
     try:
-        for text in app_files("v1", args.replicas).values():
+        for text in app_files("v1", args.replicas, configs).values():
             helpers.apply(text, ns)
         helpers.set_metric(METRIC, LOW, bench=ns)
         settle(ns, query, apps)
@@ -278,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             runs: list[Run] = []
             for i in range(args.runs):
                 try:
-                    run, status = one_run(i, interval, ns, repo, args.replicas, apps, crd, query)
+                    run, status = one_run(i, interval, ns, repo, args.replicas, apps, crd, query, core, configs)
                 except (RuntimeError, TimeoutError) as exc:
                     failures += 1
                     print(f"[bench] run {i} (interval {interval:g}s) FAILED: {exc}", flush=True)
@@ -288,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                 undo = status.get("undo") or {}
                 print(
                     f"[bench] interval {interval:g}s run {i}: restore {run.restore:.3f}s revert {run.revert:.3f}s "
-                    f"(restored {undo.get('restored')}, phase {status.get('phase')}, load {loadavg()})",
+                    f"(restored {len(undo.get('objects') or undo.get('restored') or [])} objects, "
+                    f"phase {status.get('phase')}, load {loadavg()})",
                     flush=True,
                 )
                 runs.append(run)
@@ -297,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n== detect → rollback (DESIGN.md §6), {time.strftime('%Y-%m-%d %H:%M')}, replicas {args.replicas}")
         for interval, runs in results.items():
             if runs:
-                report(interval, runs)
+                figures[interval] = report(interval, runs, configs)
         m = ctl.metrics()
         count = _stack.metric_sum(m, "stopline_detect_to_rollback_seconds_count")
         total = _stack.metric_sum(m, "stopline_detect_to_rollback_seconds_sum")
@@ -314,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             helpers.delete_metric(METRIC, bench=ns)
             _stack.delete_namespaces(api, [ns])
             shutil.rmtree(stack.repo_path(ns), ignore_errors=True)
-    return 1 if failures else 0
+    return failures, figures
 
 
 if __name__ == "__main__":

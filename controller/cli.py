@@ -33,7 +33,17 @@ from controller.models.common import Condition
 from controller.models.release import GaugeRow
 from controller.release.actions import ANNOTATION_ABORT, ANNOTATION_PAUSED, ANNOTATION_PROMOTE
 from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK
-from controller.web.present import DASH, age, duration, failure_text, gauge_cells, safe_url, short, timestamp
+from controller.web.present import (
+    DASH,
+    age,
+    duration,
+    failure_text,
+    gauge_cells,
+    phase_objects,
+    safe_url,
+    short,
+    timestamp,
+)
 from controller.web.views import EventView, ReleaseView, TrackView, newest_first, sort_events
 
 EXIT_LOCKED = 3
@@ -314,7 +324,7 @@ def _release_view(console: Console, r: ReleaseView) -> None:
         console.print(banner)
     if s.phases:
         phases = Table(title="Phases", title_justify="left")
-        for header in ("Phase", "State", "Deployments", "Available", "Observed / hold", "Hold until"):
+        for header in ("Phase", "State", "Deployments", "Objects", "Available", "Observed / hold", "Hold until"):
             phases.add_column(header)
         holds = {p.name: p.hold.total_seconds() for p in r.spec.phases} if r.spec else {}
         for p in s.phases:
@@ -325,6 +335,7 @@ def _release_view(console: Console, r: ReleaseView) -> None:
                 _t(p.name),
                 _phase(p.state),
                 _t(", ".join(p.deployments) or DASH),
+                _t(phase_objects(p)),
                 _t(timestamp(p.available_at)),
                 _t(observed),
                 _t(timestamp(p.hold_until)),

@@ -64,6 +64,15 @@ class ObjectGone(ClusterError):
     """The object being reconciled no longer exists (404, or another object of the same name: UID mismatch)."""
 
 
+class ApplyIncomplete(StoplineError):
+    """Some objects of a phase were applied, others failed; ``uids`` are those of the applied ones."""
+
+    def __init__(self, cause: StoplineError, uids: dict[str, str]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.uids = uids
+
+
 class SnapshotTooLarge(StoplineError):
     """The pre-push copies do not fit in a ConfigMap."""
 

@@ -16,7 +16,7 @@ from controller.gitops.manifests import normalize_path
 from controller.gitops.render import RenderOptions, Tools, render_options
 from controller.gitops.repo import RepoCache
 from controller.kube.client import api_client
-from controller.kube.deployments import Deployments
+from controller.kube.cluster import Cluster
 from controller.kube.objects import Objects
 from controller.models.common import SecretRef
 from controller.models.release import GitSource, ReleaseSource, ReleaseSpec
@@ -154,7 +154,7 @@ class Runtime:
 
     settings: Settings
     objects: Objects
-    deployments: Deployments
+    cluster: Cluster
     git: GitAdapter
     prometheus: PrometheusProvider
     executor: Executor
@@ -168,16 +168,16 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     """Connect to the cluster and assemble the adapters."""
     client = api_client(pool_size=settings.max_threads)
     objects = Objects(client)
-    deployments = Deployments(client)
+    cluster = Cluster(client)
     tools = Tools(kustomize=settings.kustomize, helm=settings.helm, timeout=settings.render_timeout_seconds)
     git = GitAdapter(RepoCache(settings.repo_cache, timeout=settings.git_timeout_seconds, tools=tools), objects)
     prometheus = PrometheusProvider(clock=clock)
     executor = Executor(
-        cluster=deployments,
+        cluster=cluster,
         git=git,
         metrics=prometheus,
         experiments=ExperimentDecisions(objects),
         default_prometheus=settings.prometheus_url,
         clock=clock,
     )
-    return Runtime(settings, objects, deployments, git, prometheus, executor, clock)
+    return Runtime(settings, objects, cluster, git, prometheus, executor, clock)

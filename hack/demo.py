@@ -1,6 +1,7 @@
 """`make demo`: the IMVU story on the local stack, in one command.
 
-A Track follows `main` of a local Git repo. A good merge goes out in three phases; a bad merge
+A Track follows `main` of a local Git repo holding four Deployments, chat's ConfigMap, its Service and
+its StatefulSet store. A good merge goes out in three phases; a bad merge
 breaches the `chat-loadavg` gate in phase 2, so stopline restores the cluster, pushes a `git revert`
 to `main` and locks the line. The gauges table, the rollback and `git log` are printed at the end.
 """
@@ -77,6 +78,49 @@ def deployment(name: str, tier: str, version: str) -> str:
     )
 
 
+def chat_objects(version: str) -> dict[str, str]:
+    """The rest of the app: chat's config (a ConfigMap it reads), its Service and its store (a StatefulSet)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "chat-config"},
+        "data": {"protocol": "v2" if version == "v3" else "v1", "version": version},
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "chat"},
+        "spec": {"selector": {"app": "chat"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    store = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "chat-store", "labels": {"app": "chat-store", "tier": "chat"}},
+        "spec": {
+            "replicas": 1,
+            "serviceName": "chat",
+            "selector": {"matchLabels": {"app": "chat-store"}},
+            "template": {
+                "metadata": {"labels": {"app": "chat-store", "tier": "chat"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "store",
+                            "image": f"registry.example/chat-store:{version}",
+                            "envFrom": [{"configMapRef": {"name": "chat-config"}}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    return {
+        "chat-config.yaml": json.dumps(config, indent=2),
+        "chat-service.yaml": json.dumps(service, indent=2),
+        "chat-store.yaml": json.dumps(store, indent=2),
+    }
+
+
 def main() -> int:
     say("Starting the local stack (API server + controllers + fake nodes, Prometheus, Git server)")
     subprocess.run(["bash", str(ROOT / "hack" / "stack.sh"), "up"], check=True)
@@ -117,15 +161,18 @@ def main() -> int:
     def commit(version: str, message: str) -> str:
         for name, tier in DEPLOYMENTS.items():
             (work / "deploy" / f"{name}.yaml").write_text(deployment(name, tier, version))
+        for file, text in chat_objects(version).items():
+            (work / "deploy" / file).write_text(text)
         sh(*git, "add", "-A")
         sh(*git, "commit", "-q", "-m", message)
         sh(*git, "push", "-q", repo_url, "HEAD:refs/heads/main")
         return sh(*git, "rev-parse", "HEAD").strip()
 
     commit("v1", "app v1")
-    for name in DEPLOYMENTS:
-        k("apply", "-n", NS, "-f", "-", input=(work / "deploy" / f"{name}.yaml").read_text())
+    for file in sorted((work / "deploy").glob("*.yaml")):
+        k("apply", "-n", NS, "-f", "-", input=file.read_text())
     k("wait", "-n", NS, "--for=condition=Available", "deployment", "--all", "--timeout=120s")
+    k("rollout", "status", "-n", NS, "statefulset/chat-store", "--timeout=120s")
     metric("stopline_demo_chat_load", 4.13)
 
     say("Starting the stopline controller")
@@ -194,11 +241,17 @@ def main() -> int:
         metric("stopline_demo_chat_load", 4.13)
 
         say("What stopline did")
-        stopline = str(Path(sys.executable).parent / "stopline")
-        print(sh(stopline, "status", bad, "-n", NS, env=env, check=False) or "")
+        # This checkout's CLI (like the controller above), not whichever `stopline` is installed.
+        stopline = (
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv.pop(1)); from controller.cli import main; main()",
+            str(ROOT),
+        )
+        print(sh(*stopline, "status", bad, "-n", NS, env=env, check=False) or "")
         print(k("get", "releases", "-n", NS))
         say("The line is locked until a human looks")
-        print(sh(stopline, "status", TRACK, "-n", NS, env=env, check=False) or "")
+        print(sh(*stopline, "status", TRACK, "-n", NS, env=env, check=False) or "")
         say("git log --oneline -3 (main)")
         sh(*git, "fetch", "-q", repo_url, "main")
         print(sh(*git, "log", "--oneline", "-3", "FETCH_HEAD"))
@@ -212,6 +265,21 @@ def main() -> int:
         )
         say("Images live in the cluster (v2 everywhere: v3 was rolled back)")
         print(images)
+        say("Restored next to the Deployments: chat's ConfigMap and its StatefulSet (v2 again)")
+        print(k("get", "configmap", "chat-config", "-n", NS, "-o", "jsonpath=chat-config data={.data}") + "\n")
+        print(
+            k(
+                "get",
+                "statefulset",
+                "chat-store",
+                "-n",
+                NS,
+                "-o",
+                "jsonpath=chat-store image={.spec.template.spec.containers[0].image}",
+            )
+            + "\n"
+        )
+        print(k("get", "release", bad, "-n", NS, "-o", "jsonpath=restored: {.status.undo.objects}") + "\n")
     finally:
         ctl.terminate()
         try:

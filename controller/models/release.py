@@ -167,18 +167,47 @@ DeploymentName = Annotated[
 ]
 """A Kubernetes object name: lowercase letters, digits, '-' and '.', starting and ending alphanumeric."""
 
+WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
+
+
+class WorkloadRef(Model):
+    """A workload a phase pushes, by name and (when the name exists in several kinds) kind."""
+
+    kind: WorkloadKind | None = Field(
+        default=None,
+        description="Deployment, StatefulSet or DaemonSet. Optional; required when the name exists in two kinds.",
+    )
+    name: str = Field(
+        description="Workload name (metadata.name, a DNS-1123 subdomain).",
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+    )
+
 
 class Phase(Model):
-    """One step of the push: which Deployments it changes and how long to watch afterwards."""
+    """One step of the push: which workloads it changes and how long to watch afterwards.
+
+    Targets are workloads (Deployment, StatefulSet, DaemonSet): by deployments, workloads, selector or remaining.
+    Every other namespaced object goes with the first phase whose workloads use it, else with the first phase.
+    Uses: ConfigMaps/Secrets mounted, projected or read by env/envFrom; the ServiceAccount and PVCs of the pods.
+    Uses: Services, PDBs and NetworkPolicies selecting the pods; HPAs targeting the workload.
+    Uses, indirectly: a RoleBinding with its ServiceAccount, a Role with its RoleBinding, an Ingress with its Service.
+    Jobs and CronJobs go with the first phase; they are applied, never waited on.
+    Apply order inside a phase: config and RBAC, then workloads, then Services, PDBs, HPAs and custom resources.
+    """
 
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
-                "[has(self.deployments), has(self.selector), has(self.remaining) && self.remaining]"
-                ".filter(x, x).size() == 1",
-                "set exactly one of deployments, selector or remaining",
+                "[has(self.deployments), has(self.workloads), has(self.selector),"
+                " has(self.remaining) && self.remaining].filter(x, x).size() == 1",
+                "set exactly one of deployments, workloads, selector or remaining",
             ),
             ("self.name != 'watch'", "phase name 'watch' is reserved for the watch window"),
+            (
+                "!has(self.deployments) || !has(self.kind) || self.kind == 'Deployment'",
+                "deployments lists Deployments: kind must be Deployment or unset",
+            ),
         )
     )
 
@@ -186,9 +215,28 @@ class Phase(Model):
     deployments: list[DeploymentName] | None = Field(
         default=None, description="Deployment names this phase pushes.", min_length=1, max_length=256
     )
-    selector: LabelSelector | None = Field(default=None, description="Select the phase's Deployments by label.")
+    workloads: list[WorkloadRef] | None = Field(
+        default=None,
+        description=(
+            "Workloads this phase pushes: {kind, name} (kind optional unless the name exists in two kinds; "
+            "defaults to the phase's kind)."
+        ),
+        min_length=1,
+        max_length=256,
+    )
+    kind: WorkloadKind | None = Field(
+        default=None,
+        description=(
+            "Only workloads of this kind (Deployment, StatefulSet, DaemonSet): applies to selector, remaining "
+            "and workloads entries without a kind. Unset: all three kinds."
+        ),
+    )
+    selector: LabelSelector | None = Field(
+        default=None, description="Select the phase's workloads by their labels (metadata.labels)."
+    )
     remaining: bool = Field(
-        default=False, description="Every Deployment in the manifests not pushed by earlier phases."
+        default=False,
+        description="Every workload (of kind, when set) in the manifests not pushed by earlier phases.",
     )
     hold: Duration = Field(
         default=timedelta(0),
@@ -197,7 +245,11 @@ class Phase(Model):
 
     @model_validator(mode="after")
     def _exactly_one_target(self) -> Phase:
-        chosen = [n for n, v in (("deployments", self.deployments), ("selector", self.selector)) if v is not None]
+        chosen = [
+            n
+            for n, v in (("deployments", self.deployments), ("workloads", self.workloads), ("selector", self.selector))
+            if v is not None
+        ]
         if self.remaining:
             chosen.append("remaining")
         if self.name == "watch":
@@ -205,8 +257,10 @@ class Phase(Model):
         if len(chosen) != 1:
             listed = ", ".join(chosen) if chosen else "none"
             raise ValueError(
-                f"phase {self.name!r}: set exactly one of deployments, selector or remaining (got {listed})"
+                f"phase {self.name!r}: set exactly one of deployments, workloads, selector or remaining (got {listed})"
             )
+        if self.deployments is not None and self.kind not in (None, "Deployment"):
+            raise ValueError(f"phase {self.name!r}: deployments lists Deployments; kind {self.kind} does not apply")
         return self
 
 
@@ -294,7 +348,13 @@ class Gate(Model):
 class OnFailure(Model):
     """What stopline does when a gate fails (or a push fails in any other way)."""
 
-    rollback: bool = Field(default=True, description="Restore the exact pre-push objects of every touched Deployment.")
+    rollback: bool = Field(
+        default=True,
+        description=(
+            "Restore the exact pre-push copy of every object the push touched, delete the objects it created "
+            "and recreate the objects it pruned."
+        ),
+    )
     revert_commit: bool = Field(default=True, description="Push a git revert of the revision to the branch.")
     lock: bool = Field(default=True, description="Set the owning Track's commit lock.")
 
@@ -339,6 +399,14 @@ class ReleaseTemplate(Model):
             "outage alone never fails or reverts a push. rollback: fail the push and restore the cluster, "
             "without a git revert (the commit is not known to be bad). rollbackAndRevert: fail, restore and "
             "push the revert commit too."
+        ),
+    )
+    prune: bool = Field(
+        default=False,
+        description=(
+            "Delete objects stopline applied earlier for this app (same repository and path; label "
+            "stopline.dev/app) that the revision no longer has: in the phase that pushed them (annotation "
+            "stopline.dev/phase) or the first phase. A rollback recreates them."
         ),
     )
 
@@ -402,7 +470,7 @@ class PhaseStatus(StatusModel):
         default="Pending", description="Pending, Progressing, Holding, Passed, Failed, RolledBack."
     )
     started_at: datetime | None = Field(default=None, description="When stopline started changing the phase.")
-    available_at: datetime | None = Field(default=None, description="When every Deployment was Available.")
+    available_at: datetime | None = Field(default=None, description="When every workload of the phase was ready.")
     hold_until: datetime | None = Field(
         default=None,
         description="Earliest end of the hold: now plus the observed time still missing (moves while gates lack data).",
@@ -415,6 +483,15 @@ class PhaseStatus(StatusModel):
     )
     completed_at: datetime | None = Field(default=None, description="When the phase passed or failed.")
     deployments: list[str] = Field(default_factory=list, description="Deployments this phase pushes.")
+    workloads: list[str] = Field(
+        default_factory=list, description="Workloads (Kind/name) this phase rolls out and waits for."
+    )
+    objects: list[str] = Field(
+        default_factory=list, description="Every object (Kind/name) this phase pushes, in apply order."
+    )
+    pruned: list[str] = Field(
+        default_factory=list, description="Objects (Kind/name) this phase deletes because the revision dropped them."
+    )
 
 
 class GaugeRow(StatusModel):
@@ -437,11 +514,25 @@ class GaugeRow(StatusModel):
 
 
 class SnapshotStatus(StatusModel):
-    """Where the pre-push copies of touched Deployments are kept."""
+    """Where the pre-push copies of touched objects are kept.
+
+    Copies live in the ConfigMap ``<release>-snapshot`` (more parts ``-snapshot-2``, ``-3``, ... when they
+    outgrow one object; large copies gzip-compressed); copies of Secrets live in the Secret
+    ``<release>-snapshot``, never in a ConfigMap. All are owned by the Release.
+    """
 
     config_map: str = Field(description="ConfigMap (owned by the Release) holding the pre-push objects.")
+    secret: str | None = Field(default=None, description="Secret holding the pre-push copies of Secrets.")
     deployments: list[str] = Field(default_factory=list, description="Deployments captured so far.")
-    absent: list[str] = Field(default_factory=list, description="Deployments that did not exist before the push.")
+    objects: list[str] = Field(default_factory=list, description="Objects (Kind/name) captured so far.")
+    absent: list[str] = Field(
+        default_factory=list,
+        description="Objects (Kind/name; a bare name is a Deployment) that did not exist before the push.",
+    )
+    created: dict[str, str] = Field(
+        default_factory=dict,
+        description="UID of each object the push created (Kind/name → uid); only these are deleted on rollback.",
+    )
 
 
 RevertState = Literal["Pending", "Pushed", "AlreadyReverted", "Conflict", "Error", "Skipped", "Waived"]
@@ -478,6 +569,12 @@ class UndoStatus(StatusModel):
     at: datetime | None = Field(default=None, description="When the restore was carried out.")
     restored: list[str] = Field(default_factory=list, description="Deployments restored to their snapshot.")
     deleted: list[str] = Field(default_factory=list, description="Deployments the push had created, deleted.")
+    objects: list[str] = Field(
+        default_factory=list, description="Every object (Kind/name) restored to its snapshot, Deployments included."
+    )
+    deleted_objects: list[str] = Field(
+        default_factory=list, description="Every object (Kind/name) the push had created, deleted."
+    )
     error: str | None = Field(default=None, description="Why the restore was incomplete.")
     attempts: int = Field(default=0, description="Restore attempts so far (a failed restore is retried).")
 

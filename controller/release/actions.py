@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from controller.gates.evaluate import Measurement
+from controller.release.assign import ManifestObject, PhaseContents
 
 # Annotations users (or `stopline promote|abort|pause|resume`) set on a Release.
 ANNOTATION_PROMOTE = "stopline.dev/promote"
@@ -39,12 +40,14 @@ class Manifests:
     deployments: tuple[ManifestDeployment, ...] = ()
     error: str | None = None
     transient: bool = False  # a network/server problem: retry rather than fail the push
-    ignored: tuple[str, ...] = ()  # "Kind/name" of objects that are not Deployments (not pushed)
+    ignored: tuple[str, ...] = ()  # "Kind/name" of objects that are not pushed
+    objects: tuple[ManifestObject, ...] = ()  # every object of the revision (``deployments`` is the older form)
+    prune: Mapping[str, str] = field(default_factory=dict)  # live keys to prune → the phase that held them
 
 
 @dataclass(frozen=True)
 class LiveDeployment:
-    """The live state of a Deployment as far as the rollout is concerned."""
+    """The live state of a workload (any kind) as far as the rollout is concerned."""
 
     name: str
     exists: bool = True
@@ -82,11 +85,15 @@ class Begin:
     unassigned: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
+    contents: tuple[PhaseContents, ...] = ()  # per phase: workloads, objects, prune (Kind/name keys)
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Copy the live objects of a phase's Deployments before anything changes them."""
+    """Copy the live objects of a phase before anything changes them.
+
+    ``deployments`` holds object keys (``Kind/name``; a bare name is a Deployment).
+    """
 
     phase: str
     deployments: tuple[str, ...]
@@ -102,10 +109,16 @@ class CaptureBaseline:
 
 @dataclass(frozen=True)
 class ApplyPhase:
-    """Server-side apply the phase's Deployments from the manifests."""
+    """Server-side apply the phase's objects from the manifests (in tier order), then prune.
+
+    ``objects`` (Kind/name) is everything the phase pushes; empty in statuses that predate it, where
+    ``deployments`` names the Deployments to apply.
+    """
 
     phase: str
     deployments: tuple[str, ...]
+    objects: tuple[str, ...] = ()
+    prune: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -219,11 +232,20 @@ class Done:
 
 @dataclass(frozen=True)
 class SnapshotTaken:
-    """Which Deployments were copied, and which did not exist yet."""
+    """Which objects (keys) were copied, and which did not exist yet."""
 
     config_map: str
     taken: tuple[str, ...]
     absent: tuple[str, ...]
+    secret: str | None = None  # the Secret holding copies of Secrets, when any were taken
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What :class:`ApplyPhase` did: the UID of every applied object, and what it pruned."""
+
+    uids: Mapping[str, str] = field(default_factory=dict)
+    pruned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -269,6 +291,7 @@ class ActionFailed:
 
     message: str
     permanent: bool = False
+    applied: Mapping[str, str] = field(default_factory=dict)  # ApplyPhase: UIDs of what was applied anyway
 
 
-Outcome = Done | SnapshotTaken | Readings | Undone | RevertStarted | ActionFailed
+Outcome = Done | SnapshotTaken | Applied | Readings | Undone | RevertStarted | ActionFailed

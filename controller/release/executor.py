@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from controller.errors import StoplineError
+from controller.errors import ApplyIncomplete, StoplineError
 from controller.gates.evaluate import Measurement, render_query
 from controller.gates.providers.base import MetricsProvider
 from controller.models.release import ReleaseSpec, ReleaseStatus
 from controller.release.actions import (
     Action,
     ActionFailed,
+    Applied,
     ApplyPhase,
     CaptureBaseline,
     Done,
     EvaluateGates,
     Facts,
     LiveDeployment,
-    ManifestDeployment,
     Manifests,
     Outcome,
     Readings,
@@ -36,6 +36,21 @@ from controller.release.actions import (
     SnapshotTaken,
     Undo,
     Undone,
+)
+from controller.release.assign import (
+    LiveObject,
+    app_id,
+    describe,
+    flatten,
+    is_workload_key,
+    normal_key,
+    object_key,
+    order,
+    problems,
+    prune_set,
+    restored_keys,
+    split_key,
+    workload_keys,
 )
 from controller.release.messages import revert_message
 from controller.release.plan import gates_for, machine_state, needs_manifests
@@ -58,7 +73,9 @@ class ReleaseRef:
 
 
 class ClusterPort(Protocol):
-    """Kubernetes operations a Release needs."""
+    """Kubernetes operations a Release needs. Objects are named by key ``Kind/name`` (bare name: Deployment)."""
+
+    async def scopes(self, kinds: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bool | None]: ...
 
     async def states(self, namespace: str, names: Iterable[str]) -> dict[str, LiveDeployment]: ...
 
@@ -66,10 +83,22 @@ class ClusterPort(Protocol):
         self, namespace: str, configmap: str, owner: Mapping[str, str], names: Iterable[str]
     ) -> tuple[list[str], list[str]]: ...
 
-    async def apply(self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str) -> None: ...
+    async def apply(
+        self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str, app: str = "", phase: str = ""
+    ) -> dict[str, str]: ...
+
+    async def prune(self, namespace: str, keys: Iterable[str], app: str) -> list[str]: ...
+
+    async def managed(self, namespace: str, app: str) -> list[LiveObject]: ...
 
     async def restore(
-        self, namespace: str, configmap: str, restore: Iterable[str], delete: Iterable[str], release: str
+        self,
+        namespace: str,
+        configmap: str,
+        restore: Iterable[str],
+        delete: Iterable[str],
+        release: str,
+        created: Mapping[str, str] | None = None,
     ) -> tuple[list[str], list[str]]: ...
 
 
@@ -94,29 +123,28 @@ class ExperimentsPort(Protocol):
     async def decision(self, namespace: str, name: str) -> tuple[str | None, bool | None]: ...
 
 
-def deployments_in(manifests: Iterable[Mapping[str, Any]], namespace: str) -> Manifests:
-    """The Deployments a revision defines, or why the manifests cannot be pushed into ``namespace``."""
-    found: list[ManifestDeployment] = []
-    ignored: list[str] = []
-    for doc in manifests:
-        if doc.get("kind") != "Deployment":
-            ignored.append(f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}")
-            continue
-        meta = doc.get("metadata") or {}
-        name = meta.get("name")
-        if not name:
-            return Manifests(error="a Deployment in the manifests has no metadata.name")
-        ns = meta.get("namespace")
-        if ns and ns != namespace:
-            return Manifests(
-                error=f"Deployment {name} is for namespace {ns}; a Release may only touch its own ({namespace})"
-            )
-        found.append(ManifestDeployment(name=str(name), labels=dict(meta.get("labels") or {})))
-    names = [d.name for d in found]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        return Manifests(error=f"Deployment(s) defined twice in the manifests: {', '.join(dupes)}")
-    return Manifests(deployments=tuple(found), ignored=tuple(sorted(ignored)))
+def objects_in(
+    manifests: Iterable[Mapping[str, Any]],
+    namespace: str,
+    scopes: Mapping[tuple[str, str], bool | None],
+) -> Manifests:
+    """Every object a revision defines, or why the manifests cannot be pushed into ``namespace``."""
+    objects = tuple(
+        describe(doc, scopes.get((str(doc.get("apiVersion") or ""), str(doc.get("kind") or "")), True))
+        for doc in manifests
+    )
+    found = problems(objects, namespace)
+    if found:
+        return Manifests(error="; ".join(found))
+    return Manifests(objects=objects)
+
+
+def _key(doc: Mapping[str, Any]) -> str:
+    return object_key(str(doc.get("kind")), str((doc.get("metadata") or {}).get("name")))
+
+
+def _kinds(docs: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    return {(str(d.get("apiVersion") or ""), str(d.get("kind") or "")) for d in docs}
 
 
 class Executor:
@@ -192,17 +220,17 @@ class Executor:
         manifests: Manifests | None = None
         if needs_manifests(status):
             try:
-                manifests = deployments_in(await self.git.manifests(ref.namespace, spec), ref.namespace)
+                manifests = await self.read_manifests(ref, spec)
             except StoplineError as exc:
                 manifests = Manifests(error=str(exc), transient=not _permanent(exc))
         names: list[str] = []
         state = machine_state(status)
         if state == "RollingBack" and status.undo is not None and not status.undo.error:
-            names = list(status.undo.restored)
+            names = [k for k in restored_keys(status.undo) if is_workload_key(k)]
         elif state in ("Progressing", "Holding"):
             current = next((p for p in status.phases if p.name == status.current_phase), None)
             if current is not None and current.state == "Progressing":
-                names = list(current.deployments)
+                names = list(workload_keys(current))
         live = await self.cluster.states(ref.namespace, names) if names else {}
         return Facts(
             now=self.clock(),
@@ -212,6 +240,16 @@ class Executor:
             generation=generation,
             revert_job=revert_job,
         )
+
+    async def read_manifests(self, ref: ReleaseRef, spec: ReleaseSpec) -> Manifests:
+        """The revision's objects, checked against the cluster (scopes), and what a prune would delete."""
+        docs = flatten(await self.git.manifests(ref.namespace, spec))
+        manifests = objects_in(docs, ref.namespace, await self.cluster.scopes(_kinds(docs)))
+        if manifests.error or not spec.prune:
+            return manifests
+        app = app_id(spec.source.repo, spec.source.path)
+        live = await self.cluster.managed(ref.namespace, app)
+        return replace(manifests, prune=prune_set(live, (o.key for o in manifests.objects), app))
 
     # ------------------------------------------------------------------ act
     async def execute(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Action) -> Outcome:
@@ -227,20 +265,36 @@ class Executor:
         if isinstance(action, Snapshot):
             cm = snapshot_configmap_name(ref.name)
             taken, absent = await self.cluster.snapshot(ref.namespace, cm, ref.owner(), action.deployments)
-            return SnapshotTaken(cm, tuple(taken), tuple(absent))
+            secret = cm if any(split_key(k)[0] == "Secret" for k in taken) else None
+            return SnapshotTaken(cm, tuple(taken), tuple(absent), secret)
         if isinstance(action, CaptureBaseline | EvaluateGates):
             return await self.read_gates(ref, spec, action.phase, action.gates)
         if isinstance(action, ApplyPhase):
-            docs = await self.git.manifests(ref.namespace, spec)
-            wanted = set(action.deployments)
-            chosen = [
-                d for d in docs if d.get("kind") == "Deployment" and (d.get("metadata") or {}).get("name") in wanted
-            ]
-            await self.cluster.apply(ref.namespace, chosen, ref.name)
-            return Done()
+            return await self.apply_phase(ref, spec, action)
         if isinstance(action, Undo):
             return await self.undo(ref, spec, status, action)
         return Done()
+
+    async def apply_phase(self, ref: ReleaseRef, spec: ReleaseSpec, action: ApplyPhase) -> Applied | ActionFailed:
+        """Apply the phase's objects tier by tier (config and RBAC, workloads, the rest), then prune."""
+        docs = flatten(await self.git.manifests(ref.namespace, spec))
+        wanted = {normal_key(k) for k in (action.objects or action.deployments)}
+        chosen = [d for d in docs if _key(d) in wanted]
+        app = app_id(spec.source.repo, spec.source.path)
+        uids: dict[str, str] = {}
+        for group in order(chosen):
+            try:
+                uids.update(await self.cluster.apply(ref.namespace, group, ref.name, app=app, phase=action.phase) or {})
+            except ApplyIncomplete as exc:
+                uids.update(exc.uids)
+                return ActionFailed(str(exc), permanent=_permanent(exc.cause), applied=uids)
+            except StoplineError as exc:  # this tier failed whole; earlier tiers were applied
+                return ActionFailed(str(exc), permanent=_permanent(exc), applied=uids)
+        try:
+            pruned = await self.cluster.prune(ref.namespace, action.prune, app) if action.prune else []
+        except StoplineError as exc:
+            return ActionFailed(str(exc), permanent=_permanent(exc), applied=uids)
+        return Applied(uids, tuple(pruned))
 
     async def read_gates(self, ref: ReleaseRef, spec: ReleaseSpec, phase: str, names: Iterable[str]) -> Readings:
         """Read the named gates concurrently (identical queries are shared by the provider)."""
@@ -277,8 +331,11 @@ class Executor:
         if not action.restore and not action.delete:
             return Undone((), ())
         cm = status.snapshot.config_map if status.snapshot else snapshot_configmap_name(ref.name)
+        created = status.snapshot.created if status.snapshot else {}
         try:
-            restored, deleted = await self.cluster.restore(ref.namespace, cm, action.restore, action.delete, ref.name)
+            restored, deleted = await self.cluster.restore(
+                ref.namespace, cm, action.restore, deletable(status, action.delete), ref.name, created
+            )
         except StoplineError as exc:
             return Undone((), (), str(exc), self.clock())
         return Undone(tuple(restored), tuple(deleted), None, self.clock())
@@ -287,6 +344,16 @@ class Executor:
 def _code(exc: BaseException) -> str:
     """A machine reason for a failed revert attempt (the git adapter's own, or the error's class)."""
     return str(getattr(exc, "reason", None) or type(exc).__name__)
+
+
+def deletable(status: ReleaseStatus, keys: Iterable[str]) -> list[str]:
+    """Objects a rollback may delete: those the push created, proven by the UID recorded at apply.
+
+    Bare names come from statuses written before UIDs were recorded: those Deployments keep the
+    annotation check alone, as they always had.
+    """
+    created = {normal_key(k) for k in (status.snapshot.created if status.snapshot else {})}
+    return [k for k in keys if "/" not in k or normal_key(k) in created]
 
 
 def _permanent(exc: StoplineError) -> bool:

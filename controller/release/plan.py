@@ -50,6 +50,19 @@ from controller.release.actions import (
     Wait,
     WaiveRevert,
 )
+from controller.release.assign import (
+    ManifestObject,
+    assign,
+    is_workload_key,
+    normal_key,
+    phase_keys,
+    restored_keys,
+    snapshot_keys,
+    snapshotted,
+    split_key,
+    targets_of,
+    workload_keys,
+)
 
 FINAL = FINAL_PHASES
 MAX_RESTORE_ATTEMPTS = 5
@@ -155,33 +168,23 @@ def row_for(status: ReleaseStatus, gate: str, phase: str) -> GaugeRow | None:
 
 
 def resolve_phases(spec: ReleaseSpec, manifests: Manifests) -> Begin | FailPush:
-    """Which Deployments each phase pushes; a Deployment belongs to the first phase that names it."""
+    """What each phase pushes (``controller.release.assign``): workloads by target, other objects by use."""
     if manifests.error:
         return FailPush("ManifestError", manifests.error)
-    by_name = {d.name: d for d in manifests.deployments}
-    if not by_name:
+    legacy = not manifests.objects
+    objects = manifests.objects or tuple(
+        ManifestObject("Deployment", d.name, "apps/v1", labels=dict(d.labels)) for d in manifests.deployments
+    )
+    if legacy and not objects:
         return FailPush("ManifestError", f"no Deployment found under {spec.source.path}")
-    taken: set[str] = set()
-    resolved: list[tuple[str, tuple[str, ...]]] = []
-    for phase in spec.phases:
-        if phase.deployments is not None:
-            missing = [n for n in phase.deployments if n not in by_name]
-            if missing:
-                return FailPush(
-                    "ManifestError",
-                    f"phase {phase.name}: Deployment(s) {', '.join(missing)} not in the manifests at "
-                    f"{spec.source.revision[:7]}",
-                    phase=phase.name,
-                )
-            names = [n for n in dict.fromkeys(phase.deployments) if n not in taken]
-        elif phase.selector is not None:
-            names = sorted(n for n, d in by_name.items() if n not in taken and phase.selector.matches(dict(d.labels)))
-        else:
-            names = sorted(n for n in by_name if n not in taken)
-        taken.update(names)
-        resolved.append((phase.name, tuple(names)))
-    unassigned = tuple(sorted(set(by_name) - taken))
-    return Begin(tuple(resolved), unassigned, ignored=manifests.ignored)
+    if not objects:
+        return FailPush("ManifestError", f"no objects found under {spec.source.path}")
+    out = assign(targets_of(spec.phases), objects, spec.source.revision[:7], manifests.prune)
+    if out.error:
+        return FailPush("ManifestError", out.error, phase=out.error_phase)
+    phases = tuple((p.name, p.deployments) for p in out.phases)
+    unassigned = tuple(split_key(k)[1] if legacy else k for k in out.unassigned)
+    return Begin(phases, unassigned, ignored=manifests.ignored, contents=() if legacy else out.phases)
 
 
 def _current(status: ReleaseStatus) -> PhaseStatus | None:
@@ -280,9 +283,8 @@ def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
     if current.state == "Pending":
         if user_paused:
             return Wait(None, f"paused before phase {current.name}")
-        snapped = set(status.snapshot.deployments if status.snapshot else ())
-        absent = set(status.snapshot.absent if status.snapshot else ())
-        to_snap = tuple(d for d in current.deployments if d not in snapped and d not in absent)
+        snapped = snapshotted(status.snapshot)
+        to_snap = tuple(k for k in phase_keys(current) if normal_key(k) not in snapped)
         if to_snap:
             return Snapshot(current.name, to_snap)
         missing = tuple(g.name for g in gates_for(spec, current.name) if row_for(status, g.name, current.name) is None)
@@ -291,7 +293,7 @@ def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
         watch_missing = _watch_baseline_missing(spec, status, current)
         if watch_missing:
             return CaptureBaseline(WATCH_PHASE, watch_missing)
-        return ApplyPhase(current.name, tuple(current.deployments))
+        return ApplyPhase(current.name, tuple(current.deployments), tuple(current.objects), tuple(current.pruned))
     if current.state == "Progressing":
         return _plan_rollout(spec, current, facts)
     if current.state == "Holding":
@@ -317,7 +319,8 @@ def _watch_baseline_missing(spec: ReleaseSpec, status: ReleaseStatus, current: P
 
 
 def _plan_rollout(spec: ReleaseSpec, current: PhaseStatus, facts: Facts) -> Action:
-    live = [facts.live.get(d) for d in current.deployments]
+    workloads = workload_keys(current)
+    live = [facts.live.get(d) for d in workloads]
     failures = [f"{d.name}: {d.failure}" for d in live if d is not None and d.failure]
     if failures:
         return FailPush("RolloutFailed", "; ".join(failures), phase=current.name)
@@ -326,7 +329,7 @@ def _plan_rollout(spec: ReleaseSpec, current: PhaseStatus, facts: Facts) -> Acti
     started = current.started_at or facts.now
     deadline = started + spec.progress_deadline
     if facts.now >= deadline:
-        waiting = [n for n, d in zip(current.deployments, live, strict=True) if d is None or not d.available]
+        waiting = [n for n, d in zip(workloads, live, strict=True) if d is None or not d.available]
         return FailPush(
             "ProgressDeadlineExceeded",
             f"phase {current.name}: {', '.join(waiting)} not Available after {format_duration(spec.progress_deadline)}",
@@ -444,7 +447,7 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
     now = facts.now
     snap = status.snapshot
     if status.undo is None:
-        restore = tuple(snap.deployments) if spec.on_failure.rollback and snap else ()
+        restore = snapshot_keys(snap) if spec.on_failure.rollback and snap else ()
         delete = tuple(snap.absent) if spec.on_failure.rollback and snap else ()
         return Undo(restore, delete)
     undo = status.undo
@@ -452,11 +455,11 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
     if restore_again:
         restore_at = (undo.at or now) + RESTORE_RETRY
         if now >= restore_at:
-            return Undo(tuple(snap.deployments) if snap else (), tuple(snap.absent) if snap else ())
+            return Undo(snapshot_keys(snap), tuple(snap.absent) if snap else ())
         return Wait(restore_at, f"retrying the restore: {undo.error}")
-    restored = undo.restored
+    restored = restored_keys(undo)
     if restored and not undo.error:
-        pending = [d for d in restored if not (facts.live.get(d) and facts.live[d].available)]
+        pending = [d for d in restored if is_workload_key(d) and not (facts.live.get(d) and facts.live[d].available)]
         deadline = (undo.at or now) + spec.progress_deadline
         if pending and now < deadline:
             return Wait(deadline, f"waiting for restored {', '.join(pending)} to become Available")

@@ -22,6 +22,7 @@ from controller.release.actions import (
     WATCH_PHASE,
     Action,
     ActionFailed,
+    Applied,
     ApplyPhase,
     Begin,
     CaptureBaseline,
@@ -42,6 +43,14 @@ from controller.release.actions import (
     Undone,
     Wait,
     WaiveRevert,
+)
+from controller.release.assign import (
+    PhaseContents,
+    deleted_keys,
+    deployment_names,
+    normal_key,
+    restored_keys,
+    short_key,
 )
 from controller.release.plan import (
     derive_phase,
@@ -171,6 +180,8 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
             action=name, message=outcome.message, permanent=outcome.permanent, phase=phase, at=now, attempts=attempts
         )
         s.message = f"{name} failed: {outcome.message}" + ("" if outcome.permanent else " (retrying)")
+        if isinstance(action, ApplyPhase) and outcome.applied:
+            _record_applied(s, action, Applied(outcome.applied))  # what it created is deleted by UID
         if outcome.permanent and isinstance(action, ApplyPhase):
             # Some objects of the phase may have been applied before the failure: count the phase as
             # started so the failure rolls back what was touched instead of leaving it half-applied.
@@ -180,7 +191,8 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
         s.action_error = None
 
     if isinstance(action, Begin):
-        s.phases = [PhaseStatus(name=n, deployments=list(d)) for n, d in action.phases]
+        contents = {c.name: c for c in action.contents}
+        s.phases = [PhaseStatus(name=n, deployments=list(d), **_contents(contents.get(n))) for n, d in action.phases]
         s.started_at = s.started_at or now
         s.current_phase = action.phases[0][0]
         s.skipped_commits = list(action.skipped)
@@ -192,10 +204,14 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
         _cond(s, "Ready", "False", "Progressing", s.message, now)
     elif isinstance(action, Snapshot) and isinstance(outcome, SnapshotTaken):
         snap = s.snapshot or SnapshotStatus(config_map=outcome.config_map)
-        s.snapshot = SnapshotStatus(
-            config_map=outcome.config_map,
-            deployments=sorted({*snap.deployments, *outcome.taken}),
-            absent=sorted({*snap.absent, *outcome.absent}),
+        s.snapshot = snap.model_copy(
+            update={
+                "config_map": outcome.config_map,
+                "secret": outcome.secret or snap.secret,
+                "deployments": sorted({*snap.deployments, *deployment_names(outcome.taken)}),
+                "objects": sorted({*snap.objects, *outcome.taken}),
+                "absent": sorted({*snap.absent, *outcome.absent}),
+            }
         )
     elif isinstance(action, CaptureBaseline) and isinstance(outcome, Readings):
         for gate in gates_for(spec, action.phase):
@@ -206,7 +222,9 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
             _upsert_row(s, new_row(gate, action.phase, pre).model_copy(update={"at": None}))
     elif isinstance(action, ApplyPhase):
         _update_phase(s, action.phase, state="Progressing", started_at=now)
-        s.message = f"phase {action.phase}: applied {', '.join(action.deployments)}"
+        s.message = f"phase {action.phase}: applied {', '.join(action.objects or action.deployments)}"
+        if isinstance(outcome, Applied):
+            _record_applied(s, action, outcome)
     elif isinstance(action, MarkAvailable):
         hold = required_hold(spec, action.phase)
         _update_phase(s, action.phase, state="Holding", available_at=now, observed_seconds=0.0, observed_since=now)
@@ -238,6 +256,24 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
     elif isinstance(action, SetPause):
         _pause(spec, s, action, now)
     return s
+
+
+def _contents(c: PhaseContents | None) -> dict[str, list[str]]:
+    if c is None:
+        return {}
+    return {"workloads": list(c.workloads), "objects": list(c.objects), "pruned": list(c.prune)}
+
+
+def _record_applied(s: ReleaseStatus, action: ApplyPhase, out: Applied) -> None:
+    """UIDs of the objects the push created (absent before it): only those are deleted on rollback."""
+    if out.pruned:
+        s.message = f"{s.message}; pruned {', '.join(out.pruned)}"
+    if s.snapshot is None:
+        return
+    absent = {normal_key(k) for k in s.snapshot.absent}
+    created = {k: uid for k, uid in out.uids.items() if normal_key(k) in absent and uid}
+    if created:
+        s.snapshot = s.snapshot.model_copy(update={"created": {**created, **s.snapshot.created}})
 
 
 def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, out: Readings, now: datetime) -> None:
@@ -330,8 +366,10 @@ def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now:
     tries = (s.undo.attempts if s.undo else 0) + (1 if action.restore or action.delete else 0)
     s.undo = UndoStatus(
         at=out.restored_at or now,
-        restored=list(out.restored),
-        deleted=list(out.deleted),
+        restored=deployment_names(out.restored),
+        deleted=deployment_names(out.deleted),
+        objects=list(out.restored),  # keys as the snapshot lists them (bare names in older statuses)
+        deleted_objects=list(out.deleted),
         error=out.restore_error,
         attempts=tries,
     )
@@ -385,7 +423,7 @@ def _revert_finished(spec: ReleaseSpec, s: ReleaseStatus, result: RevertResult, 
 
 def _finish_rollback(spec: ReleaseSpec, s: ReleaseStatus, action: MarkRolledBack, now: datetime) -> None:
     undo = s.undo
-    restored = bool(undo and (undo.restored or undo.deleted))
+    restored = bool(undo and (restored_keys(undo) or deleted_keys(undo)))
     s.completed_at = now
     s.current_phase = None
     if spec.on_failure.rollback and undo and not undo.error:
@@ -394,7 +432,9 @@ def _finish_rollback(spec: ReleaseSpec, s: ReleaseStatus, action: MarkRolledBack
             if p.started_at is not None and p.state != "Failed":
                 _update_phase(s, p.name, state="RolledBack")
         detail = action.message or (
-            f"restored {', '.join(undo.restored + undo.deleted)}" if restored else "nothing to restore"
+            f"restored {', '.join(map(short_key, restored_keys(undo) + deleted_keys(undo)))}"
+            if restored
+            else "nothing to restore"
         )
         _cond(s, "RolledBack", "True", "Restored", detail, now)
         s.message = f"rolled back: {s.failure.message if s.failure else ''}".rstrip(": ")

@@ -22,6 +22,7 @@ from controller.web.present import (
     num,
     p_value,
     percent,
+    phase_objects,
     rollout_text,
     safe_url,
     short,
@@ -332,7 +333,8 @@ def render_release(
 
     phases = [
         f'<tr class="phase" data-name="{e(p.name)}"><td>{e(p.name)}</td><td>{_phase_badge(p.state)}</td>'
-        f"<td>{e(', '.join(p.deployments) or DASH)}</td><td>{e(timestamp(p.started_at))}</td>"
+        f'<td>{e(", ".join(p.deployments) or DASH)}</td><td class="objects">{e(phase_objects(p))}</td>'
+        f"<td>{e(timestamp(p.started_at))}</td>"
         f"<td>{e(timestamp(p.available_at))}</td><td>{e(observed(p))}</td><td>{e(timestamp(p.hold_until))}</td>"
         f"<td>{e(timestamp(p.completed_at))}</td></tr>"
         for p in s.phases
@@ -347,7 +349,17 @@ def render_release(
         + _table(GAUGE_HEADERS, gauge_rows(s.gauges), cls="gauges", empty="no gate readings yet")
         + "<h2>Phases</h2>"
         + _table(
-            ("Phase", "State", "Deployments", "Started", "Available", "Observed / hold", "Hold until", "Completed"),
+            (
+                "Phase",
+                "State",
+                "Deployments",
+                "Objects",
+                "Started",
+                "Available",
+                "Observed / hold",
+                "Hold until",
+                "Completed",
+            ),
             phases,
             cls="phases",
             empty="not started",

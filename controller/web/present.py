@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 
 from controller.models.experiment import ExperimentSpec
-from controller.models.release import FailureStatus, GaugeRow
+from controller.models.release import FailureStatus, GaugeRow, PhaseStatus
 
 DASH = "—"
 
@@ -92,6 +92,12 @@ def gauge_cells(row: GaugeRow) -> tuple[str, str, str, str, str, str, str, str]:
         row.threshold or DASH,
         verdict,
     )
+
+
+def phase_objects(phase: PhaseStatus) -> str:
+    """What a phase pushes (Kind/name, apply order) and prunes; older statuses list only Deployments."""
+    pushed = list(phase.objects) or [f"Deployment/{d}" for d in phase.deployments]
+    return ", ".join([*pushed, *(f"{k} (pruned)" for k in phase.pruned)]) or DASH
 
 
 def failure_text(failure: FailureStatus) -> str:

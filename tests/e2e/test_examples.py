@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from dsl import App, Given, Then
+from dsl import App, Given, Then, app_files
 from helpers import (
     REPO_ROOT,
     branch_sha,
@@ -84,7 +84,10 @@ def demo_metrics(ns: str, chat_load: float = 4.1, registrations: float = 120) ->
 
 def test_01_basic_release_succeeds(controller: Controller, given: Given, then: Then, ns: str) -> None:
     app: App = given.app(f"{ns}-ex01")
-    sha = app.commit("v2")
+    extra = {
+        f"deploy/{p.name}": p.read_text() for p in sorted((EXAMPLES / "01-basic-release" / "deploy").glob("*.yaml"))
+    }
+    sha = app.commit_files({**app_files("v2"), **extra}, "app v2 with chat's config, Service and store")
     demo_metrics(ns)
     release = in_namespace(example("01-basic-release/release.yaml"), ns)
     release["spec"]["source"] = {**release["spec"]["source"], "repo": app.repo, "revision": sha}
@@ -98,6 +101,14 @@ def test_01_basic_release_succeeds(controller: Controller, given: Given, then: T
         ("canary", ["web-canary"], "Passed"),
         ("chat", ["chat"], "Passed"),
         ("everything-else", ["api", "web"], "Passed"),
+    ]
+    chat = status["phases"][1]
+    assert chat["workloads"] == ["Deployment/chat", "StatefulSet/chat-store"]
+    assert chat["objects"] == [
+        "ConfigMap/chat-config",
+        "Deployment/chat",
+        "StatefulSet/chat-store",
+        "Service/chat",
     ]
     for deployment in app.deployments:
         assert app.image(deployment) == f"registry.example/{deployment}:v2"

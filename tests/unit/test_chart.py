@@ -34,9 +34,20 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
         for r in ("releases", "tracks", "experiments")
     },
     **{("stopline.dev", f"{r}/status"): {"get", "patch", "update"} for r in ("releases", "tracks", "experiments")},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "update", "delete"},
-    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "update", "delete"},
-    ("", "secrets"): {"get"},
+    # every object of the app (rbac.appResources), the snapshot ConfigMaps/Secrets
+    **{
+        (group, r): {"get", "list", "watch", "create", "patch", "update", "delete"}
+        for group, resources in (
+            ("", ("configmaps", "secrets", "services", "serviceaccounts", "persistentvolumeclaims")),
+            ("apps", ("deployments", "statefulsets", "daemonsets")),
+            ("batch", ("jobs", "cronjobs")),
+            ("autoscaling", ("horizontalpodautoscalers",)),
+            ("policy", ("poddisruptionbudgets",)),
+            ("networking.k8s.io", ("ingresses", "networkpolicies")),
+            ("rbac.authorization.k8s.io", ("roles", "rolebindings")),
+        )
+        for r in resources
+    },
     ("", "events"): {"list", "create", "patch"},  # list: the status page shows a Release's events
     ("events.k8s.io", "events"): {"create", "patch"},
 }

@@ -297,11 +297,28 @@ class Cluster:
     ) -> tuple[list[str], list[str]]:
         return list(names), []
 
-    async def apply(self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str) -> None:
-        return None
+    async def scopes(self, kinds: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bool | None]:
+        return {k: True for k in kinds}
+
+    async def apply(
+        self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str, app: str = "", phase: str = ""
+    ) -> dict[str, str]:
+        return {}
+
+    async def prune(self, namespace: str, keys: Iterable[str], app: str) -> list[str]:
+        return []
+
+    async def managed(self, namespace: str, app: str) -> list[Any]:
+        return []
 
     async def restore(
-        self, namespace: str, configmap: str, restore: Iterable[str], delete: Iterable[str], release: str
+        self,
+        namespace: str,
+        configmap: str,
+        restore: Iterable[str],
+        delete: Iterable[str],
+        release: str,
+        created: Mapping[str, str] | None = None,
     ) -> tuple[list[str], list[str]]:
         self.clock.advance(1.5)  # the restore takes 1.5 s
         return list(restore), list(delete)

@@ -67,15 +67,13 @@ Rules for the namespaced resources stopline reads and writes. Bound cluster-wide
 - apiGroups: ["stopline.dev"]
   resources: ["releases/status", "tracks/status", "experiments/status"]
   verbs: ["get", "patch", "update"]
-- apiGroups: ["apps"]
-  resources: ["deployments"]
+# A Release pushes every namespaced object of its app, keeps pre-push copies in ConfigMaps and
+# Secrets, restores and prunes them: the kinds in rbac.appResources (extend it for custom resources).
+{{- range .Values.rbac.appResources }}
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: {{ .resources | toJson }}
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
+{{- end }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["list", "create", "patch"]

@@ -365,3 +365,12 @@ def test_run_still_demands_a_namespace_choice() -> None:
     result = runner.invoke(cli.app, ["run"], env=ENV)
     assert result.exit_code == 2
     assert "--all-namespaces" in result.output
+
+
+def test_status_release_lists_each_phases_objects(fake: FakeApi) -> None:
+    code, out = invoke("status", "web-3f9c2e1")
+    assert code == 0, out
+    header = cells(line_with(out, "Phase", "State", "Deployments"))
+    assert header[:4] == ["Phase", "State", "Deployments", "Objects"]
+    row = cells(line_with(out, "canary", "RolledBack", "web-canary"))
+    assert row[2:4] == ["web-canary", "Deployment/web-canary"]  # older statuses: their Deployments

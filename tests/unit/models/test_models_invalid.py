@@ -120,14 +120,15 @@ CASES: list[Bad] = [
         R,
         patched(RELEASE, phases__0__selector={"matchLabels": {"tier": "web"}}),
         "phases.0",
-        r"phase 'canary': set exactly one of deployments, selector or remaining \(got deployments, selector\)",
+        r"phase 'canary': set exactly one of deployments, workloads, selector or remaining"
+        r" \(got deployments, selector\)",
     ),
     Bad(
         "phase-no-target",
         R,
         patched(RELEASE, phases__0={"name": "canary", "hold": "1s"}),
         "phases.0",
-        r"phase 'canary': set exactly one of deployments, selector or remaining \(got none\)",
+        r"phase 'canary': set exactly one of deployments, workloads, selector or remaining \(got none\)",
     ),
     Bad(
         "phase-deployments-and-remaining",

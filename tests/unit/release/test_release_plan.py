@@ -1172,25 +1172,23 @@ def test_transient_manifest_error_waits_instead_of_failing() -> None:
     assert isinstance(failed, FailPush) and failed.reason == "ManifestError"
 
 
-def test_objects_that_are_not_deployments_are_named_in_status() -> None:
+def test_every_object_is_pushed_and_named_in_status() -> None:
     from controller.release.actions import Begin as _Begin
-    from controller.release.actions import Done, ManifestDeployment, Manifests
-    from controller.release.executor import deployments_in
+    from controller.release.actions import Done
+    from controller.release.executor import objects_in
     from controller.release.status import reduce as _reduce
 
     docs = [
-        {"kind": "Deployment", "metadata": {"name": "web-canary", "labels": {"tier": "web"}}},
-        {"kind": "Service", "metadata": {"name": "web"}},
-        {"kind": "ConfigMap", "metadata": {"name": "settings"}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web-canary", "labels": {"tier": "web"}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}},
     ]
-    manifests = deployments_in(docs, "shop")
-    assert manifests.deployments == (ManifestDeployment("web-canary", {"tier": "web"}),)
-    assert manifests.ignored == ("ConfigMap/settings", "Service/web")
+    manifests = objects_in(docs, "shop", {})
+    assert [o.key for o in manifests.objects] == ["Deployment/web-canary", "Service/web", "ConfigMap/settings"]
     spec = make_spec(phases=[{"name": "canary", "deployments": ["web-canary"]}])
     begin = plan(spec, ReleaseStatus(), Facts(now=at(0), manifests=manifests))
-    assert isinstance(begin, _Begin) and begin.ignored == ("ConfigMap/settings", "Service/web")
+    assert isinstance(begin, _Begin) and begin.ignored == ()
     status = _reduce(spec, ReleaseStatus(), begin, Done(), at(0))
-    assert (
-        status.message is not None and "not Deployments, not pushed: ConfigMap/settings, Service/web" in status.message
-    )
-    assert Manifests().ignored == ()
+    (phase,) = status.phases
+    assert phase.deployments == ["web-canary"] and phase.workloads == ["Deployment/web-canary"]
+    assert phase.objects == ["ConfigMap/settings", "Deployment/web-canary", "Service/web"]

@@ -345,3 +345,28 @@ def test_events_in_the_same_second_keep_the_api_servers_order() -> None:
     ordered = sort_events([EventView.from_object(o) for o in raw])
     assert [e.reason for e in ordered] == ["GateFailed", "GitRevertPushed", "RolledBack", "Later"]
     assert EventView.from_object({"metadata": {"resourceVersion": "abc"}}).sequence == 0
+
+
+def test_phase_rows_list_the_objects_each_phase_pushed() -> None:
+    from controller.models.release import PhaseStatus
+
+    status = samples.rolled_back_status().model_copy(
+        update={
+            "phases": [
+                PhaseStatus(
+                    name="chat",
+                    state="Failed",
+                    deployments=["chat"],
+                    workloads=["Deployment/chat", "StatefulSet/chat-store"],
+                    objects=["ConfigMap/chat-config", "Deployment/chat", "StatefulSet/chat-store", "Service/chat"],
+                    pruned=["Service/old"],
+                )
+            ]
+        }
+    )
+    html = page.render_release(release(status), [], samples.NOW)
+    cells = row_cells(html, {"class": "phase", "data-name": "chat"})
+    assert cells[2] == "chat"
+    assert (
+        cells[3] == "ConfigMap/chat-config, Deployment/chat, StatefulSet/chat-store, Service/chat, Service/old (pruned)"
+    )

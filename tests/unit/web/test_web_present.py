@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 
 from controller.models.experiment import ExperimentSpec
-from controller.models.release import FailureStatus, GaugeRow
+from controller.models.release import FailureStatus, GaugeRow, PhaseStatus
 from controller.web import page, present
+from controller.web.present import DASH, phase_objects
 from controller.web.views import TrackView
 from web import samples
 
@@ -94,3 +95,24 @@ def test_numbers() -> None:
     ages = [present.age(now - timedelta(seconds=s), now) for s in (5, 600, 3 * 3600, 5 * 86400, -30)]
     assert ages == ["5s", "10m", "3h", "5d", "0s"]
     assert present.short(samples.BAD) == "3f9c2e1" and present.short(None) == "—"
+
+
+@pytest.mark.parametrize(
+    ("phase", "expected"),
+    [
+        (PhaseStatus(name="a", deployments=["web"]), "Deployment/web"),
+        (
+            PhaseStatus(
+                name="a",
+                deployments=["web"],
+                objects=["ConfigMap/settings", "Deployment/web", "StatefulSet/db"],
+                pruned=["Service/old"],
+            ),
+            "ConfigMap/settings, Deployment/web, StatefulSet/db, Service/old (pruned)",
+        ),
+        (PhaseStatus(name="a"), DASH),
+    ],
+    ids=["older-status", "objects-and-pruned", "nothing"],
+)
+def test_phase_objects(phase: PhaseStatus, expected: str) -> None:
+    assert phase_objects(phase) == expected

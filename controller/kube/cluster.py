@@ -1,0 +1,453 @@
+"""Every namespaced object of a Release: server-side apply, snapshot, exact restore, prune, rollout state.
+
+The only module that changes users' objects. Generic over kinds: a cached discovery ``Mapper`` turns
+Kind (+ apiVersion) into a REST path; requests go through the kubernetes ``ApiClient`` as raw JSON.
+Blocking calls run via ``asyncio.to_thread``. A Release only ever touches objects in its own namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from controller.errors import ApplyIncomplete, ClusterError, ManifestError, StoplineError
+from controller.kube import snapshots as snap
+from controller.kube.discovery import Mapper, Resource
+from controller.kube.workloads import live_state
+from controller.release.actions import LiveDeployment
+from controller.release.assign import (
+    ANNOTATION_PHASE,
+    ANNOTATION_RELEASE,
+    LABEL_APP,
+    LiveObject,
+    normal_key,
+    object_key,
+    split_key,
+)
+
+FIELD_MANAGER = "stopline"
+LABEL_MANAGED = "app.kubernetes.io/managed-by"
+LABEL_SNAPSHOT = "stopline.dev/release"  # on snapshot objects: which Release they belong to
+_APPLY = "application/apply-patch+yaml"
+RESTORE_ATTEMPTS = 3
+"""Tries of one restore when the API answers 409 Conflict (the object changed between read and write)."""
+
+
+def _detail(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def api_error(what: str, exc: ApiException) -> ClusterError:
+    """A ClusterError naming what failed, with the API server's message."""
+    return ClusterError(f"{what}: {exc.status} {exc.reason or ''} {_detail(exc)}".strip())
+
+
+class Rest:
+    """Raw JSON requests through an ApiClient (blocking)."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api: Any = api_client
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """The response document; raises ``ApiException``."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        # The body goes in as a dict: the client serialises JSON (also for apply-patch+yaml, JSON being YAML).
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = self._api.call_api(*request)
+        data = resp.read()
+        if not 200 <= resp.status <= 299:
+            raise ApiException(status=resp.status, reason=resp.reason, body=(data or b"").decode(errors="replace"))
+        out: dict[str, Any] = json.loads(data) if data else {}
+        return out
+
+    def discovery(self, path: str) -> Mapping[str, Any]:
+        """A discovery document; LookupError when that API is not available."""
+        try:
+            return self.call("GET", path)
+        except ApiException as exc:
+            if exc.status in (404, 503):
+                raise LookupError(path) from exc
+            raise api_error(f"discovery {path}", exc) from exc
+
+
+class Cluster:
+    """The ClusterPort for Releases: any namespaced kind, one namespace at a time."""
+
+    def __init__(self, api_client: client.ApiClient, mapper: Mapper | None = None) -> None:
+        self.rest = Rest(api_client)
+        self.mapper = mapper or Mapper(self.rest.discovery)
+
+    # ---------------------------------------------------------------- mapping
+    def _resource(self, kind: str, api_version: str | None = None) -> Resource:
+        found = self.mapper.lookup(kind, api_version)
+        if found is None:
+            raise ManifestError(f"kind {kind} ({api_version or 'any version'}) is not served by the cluster")
+        return found
+
+    async def scopes(self, kinds: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bool | None]:
+        """(apiVersion, kind) → namespaced? (None: not served)."""
+
+        def run() -> dict[tuple[str, str], bool | None]:
+            out: dict[tuple[str, str], bool | None] = {}
+            for api_version, kind in set(kinds):
+                r = self.mapper.lookup(kind, api_version)
+                out[(api_version, kind)] = None if r is None else r.namespaced
+            return out
+
+        return await asyncio.to_thread(run)
+
+    # ---------------------------------------------------------------- reads
+    def _get(self, namespace: str, key: str) -> dict[str, Any] | None:
+        kind, name = split_key(key)
+        r = self._resource(kind)
+        try:
+            return self.rest.call("GET", r.path(namespace, quote(name)))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise api_error(f"read {key} in {namespace}", exc) from exc
+
+    async def get(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """The live object as a plain dict, or None."""
+        return await asyncio.to_thread(self._get, namespace, key)
+
+    async def states(self, namespace: str, names: Iterable[str]) -> dict[str, LiveDeployment]:
+        """Rollout state of each workload (by key; a bare name is a Deployment), read fresh."""
+        keys = list(names)
+        objs = await asyncio.gather(*(self.get(namespace, k) for k in keys))
+        return {k: live_state(split_key(k)[0], k, o) for k, o in zip(keys, objs, strict=True)}
+
+    # ---------------------------------------------------------------- apply / prune
+    def _apply(
+        self, namespace: str, manifest: Mapping[str, Any], release: str, app: str, phase: str
+    ) -> tuple[str, str]:
+        body = copy.deepcopy(dict(manifest))
+        meta = body.setdefault("metadata", {})
+        kind, name = str(body.get("kind")), str(meta.get("name"))
+        key = object_key(kind, name)
+        ns = meta.get("namespace") or namespace
+        if ns != namespace:
+            raise ManifestError(f"{key} is for namespace {ns}; a Release may only touch {namespace}")
+        meta["namespace"] = namespace
+        if app:
+            meta.setdefault("labels", {})[LABEL_APP] = app
+        annotations = meta.setdefault("annotations", {})
+        annotations[ANNOTATION_RELEASE] = release
+        if phase:
+            annotations[ANNOTATION_PHASE] = phase
+        r = self._resource(kind, str(body.get("apiVersion") or ""))
+        if not r.namespaced:
+            raise ManifestError(f"{key} is cluster-scoped; a Release may only touch its own namespace ({namespace})")
+        try:
+            out = self.rest.call(
+                "PATCH",
+                r.path(namespace, quote(name)),
+                query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                body=body,
+                content_type=_APPLY,
+            )
+        except ApiException as exc:
+            error = api_error(f"apply {key} in {namespace}", exc)
+            if exc.status in (400, 422):  # the manifest itself is invalid: retrying cannot help
+                raise ManifestError(str(error)) from exc
+            raise error from exc
+        return key, str((out.get("metadata") or {}).get("uid") or "")
+
+    async def apply(
+        self, namespace: str, manifests: Iterable[Mapping[str, Any]], release: str, app: str = "", phase: str = ""
+    ) -> dict[str, str]:
+        """Server-side apply (field manager ``stopline``) every manifest concurrently; key → UID.
+
+        When some fail and others were applied, :class:`ApplyIncomplete` carries the first failure and the
+        UIDs of the applied ones; when all fail, the first failure is raised.
+        """
+        done = await asyncio.gather(
+            *(asyncio.to_thread(self._apply, namespace, m, release, app, phase) for m in manifests),
+            return_exceptions=True,
+        )
+        uids = dict(d for d in done if isinstance(d, tuple))
+        failed = [d for d in done if isinstance(d, BaseException)]
+        for exc in failed:
+            if not isinstance(exc, StoplineError):
+                raise exc
+        if failed:
+            first = failed[0]
+            assert isinstance(first, StoplineError)
+            if not uids:
+                raise first  # nothing was applied: the failure itself
+            raise ApplyIncomplete(first, uids)
+        return uids
+
+    def _delete(self, namespace: str, key: str, uid: str) -> bool:
+        kind, name = split_key(key)
+        r = self._resource(kind)
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}
+        body["propagationPolicy"] = "Background"
+        try:
+            self.rest.call("DELETE", r.path(namespace, quote(name)), body=body)
+        except ApiException as exc:
+            if exc.status in (404, 409):  # gone, or replaced by another object of that name: not ours
+                return False
+            raise api_error(f"delete {key} in {namespace}", exc) from exc
+        return True
+
+    def _prune_one(self, namespace: str, key: str, app: str) -> bool:
+        live = self._get(namespace, key)
+        if live is None:
+            return False
+        meta = live.get("metadata") or {}
+        if (meta.get("labels") or {}).get(LABEL_APP) != app or not (meta.get("annotations") or {}).get(
+            ANNOTATION_RELEASE
+        ):
+            return False  # no longer ours (or never was): leave it alone
+        return self._delete(namespace, key, str(meta.get("uid")))
+
+    async def prune(self, namespace: str, keys: Iterable[str], app: str) -> list[str]:
+        """Delete the objects stopline applied for ``app`` that the revision dropped; the keys deleted."""
+        keys = list(keys)
+        done = await asyncio.gather(*(asyncio.to_thread(self._prune_one, namespace, k, app) for k in keys))
+        return [k for k, ok in zip(keys, done, strict=True) if ok]
+
+    def _managed(self, namespace: str, app: str) -> list[LiveObject]:
+        found: dict[str, LiveObject] = {}
+        for r in self.mapper.listable():
+            if r.kind in ("Event",):
+                continue
+            try:
+                out = self.rest.call("GET", r.path(namespace), query={"labelSelector": f"{LABEL_APP}={app}"})
+            except ApiException as exc:
+                if exc.status in (403, 404, 405, 503):
+                    continue
+                raise api_error(f"list {r.plural} in {namespace}", exc) from exc
+            for item in out.get("items") or []:
+                meta = item.get("metadata") or {}
+                if meta.get("ownerReferences"):
+                    continue  # owned objects belong to their owner, never pruned on their own
+                key = object_key(r.kind, str(meta.get("name")))
+                found.setdefault(
+                    key, LiveObject(key, dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}))
+                )
+        return list(found.values())
+
+    async def managed(self, namespace: str, app: str) -> list[LiveObject]:
+        """Live objects labelled ``stopline.dev/app=<app>`` in the namespace (prune candidates)."""
+        return await asyncio.to_thread(self._managed, namespace, app)
+
+    # ---------------------------------------------------------------- snapshot store
+    def _read_parts(self, namespace: str, base: str, secret: bool) -> list[dict[str, Any]]:
+        """Every part of a snapshot store, in order (empty when there is none)."""
+        key = object_key("Secret" if secret else "ConfigMap", base)
+        first = self._get(namespace, key)
+        if first is None:
+            return []
+        count = int(((first.get("metadata") or {}).get("annotations") or {}).get(snap.ANNOTATION_PARTS) or 1)
+        parts = [first]
+        for i in range(1, count):
+            more = self._get(namespace, object_key(split_key(key)[0], snap.part_name(base, i)))
+            if more is None:
+                break
+            parts.append(more)
+        return parts
+
+    @staticmethod
+    def _entries(part: Mapping[str, Any], secret: bool) -> dict[str, str]:
+        data = dict(part.get("data") or {})
+        return snap.from_secret_data(data) if secret else data
+
+    def _write_parts(
+        self,
+        namespace: str,
+        base: str,
+        secret: bool,
+        old: Sequence[Mapping[str, Any]],
+        parts: Sequence[Mapping[str, str]],
+        owner: Mapping[str, str],
+    ) -> None:
+        """Write changed parts: new ones first, the first part (which counts them) last."""
+        kind = "Secret" if secret else "ConfigMap"
+        r = self._resource(kind, "v1")
+        order = [*range(1, len(parts)), 0]
+        for i in order:
+            before = old[i] if i < len(old) else None
+            if before is not None and self._entries(before, secret) == dict(parts[i]) and i != 0:
+                continue
+            name = snap.part_name(base, i)
+            body: dict[str, Any] = {
+                "apiVersion": "v1",
+                "kind": kind,
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {LABEL_MANAGED: "stopline", LABEL_SNAPSHOT: owner["name"][:63].rstrip("-.")},
+                    "annotations": {snap.ANNOTATION_PARTS: str(len(parts))} if i == 0 else {},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": owner["apiVersion"],
+                            "kind": owner["kind"],
+                            "name": owner["name"],
+                            "uid": owner["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": False,
+                        }
+                    ],
+                },
+                "data": snap.to_secret_data(parts[i]) if secret else dict(parts[i]),
+            }
+            if secret:
+                body["type"] = "Opaque"
+            try:
+                if before is None:
+                    try:
+                        self.rest.call("POST", r.path(namespace), body=body)
+                        continue
+                    except ApiException as exc:
+                        if exc.status != 409:
+                            raise
+                        before = self._get(namespace, object_key(kind, name)) or {}
+                body["metadata"]["resourceVersion"] = (before.get("metadata") or {}).get("resourceVersion")
+                self.rest.call("PUT", r.path(namespace, name), body=body)
+            except ApiException as exc:
+                raise api_error(f"write snapshot {kind} {namespace}/{name}", exc) from exc
+
+    async def snapshot(
+        self, namespace: str, configmap: str, owner: Mapping[str, str], names: Iterable[str]
+    ) -> tuple[list[str], list[str]]:
+        """(taken, absent): copy the objects (keys) into the snapshot named ``configmap`` (owned by ``owner``).
+
+        Keys already in the store are never overwritten; the live objects are read concurrently.
+        """
+        keys = list(names)
+        stores = dict(
+            zip(
+                (False, True),
+                await asyncio.gather(
+                    asyncio.to_thread(self._read_parts, namespace, configmap, False),
+                    asyncio.to_thread(self._read_parts, namespace, configmap, True),
+                ),
+                strict=True,
+            )
+        )
+        entries = {s: [self._entries(p, s) for p in stores[s]] for s in stores}
+        merged = {s: {k: v for part in entries[s] for k, v in part.items()} for s in stores}
+        stored: dict[str, bool] = {}  # key → was it absent before the push
+        for key in keys:
+            norm = normal_key(key)
+            if snap.has_entry(merged[True], norm):
+                stored[key] = False
+            elif snap.has_entry(merged[False], norm):
+                stored[key] = merged[False].get(snap.entry_name(norm)) == snap.ABSENT_MARKER
+        missing = [k for k in keys if k not in stored]
+        lives = await asyncio.gather(*(self.get(namespace, normal_key(k)) for k in missing))
+        new: dict[bool, list[dict[str, str]]] = {False: [], True: []}
+        for key, live in zip(missing, lives, strict=True):
+            secret = live is not None and snap.is_secret(key)
+            new[secret].append(snap.encode(normal_key(key), live, snap.part_limit(secret)))
+            stored[key] = live is None
+
+        def write() -> None:
+            for s in (True, False):  # Secrets first: the ConfigMap never refers to data that is not stored yet
+                if new[s]:
+                    parts = snap.place(entries[s], new[s], snap.part_limit(s))
+                    self._write_parts(namespace, configmap, s, stores[s], parts, owner)
+
+        await asyncio.to_thread(write)
+        return [k for k in keys if not stored[k]], [k for k in keys if stored[k]]
+
+    # ---------------------------------------------------------------- restore
+    def _restore_one(self, namespace: str, key: str, saved: dict[str, Any]) -> None:
+        """Replace the live object with its snapshot (create it when gone). A 409 (it changed or
+        appeared under us) reads it again and retries, :data:`RESTORE_ATTEMPTS` times in all."""
+        kind = split_key(key)[0]
+        r = self._resource(kind, str(saved.get("apiVersion") or "") or None)
+        name = str(saved["metadata"]["name"])
+        for attempt in range(1, RESTORE_ATTEMPTS + 1):
+            live = self._get(namespace, key)
+            body = copy.deepcopy(saved)
+            body["metadata"]["namespace"] = namespace
+            try:
+                if live is None:
+                    self.rest.call("POST", r.path(namespace), body=snap.for_create(body))
+                else:
+                    body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+                    body["metadata"]["ownerReferences"] = live["metadata"].get("ownerReferences")
+                    self.rest.call("PUT", r.path(namespace, quote(name)), body=body)
+                return
+            except ApiException as exc:
+                if exc.status == 409 and attempt < RESTORE_ATTEMPTS:
+                    continue
+                raise api_error(f"restore {key} in {namespace}", exc) from exc
+
+    def _delete_created(self, namespace: str, key: str, release: str, uid: str | None) -> bool:
+        """Delete an object the push created — only if our annotation says we applied it and, when the
+        UID was recorded at apply, it is still that object."""
+        live = self._get(namespace, key)
+        if live is None:
+            return False
+        meta = live.get("metadata") or {}
+        if (meta.get("annotations") or {}).get(ANNOTATION_RELEASE) != release:
+            return False
+        if uid and meta.get("uid") != uid:
+            return False
+        return self._delete(namespace, key, str(meta.get("uid")))
+
+    async def restore(
+        self,
+        namespace: str,
+        configmap: str,
+        restore: Iterable[str],
+        delete: Iterable[str],
+        release: str,
+        created: Mapping[str, str] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Put every snapshotted object back exactly (recreating pruned ones) and delete the objects the
+        push created; all concurrently."""
+        stores = await asyncio.gather(
+            asyncio.to_thread(self._read_parts, namespace, configmap, False),
+            asyncio.to_thread(self._read_parts, namespace, configmap, True),
+        )
+        data: dict[str, str] = {}
+        for s, parts in zip((False, True), stores, strict=True):
+            for part in parts:
+                data.update(self._entries(part, s))
+        saved_all = snap.decode(data)
+        restore = list(restore)
+        missing = [k for k in restore if saved_all.get(snap.entry_name(normal_key(k))) is None]
+        if missing:
+            raise ClusterError(f"snapshot {configmap} has no copy of {', '.join(missing)}")
+        saved = {k: saved_all[snap.entry_name(normal_key(k))] for k in restore}
+        delete = list(delete)
+        uids = {normal_key(k): v for k, v in (created or {}).items()}
+        results = await asyncio.gather(
+            *(asyncio.to_thread(self._restore_one, namespace, normal_key(k), saved[k] or {}) for k in restore),
+            *(
+                asyncio.to_thread(self._delete_created, namespace, normal_key(k), release, uids.get(normal_key(k)))
+                for k in delete
+            ),
+        )
+        deleted = [k for k, ok in zip(delete, results[len(restore) :], strict=True) if ok]
+        return restore, deleted
