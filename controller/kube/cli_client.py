@@ -7,7 +7,6 @@ exits 1): no kubeconfig, API server unreachable, stopline CRDs not installed, no
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from controller.errors import StoplineError
+from controller.kube.apierrors import api_detail
 from controller.models.common import API_GROUP, API_VERSION
 
 config: Any = _config  # the loaders are untyped
@@ -67,11 +67,7 @@ class StoplineApi(Protocol):
 
 
 def _detail(exc: ApiException) -> str:
-    try:
-        detail = json.loads(exc.body or "{}").get("message", "")
-    except (ValueError, AttributeError):
-        detail = ""
-    return str(detail or exc.reason or exc.status)
+    return api_detail(exc) or str(exc.reason or exc.status)
 
 
 def kubeconfig_path() -> str:

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from controller.errors import ApplyIncomplete, ClusterError, ManifestError, StoplineError
 from controller.kube import snapshots as snap
+from controller.kube.apierrors import api_error
 from controller.kube.discovery import Mapper, Resource
 from controller.kube.workloads import live_state
 from controller.release.actions import LiveDeployment
@@ -38,18 +39,6 @@ LABEL_SNAPSHOT = "stopline.dev/release"  # on snapshot objects: which Release th
 _APPLY = "application/apply-patch+yaml"
 RESTORE_ATTEMPTS = 3
 """Tries of one restore when the API answers 409 Conflict (the object changed between read and write)."""
-
-
-def _detail(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message", ""))
-    except (ValueError, AttributeError):
-        return ""
-
-
-def api_error(what: str, exc: ApiException) -> ClusterError:
-    """A ClusterError naming what failed, with the API server's message."""
-    return ClusterError(f"{what}: {exc.status} {exc.reason or ''} {_detail(exc)}".strip())
 
 
 class Rest:

@@ -13,17 +13,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller.errors import ClusterError, InvalidSpec, ObjectGone
+from controller.kube.apierrors import api_error
 from controller.models.common import API_GROUP, API_VERSION
 
 T = TypeVar("T")
-
-
-def _error(what: str, exc: ApiException) -> ClusterError:
-    try:
-        detail = json.loads(exc.body or "{}").get("message", "")
-    except (ValueError, AttributeError):
-        detail = ""
-    return ClusterError(f"{what}: {exc.status} {exc.reason or ''} {detail}".strip())
 
 
 async def _call(fn: Callable[..., T], *args: Any) -> T:
@@ -55,7 +48,7 @@ class Objects:
         except ApiException as exc:
             if exc.status == 404 or (exc.status == 409 and "uid" in (exc.body or "").lower()):
                 raise ObjectGone(f"{plural}/{name} in {namespace} no longer exists") from exc
-            raise _error(f"patch {plural}/{name} status", exc) from exc
+            raise api_error(f"patch {plural}/{name} status", exc) from exc
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
@@ -69,7 +62,7 @@ class Objects:
                 API_GROUP, API_VERSION, namespace, plural, name, patch, _content_type="application/merge-patch+json"
             )
         except ApiException as exc:
-            raise _error(f"patch {plural}/{name}", exc) from exc
+            raise api_error(f"patch {plural}/{name}", exc) from exc
 
     async def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """JSON-merge-patch the object (metadata/spec)."""
@@ -83,7 +76,7 @@ class Objects:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise _error(f"read {plural}/{name}", exc) from exc
+            raise api_error(f"read {plural}/{name}", exc) from exc
         return obj
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -99,8 +92,8 @@ class Objects:
             if exc.status == 409:
                 return None  # already exists: creation is idempotent by name
             if exc.status == 422:
-                raise InvalidSpec(str(_error(f"create {plural}", exc))) from exc
-            raise _error(f"create {plural}", exc) from exc
+                raise InvalidSpec(str(api_error(f"create {plural}", exc))) from exc
+            raise api_error(f"create {plural}", exc) from exc
         return obj
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -113,7 +106,7 @@ class Objects:
                 API_GROUP, API_VERSION, namespace, plural, label_selector=label_selector
             )
         except ApiException as exc:
-            raise _error(f"list {plural}", exc) from exc
+            raise api_error(f"list {plural}", exc) from exc
         return list(out.get("items") or [])
 
     async def list(self, plural: str, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
@@ -124,7 +117,7 @@ class Objects:
         try:  # list (not get): the controller's cluster role already lists and watches namespaces
             out = self._core.list_namespace(field_selector=f"metadata.name={namespace}", _preload_content=False)
         except ApiException as exc:
-            raise _error(f"read namespace {namespace}", exc) from exc
+            raise api_error(f"read namespace {namespace}", exc) from exc
         items = json.loads(out.data).get("items") or []
         if not items:
             return True
@@ -146,7 +139,7 @@ class Objects:
         except ApiException as exc:
             if exc.status in (404, 409):
                 return  # gone already, or replaced by a newer object of that name: not ours to delete
-            raise _error(f"delete {plural}/{name}", exc) from exc
+            raise api_error(f"delete {plural}/{name}", exc) from exc
 
     async def delete(self, plural: str, namespace: str, name: str, uid: str) -> None:
         """Delete one object, only if it is still the one we saw (UID precondition)."""
@@ -159,7 +152,7 @@ class Objects:
         except ApiException as exc:
             if exc.status == 404:
                 raise InvalidSpec(f"Secret {namespace}/{name} not found") from exc
-            raise _error(f"read Secret {namespace}/{name}", exc) from exc
+            raise api_error(f"read Secret {namespace}/{name}", exc) from exc
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
@@ -172,7 +165,7 @@ class Objects:
             self._core.patch_namespaced_config_map(name, namespace, body)
         except ApiException as exc:
             if exc.status != 404:
-                raise _error(f"patch ConfigMap {namespace}/{name}", exc) from exc
+                raise api_error(f"patch ConfigMap {namespace}/{name}", exc) from exc
             created = {**body, "data": {k: v for k, v in data.items() if v is not None}}
             try:
                 self._core.create_namespaced_config_map(namespace, created)
@@ -180,7 +173,7 @@ class Objects:
                 if exc2.status == 409:
                     self._core.patch_namespaced_config_map(name, namespace, body)
                     return
-                raise _error(f"create ConfigMap {namespace}/{name}", exc2) from exc2
+                raise api_error(f"create ConfigMap {namespace}/{name}", exc2) from exc2
 
     async def merge_configmap(
         self, namespace: str, name: str, data: dict[str, str | None], labels: dict[str, str]

@@ -72,6 +72,7 @@ class TrackFacts:
     now: datetime
     tip: str | None = None
     tip_error: str | None = None
+    tip_error_reason: str = "GitError"  # the git adapter's class of failure: Unreachable, Timeout, ...
     new_commits: Sequence[Commit] = ()  # last_pushed..tip, oldest first
     current: ReleaseFacts | None = None
     in_flight: Sequence[ReleaseFacts] = ()  # this Track's Releases that are not final (current or not)

@@ -134,6 +134,7 @@ async def observe_track(
     flight (``owned``: Release bodies labelled with this Track, as far as the caller knows them)."""
     tip: str | None = None
     tip_error: str | None = None
+    tip_error_reason = "GitError"
     commits: list[Commit] = []
     try:
         tip = await git.tip(ref.namespace, spec.source)
@@ -144,7 +145,7 @@ async def observe_track(
                 raw = await git.commits(ref.namespace, spec.source, status.last_pushed, tip)
             commits = [Commit(c.sha, c.subject, c.trailers.get(REVERT_TRAILER)) for c in raw]
     except StoplineError as exc:
-        tip_error = str(exc)
+        tip_error, tip_error_reason = str(exc), exc.reason
     current = None
     if status.current:
         current = release_facts(status.current, await objects.get("releases", ref.namespace, status.current))
@@ -163,6 +164,7 @@ async def observe_track(
         now=now,
         tip=tip,
         tip_error=tip_error,
+        tip_error_reason=tip_error_reason,
         new_commits=commits,
         current=current,
         in_flight=in_flight,
@@ -352,7 +354,7 @@ def _conditions(status: TrackStatus, facts: TrackFacts) -> list[Any]:
     now = facts.now
     gen = status.observed_generation
     if facts.tip_error:
-        c = set_condition(c, "SourceReachable", "False", "GitError", facts.tip_error, now, gen)
+        c = set_condition(c, "SourceReachable", "False", facts.tip_error_reason, facts.tip_error, now, gen)
     else:
         c = set_condition(c, "SourceReachable", "True", "TipRead", f"tip {status.last_seen}", now, gen)
     lock = status.commit_lock

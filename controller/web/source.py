@@ -8,7 +8,6 @@ Blocking client calls run in worker threads.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,17 +15,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller.errors import ClusterError
+from controller.kube.apierrors import api_message
 from controller.models.common import API_GROUP, API_VERSION
 
 REQUEST_TIMEOUT = (5, 30)
-
-
-def _message(exc: ApiException) -> str:
-    try:
-        detail = json.loads(exc.body or "{}").get("message", "")
-    except (ValueError, AttributeError):
-        detail = ""
-    return f"{exc.status} {exc.reason or ''} {detail}".strip()
 
 
 class KubePageSource:
@@ -48,7 +40,7 @@ class KubePageSource:
                 return list(out.get("items") or [])
             except ApiException as exc:
                 if exc.status != 403:
-                    raise ClusterError(f"list {plural}: {_message(exc)}") from exc
+                    raise ClusterError(f"list {plural}: {api_message(exc)}") from exc
                 self._scoped = True
         items: list[dict[str, Any]] = []
         for ns in sorted(set(self._namespaces())):
@@ -57,7 +49,7 @@ class KubePageSource:
                     API_GROUP, API_VERSION, ns, plural, _request_timeout=REQUEST_TIMEOUT
                 )
             except ApiException as exc:
-                raise ClusterError(f"list {plural} in {ns}: {_message(exc)}") from exc
+                raise ClusterError(f"list {plural} in {ns}: {api_message(exc)}") from exc
             items.extend(out.get("items") or [])
         return items
 
@@ -73,7 +65,7 @@ class KubePageSource:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise ClusterError(f"read {plural}/{name}: {_message(exc)}") from exc
+            raise ClusterError(f"read {plural}/{name}: {api_message(exc)}") from exc
         return obj
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -88,7 +80,7 @@ class KubePageSource:
                 _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as exc:
-            raise ClusterError(f"list events: {_message(exc)}") from exc
+            raise ClusterError(f"list events: {api_message(exc)}") from exc
         items: list[dict[str, Any]] = self._api.sanitize_for_serialization(out).get("items") or []
         return items
 

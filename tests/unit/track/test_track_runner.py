@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from controller.errors import ClusterError, GitError
+from controller.errors import ClusterError, GitUnreachable
 from controller.models.release import GitSource
 from controller.models.track import TrackSpec, TrackStatus
 from controller.release.actions import ANNOTATION_SKIPPED
@@ -70,7 +70,7 @@ class FakeGit:
         assert (namespace, source.repo, source.branch) == ("shop", REPO, "main")
         self.fetches += 1
         if self.down:
-            raise GitError("git fetch git://127.0.0.1:9418/app.git: connection refused")
+            raise GitUnreachable("git fetch git://127.0.0.1:9418/app.git: connection refused")
         return self.branch[-1].sha
 
     async def commits(self, namespace: str, source: GitSource, since: str | None, until: str) -> list[Any]:
@@ -395,7 +395,7 @@ async def test_unreachable_git_condition() -> None:
     h = Harness(git, objects)
     await h.run([])
     cond = {c.type: c for c in h.status.conditions}
-    assert (cond["SourceReachable"].status, cond["SourceReachable"].reason) == ("False", "GitError")
+    assert (cond["SourceReachable"].status, cond["SourceReachable"].reason) == ("False", "Unreachable")
     assert "connection refused" in cond["SourceReachable"].message
     assert objects.releases == {}
 
