@@ -62,6 +62,7 @@ from controller.gitops.manifests import read_manifests
 from controller.gitops.render import RenderOptions, Tools, materialize
 from controller.gitops.render import render as render_tree
 from controller.gitops.results import REVERT_TRAILER, CommitInfo, RevertOutcome
+from controller.models.common import valid_branch_name
 
 WORK_BRANCH = "stopline-work"
 DEFAULT_TIMEOUT = 15.0
@@ -144,16 +145,7 @@ def _lock_for(path: Path) -> threading.Lock:
 
 
 def _validate_branch(branch: str) -> str:
-    bad = (
-        not branch
-        or branch.startswith(("-", "/", "."))
-        or branch.endswith(("/", ".", ".lock"))
-        or any(s in branch for s in ("..", "//", "@{", "/."))
-        or any(c in branch for c in " ~^:?*[\\")
-        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in branch)
-        or branch == "@"
-    )
-    if bad:
+    if not valid_branch_name(branch):
         raise GitInputError(f"invalid branch name {branch!r}")
     return branch
 

@@ -266,3 +266,16 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     """Whether the object with this UID is the controller owner of ``obj`` (the one rule for ownership)."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     return any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
+def valid_branch_name(name: str) -> bool:
+    """``git check-ref-format --branch`` rules, as far as a branch name alone can be judged."""
+    return not (
+        not name
+        or name == "@"
+        or name.startswith(("-", "/", "."))
+        or name.endswith(("/", ".", ".lock"))
+        or any(s in name for s in ("..", "//", "@{", "/."))
+        or any(c in name for c in " ~^:?*[\\")
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+    )

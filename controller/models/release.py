@@ -20,6 +20,7 @@ from controller.models.common import (
     SecretRef,
     StatusModel,
     cel,
+    valid_branch_name,
 )
 
 BRANCH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$"
@@ -122,17 +123,7 @@ class GitSource(Model):
     @field_validator("branch")
     @classmethod
     def _branch_name(cls, v: str) -> str:
-        bad = (
-            not v
-            or v.startswith(("-", "/", "."))
-            or v.endswith(("/", ".", ".lock"))
-            or ".." in v
-            or "//" in v
-            or "@{" in v
-            or any(c in v for c in " ~^:?*[\\")
-            or any(ord(c) < 32 or ord(c) == 127 for c in v)
-        )
-        if bad:
+        if not valid_branch_name(v):
             raise ValueError(f"invalid branch name {v!r}")
         return v
 

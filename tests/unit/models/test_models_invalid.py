@@ -358,6 +358,14 @@ CASES: list[Bad] = [
         r"invalid branch name 'release\.\.1'",
     ),
     Bad("branch-leading-dash", R, patched(RELEASE, source__branch="-f"), "source.branch", r"invalid branch name '-f'"),
+    Bad("branch-at", R, patched(RELEASE, source__branch="@"), "source.branch", r"invalid branch name '@'"),
+    Bad(
+        "branch-hidden-part",
+        R,
+        patched(RELEASE, source__branch="a/.b"),
+        "source.branch",
+        r"invalid branch name 'a/\.b'",
+    ),
     Bad(
         "kustomize-and-helm",
         R,
