@@ -19,9 +19,8 @@ from controller.experiments.plan import (
     plan_experiment,
     reduce_experiment,
 )
-from controller.models.common import set_condition
 from controller.models.experiment import ExperimentSpec, ExperimentStatus
-from controller.reconcile.driver import Context, Driver
+from controller.reconcile.driver import Context, Driver, mark_invalid
 
 CONFIGMAP_LABELS = {"app.kubernetes.io/managed-by": "stopline", "stopline.dev/experiments": "published"}
 
@@ -75,10 +74,7 @@ class ExperimentKind:
     def invalid(
         self, status: ExperimentStatus, message: str, now: datetime, generation: int | None
     ) -> ExperimentStatus:
-        s = status.model_copy(deep=True)
-        s.message = message
-        s.conditions = set_condition(s.conditions, "Ready", "False", "InvalidSpec", message, now, generation)
-        return s
+        return mark_invalid(status, message, now, generation)
 
     def with_generation(self, status: ExperimentStatus, generation: int | None) -> ExperimentStatus:
         if status.observed_generation != generation:

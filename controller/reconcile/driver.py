@@ -32,6 +32,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from controller.errors import ObjectGone, StoplineError
+from controller.models.common import Condition, set_condition
 
 log = logging.getLogger("stopline.reconcile")
 
@@ -42,6 +43,27 @@ ActionT = TypeVar("ActionT")
 OutcomeT = TypeVar("OutcomeT")
 
 Event = tuple[str, str, str]  # (type, reason, message)
+
+
+class Conditioned(Protocol):
+    """A status with a message and conditions (all three kinds' statuses)."""
+
+    message: str | None
+    conditions: list[Condition]
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any: ...
+
+
+ConditionedT = TypeVar("ConditionedT", bound=Conditioned)
+
+
+def mark_invalid(status: ConditionedT, message: str, now: datetime, generation: int | None) -> ConditionedT:
+    """A copy of ``status`` saying the spec is invalid: ``message`` and ``Ready=False/InvalidSpec``."""
+    s: ConditionedT = status.model_copy(deep=True)
+    s.message = message
+    s.conditions = set_condition(s.conditions, "Ready", "False", "InvalidSpec", message, now, generation)
+    return s
+
 
 #: Status writes that failed are retried after 0.5 s, 1 s, 2 s, ... up to this many seconds.
 PERSIST_BACKOFF_MAX = 10.0

@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from controller.errors import StoplineError
-from controller.models.common import set_condition
 from controller.models.release import FailureStatus, ReleaseSpec, ReleaseStatus
-from controller.reconcile.driver import Context, Driver, Event
+from controller.reconcile.driver import Context, Driver, Event, mark_invalid
 from controller.release.actions import (
     Action,
     ActionFailed,
@@ -117,12 +116,10 @@ class ReleaseKind:
         return ReleaseSpec.model_validate(raw)
 
     def invalid(self, status: ReleaseStatus, message: str, now: datetime, generation: int | None) -> ReleaseStatus:
-        s = status.model_copy(deep=True)
-        s.message = message
+        s = mark_invalid(status, message, now, generation)
         s.completed_at = s.completed_at or now
         if s.failure is None:
             s.failure = FailureStatus(reason="InvalidSpec", message=message, at=now, revert=False)
-        s.conditions = set_condition(s.conditions, "Ready", "False", "InvalidSpec", message, now, generation)
         s.phase, s.pause_reason = derive_phase(s), pause_reason(s)
         return s
 

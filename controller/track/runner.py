@@ -12,7 +12,7 @@ from controller.errors import StoplineError
 from controller.models.common import API, REVERT_TRAILER, owned_by, set_condition
 from controller.models.release import GitSource
 from controller.models.track import TrackSpec, TrackStatus
-from controller.reconcile.driver import Context, Driver
+from controller.reconcile.driver import Context, Driver, mark_invalid
 from controller.release.actions import ANNOTATION_SKIPPED
 from controller.track.plan import (
     LABEL_TRACK,
@@ -226,10 +226,7 @@ class TrackKind:
         return TrackSpec.model_validate(raw)
 
     def invalid(self, status: TrackStatus, message: str, now: datetime, generation: int | None) -> TrackStatus:
-        s = status.model_copy(deep=True)
-        s.message = message
-        s.conditions = set_condition(s.conditions, "Ready", "False", "InvalidSpec", message, now, generation)
-        return s
+        return mark_invalid(status, message, now, generation)
 
     def with_generation(self, status: TrackStatus, generation: int | None) -> TrackStatus:
         status.observed_generation = generation
