@@ -5,8 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_FLAGS ?=
-# e2e workers (pytest-xdist); 0 = serial in this process. Parallel runs are not yet reliable on the shared stack.
-E2E_WORKERS ?= 0
+# e2e workers (pytest-xdist), each with its own controller over its own namespaces; 0 = serial in this process.
+E2E_WORKERS ?= 3
 
 .PHONY: help setup lint typecheck imports unit e2e test crds demo fmt bench stack-up stack-down clean
 

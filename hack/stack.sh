@@ -625,9 +625,18 @@ cmd_down() {
   log "stack down; removed $STATE"
 }
 
+# One `up` or `down` at a time per state dir: parallel test workers (or a demo beside a test run) each
+# call `up`; the first starts what is down, the others wait and then find everything healthy.
+serialized() {
+  mkdir -p "$(dirname "$STATE")"
+  exec 9>"$STATE.lock"
+  flock 9
+  "$@"
+}
+
 case "${1:-}" in
-  up) cmd_up ;;
-  down) cmd_down ;;
+  up) serialized cmd_up ;;
+  down) serialized cmd_down ;;
   env)
     load_state
     [[ -f "$STATE_FILE" && -n "$PROM_PORT" && -n "$GIT_PORT" ]] || die "stack is not up in $STATE; run hack/stack.sh up"

@@ -5,6 +5,8 @@ If the stack cannot start, every test fails with the reason: e2e tests are never
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -49,20 +51,30 @@ def pytest_runtest_makereport(
     return report
 
 
+@contextlib.contextmanager
+def setup_lock() -> Iterator[None]:
+    """One xdist worker at a time sets the stack up and installs the CRDs; the others then find it done."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    with (OUTPUT_DIR / ".setup.lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def stack() -> Stack:
     """The running stack with crds/*.yaml applied and Established (starts the stack if needed)."""
-    try:
-        stack_up(OUTPUT_DIR / "stack-up.log")
-        current = get_stack()
-    except Exception as exc:  # any reason the stack is unusable fails the suite, never skips it
-        pytest.fail(f"the e2e stack is not available: {exc}", pytrace=False)
-    files = crd_files()
-    if files:  # crds/ may still be empty while the models are being written
+    with setup_lock():
         try:
-            install_crds(files)
-        except Exception as exc:
-            pytest.fail(f"installing {CRD_DIR}/*.yaml failed: {exc}", pytrace=False)
+            stack_up()
+            current = get_stack()
+        except Exception as exc:  # any reason the stack is unusable fails the suite, never skips it
+            pytest.fail(f"the e2e stack is not available: {exc}", pytrace=False)
+        files = crd_files()
+        if files:  # crds/ may still be empty while the models are being written
+            try:
+                install_crds(files)
+            except Exception as exc:
+                pytest.fail(f"installing {CRD_DIR}/*.yaml failed: {exc}", pytrace=False)
     return current
 
 

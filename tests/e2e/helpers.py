@@ -148,7 +148,8 @@ def stack_up(log_path: Path | None = None, timeout: float = 3600) -> None:
 
     The output goes to a file, not a pipe: daemons the script starts must never hold our pipe open.
     """
-    log_path = log_path or OUTPUT_DIR / "stack-up.log"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    log_path = log_path or OUTPUT_DIR / f"stack-up{'-' + worker if worker else ''}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         proc = subprocess.run(
