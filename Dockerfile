@@ -46,4 +46,4 @@ USER 10001:10001
 EXPOSE 8480 8080
 
 ENTRYPOINT ["stopline"]
-CMD ["run", "--standalone", "--all-namespaces"]
+CMD ["run", "--all-namespaces"]

@@ -1,4 +1,4 @@
-"""The Helm chart renders a least-privilege, non-root controller in both watch modes.
+"""The Helm chart renders a least-privilege, non-root, highly available controller in both watch modes.
 
 Helm comes from ``hack/install-helm.sh`` (built once from its Go module and cached), or from
 ``STOPLINE_HELM``. A missing helm fails these tests; it never skips them.
@@ -51,10 +51,19 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"list", "create", "patch"},  # list: the status page shows a Release's events
     ("events.k8s.io", "events"): {"create", "patch"},
 }
+# One cluster-wide watch per kind in every mode: the stopline.dev resources are read cluster-wide.
 CLUSTER_RULES: dict[tuple[str, str], set[str]] = {
     ("", "namespaces"): {"list", "watch"},
+    **{("stopline.dev", r): {"get", "list", "watch"} for r in ("releases", "tracks", "experiments")},
+    **{("stopline.dev", f"{r}/status"): {"get"} for r in ("releases", "tracks", "experiments")},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }
+# The shard Leases, in the release namespace only.
+LEASE_RULES: dict[tuple[str, str], set[str]] = {
+    ("coordination.k8s.io", "leases"): {"get", "list", "watch", "create", "update", "patch"},
+}
+BASE_ARGS = ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
+DEFAULT_TAIL = ["--shards", "1", "--lease-name", "stopline"]
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +101,22 @@ def render(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Render:
         return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
     return _render
+
+
+@pytest.fixture(scope="session")
+def render_error(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, Any]], str]:
+    """``render_error(values) -> stderr``: ``helm template`` that must fail."""
+    directory = tmp_path_factory.mktemp("bad-values")
+    counter = iter(range(1_000_000))
+
+    def _render_error(values: dict[str, Any]) -> str:
+        values_file = directory / f"values-{next(counter)}.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        proc = _run(helm, "template", RELEASE_NAME, str(CHART), "--namespace", NAMESPACE, "-f", str(values_file))
+        assert proc.returncode != 0, f"helm template should have failed:\n{proc.stdout[:2000]}"
+        return proc.stderr
+
+    return _render_error
 
 
 def _only(objects: Objects, kind: str, name: str | None = None) -> dict[str, Any]:
@@ -134,13 +159,19 @@ def _env(objects: Objects) -> dict[str, Any]:
         {},
         {"watch": {"namespaces": ["a", "b"]}},
         {
+            "watch": {"namespaces": ["team-*"], "namespaceSelector": "stopline.dev/enabled=true"},
+            "rbac": {"clusterWide": True},
+        },
+        {"replicas": 1, "leaderElection": {"enabled": False}},
+        {"replicas": 3, "sharding": {"shards": 4}},
+        {
             "prometheus": {"url": "http://prometheus.monitoring:9090"},
             "webhook": {"secretName": "stopline-webhook"},
             "serviceMonitor": {"enabled": True},
             "grafanaDashboard": {"enabled": True},
         },
     ],
-    ids=["defaults", "namespaced", "everything-on"],
+    ids=["defaults", "namespaced", "globs-cluster-wide", "no-leader-election", "sharded", "everything-on"],
 )
 def test_helm_lint(helm: str, values: dict[str, Any], tmp_path: Path) -> None:
     values_file = tmp_path / "values.yaml"
@@ -170,6 +201,9 @@ def test_default_objects(render: Render) -> None:
         ("ClusterRoleBinding", "stopline", None),
         ("ClusterRoleBinding", "stopline-cluster", None),
         ("Deployment", "stopline", NAMESPACE),
+        ("PodDisruptionBudget", "stopline", NAMESPACE),
+        ("Role", "stopline-leases", NAMESPACE),
+        ("RoleBinding", "stopline-leases", NAMESPACE),
         ("Service", "stopline", NAMESPACE),
         ("ServiceAccount", "stopline", NAMESPACE),
     ]
@@ -185,23 +219,49 @@ def test_all_namespaces_rbac(render: Render) -> None:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "stopline", "namespace": NAMESPACE}]
 
 
+@pytest.mark.parametrize("namespaces", [[], ["a", "b"]], ids=["all-namespaces", "namespaced"])
+def test_lease_role_in_the_release_namespace(render: Render, namespaces: list[str]) -> None:
+    objects = render({"watch": {"namespaces": namespaces}})
+    role = _only(objects, "Role", "stopline-leases")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert _rules(role) == LEASE_RULES
+    binding = _only(objects, "RoleBinding", "stopline-leases")
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "stopline-leases"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "stopline", "namespace": NAMESPACE}]
+    others = [o for o in objects if o["kind"] in ("Role", "ClusterRole") and o["metadata"]["name"] != "stopline-leases"]
+    assert all(("coordination.k8s.io", "leases") not in _rules(r) for r in others), (
+        "Leases only in the release namespace"
+    )
+
+
+def test_no_lease_role_without_leader_election(render: Render) -> None:
+    objects = render({"replicas": 1, "leaderElection": {"enabled": False}})
+    assert not [o for o in objects if o["metadata"]["name"] == "stopline-leases"]
+
+
 def test_namespaced_rbac(render: Render) -> None:
     objects = render({"watch": {"namespaces": ["a", "b", "a"]}})
     assert _kinds(objects) == [
         ("ClusterRole", "stopline-cluster", None),
         ("ClusterRoleBinding", "stopline-cluster", None),
         ("Deployment", "stopline", NAMESPACE),
+        ("PodDisruptionBudget", "stopline", NAMESPACE),
         ("Role", "stopline", "a"),
         ("Role", "stopline", "b"),
+        ("Role", "stopline-leases", NAMESPACE),
         ("RoleBinding", "stopline", "a"),
         ("RoleBinding", "stopline", "b"),
+        ("RoleBinding", "stopline-leases", NAMESPACE),
         ("Service", "stopline", NAMESPACE),
         ("ServiceAccount", "stopline", NAMESPACE),
     ]
+    # The cluster-wide watch per kind: the stopline.dev resources are readable in every namespace
+    # even though the writes are granted only in a and b.
     assert _rules(_only(objects, "ClusterRole")) == CLUSTER_RULES
-    for role in (o for o in objects if o["kind"] == "Role"):
+    for role in (o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "stopline"):
         assert _rules(role) == NAMESPACED_RULES
-    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
+    for binding in (o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "stopline"):
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "stopline"}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "stopline", "namespace": NAMESPACE}]
 
@@ -222,7 +282,7 @@ def test_no_wildcards_and_no_escalation(render: Render, namespaces: list[str]) -
 
 def test_rbac_can_be_disabled(render: Render) -> None:
     kinds = {o["kind"] for o in render({"rbac": {"create": False}, "serviceAccount": {"create": False}})}
-    assert kinds == {"Deployment", "Service"}
+    assert kinds == {"Deployment", "Service", "PodDisruptionBudget"}
 
 
 def test_invalid_namespace_is_rejected(helm: str, tmp_path: Path) -> None:
@@ -233,14 +293,50 @@ def test_invalid_namespace_is_rejected(helm: str, tmp_path: Path) -> None:
     assert 'watch.namespaces: "Bad_NS" is not a valid namespace name' in proc.stderr
 
 
+def test_invalid_glob_is_rejected(render_error: Callable[[dict[str, Any]], str]) -> None:
+    stderr = render_error({"watch": {"namespaces": ["Team_*"]}, "rbac": {"clusterWide": True}})
+    assert 'watch.namespaces: "Team_*" is not a valid namespace name or glob' in stderr
+
+
+@pytest.mark.parametrize("namespaces", [["team-*"], ["a", "ops-?"], ["shop-[ab]"]], ids=["star", "mixed", "class"])
+def test_glob_needs_cluster_wide_rbac(render_error: Callable[[dict[str, Any]], str], namespaces: list[str]) -> None:
+    stderr = render_error({"watch": {"namespaces": namespaces}})
+    glob = next(ns for ns in namespaces if set(ns) & set("*?["))
+    assert f'watch.namespaces: the glob "{glob}" needs rbac.clusterWide=true' in stderr
+
+
+def test_glob_with_cluster_wide_rbac(render: Render) -> None:
+    objects = render({"watch": {"namespaces": ["team-*", "shop"]}, "rbac": {"clusterWide": True}})
+    assert _rules(_only(objects, "ClusterRole", "stopline")) == NAMESPACED_RULES
+    assert _rules(_only(objects, "ClusterRole", "stopline-cluster")) == CLUSTER_RULES
+    assert not [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "stopline"]
+    args = _container(objects)["args"]
+    assert args == [*BASE_ARGS, "--namespace", "team-*", "--namespace", "shop", *DEFAULT_TAIL]
+
+
+def test_glob_without_rbac_needs_no_cluster_wide(render: Render) -> None:
+    objects = render({"watch": {"namespaces": ["team-*"]}, "rbac": {"create": False}})
+    assert "--namespace" in _container(objects)["args"]
+
+
+def test_cluster_wide_rbac_with_named_namespaces(render: Render) -> None:
+    objects = render({"watch": {"namespaces": ["a"]}, "rbac": {"clusterWide": True}})
+    assert _rules(_only(objects, "ClusterRole", "stopline")) == NAMESPACED_RULES
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "Role"] == ["stopline-leases"]
+
+
 # --- the controller Deployment ------------------------------------------------------------------
 
 
 def test_deployment_shape(render: Render) -> None:
     objects = render()
     deployment = _only(objects, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    # With the shard Leases two replicas never act at once, so old and new pods may overlap.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1},
+    }
     pod = deployment["spec"]["template"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     assert pod["spec"]["serviceAccountName"] == "stopline"
@@ -257,12 +353,126 @@ def test_deployment_shape(render: Render) -> None:
 )
 def test_args(render: Render, namespaces: list[str], tail: list[str]) -> None:
     args = _container(render({"watch": {"namespaces": namespaces}}))["args"]
-    assert args == ["run", "--standalone", "--liveness", "http://0.0.0.0:8080/healthz", *tail]
+    assert args == [*BASE_ARGS, *tail, *DEFAULT_TAIL]
+    assert "--standalone" not in args
+
+
+@pytest.mark.parametrize(
+    ("values", "tail"),
+    [
+        (
+            {"watch": {"namespaceSelector": "stopline.dev/enabled=true"}},
+            ["--all-namespaces", "--namespace-selector", "stopline.dev/enabled=true", *DEFAULT_TAIL],
+        ),
+        (
+            {"watch": {"namespaces": ["a"], "namespaceSelector": "tier in (web,api)"}},
+            ["--namespace", "a", "--namespace-selector", "tier in (web,api)", *DEFAULT_TAIL],
+        ),
+        ({"sharding": {"shards": 8}}, ["--all-namespaces", "--shards", "8", "--lease-name", "stopline"]),
+        (
+            {"leaderElection": {"leaseName": "ops-stopline"}},
+            ["--all-namespaces", "--shards", "1", "--lease-name", "ops-stopline"],
+        ),
+        (
+            {"replicas": 1, "leaderElection": {"enabled": False}},
+            ["--all-namespaces", *DEFAULT_TAIL, "--no-leader-election"],
+        ),
+    ],
+    ids=["selector", "namespaced-selector", "shards", "lease-name", "no-leader-election"],
+)
+def test_args_from_values(render: Render, values: dict[str, Any], tail: list[str]) -> None:
+    assert _container(render(values))["args"] == [*BASE_ARGS, *tail]
+
+
+def test_lease_name_defaults_to_the_full_name(helm: str) -> None:
+    proc = _run(
+        helm, "template", "prod", str(CHART), "--namespace", NAMESPACE, "--show-only", "templates/deployment.yaml"
+    )
+    assert proc.returncode == 0, proc.stderr
+    args = yaml.safe_load(proc.stdout)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--lease-name") + 1] == "prod-stopline"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"sharding": {"shards": 0}}, 'sharding.shards: "0" is not a whole number from 1 to 64'),
+        ({"sharding": {"shards": 65}}, 'sharding.shards: "65" is not a whole number from 1 to 64'),
+        ({"sharding": {"shards": "two"}}, 'sharding.shards: "two" is not a whole number from 1 to 64'),
+        (
+            {"leaderElection": {"leaseName": "Bad_Name"}},
+            'leaderElection.leaseName: "Bad_Name" is not a valid Lease name',
+        ),
+        ({"replicas": "two"}, 'replicas: "two" is not a whole number'),
+    ],
+    ids=["shards-0", "shards-65", "shards-word", "lease-name", "replicas-word"],
+)
+def test_invalid_ha_values_are_rejected(
+    render_error: Callable[[dict[str, Any]], str], values: dict[str, Any], message: str
+) -> None:
+    assert message in render_error(values)
+
+
+def test_no_leader_election_needs_one_replica(render_error: Callable[[dict[str, Any]], str]) -> None:
+    for values in ({"leaderElection": {"enabled": False}}, {"leaderElection": {"enabled": False}, "replicas": 3}):
+        stderr = render_error(values)
+        replicas = values.get("replicas", 2)
+        assert f"replicas: {replicas} with leaderElection.enabled=false" in stderr
+        assert "set replicas=1 or enable leader election" in stderr
+
+
+def test_no_leader_election_runs_one_replica_recreated(render: Render) -> None:
+    objects = render({"replicas": 1, "leaderElection": {"enabled": False}})
+    deployment = _only(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}, "never two controllers acting without Leases"
+    assert "--no-leader-election" in _container(objects)["args"]
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+
+
+# --- availability: PodDisruptionBudget, anti-affinity -------------------------------------------
+
+
+def test_pdb_by_default(render: Render) -> None:
+    objects = render()
+    pdb = _only(objects, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["metadata"]["namespace"] == NAMESPACE
+    assert pdb["spec"]["minAvailable"] == 1
+    pod_labels = _only(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize(
+    "values", [{"replicas": 1}, {"pdb": {"enabled": False}}, {"replicas": 0}], ids=["one-replica", "disabled", "zero"]
+)
+def test_no_pdb(render: Render, values: dict[str, Any]) -> None:
+    assert not [o for o in render(values) if o["kind"] == "PodDisruptionBudget"]
+
+
+def test_pdb_min_available_from_values(render: Render) -> None:
+    pdb = _only(render({"replicas": 3, "pdb": {"minAvailable": 2}}), "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 2
+
+
+def test_replicas_spread_across_nodes(render: Render) -> None:
+    objects = render({"replicas": 3})
+    deployment = _only(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    terms = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert [t["podAffinityTerm"]["topologyKey"] for t in terms] == ["kubernetes.io/hostname"]
+    selector = terms[0]["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector == deployment["spec"]["selector"]["matchLabels"]
+    assert "affinity" not in _only(render({"replicas": 1}), "Deployment")["spec"]["template"]["spec"]
 
 
 def test_env_defaults(render: Render) -> None:
     env = _env(render())
     assert env == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         "STOPLINE_HTTP_HOST": "0.0.0.0",
         "STOPLINE_HTTP_PORT": "8480",
         "STOPLINE_REPO_CACHE": "/var/cache/stopline",
@@ -290,7 +500,7 @@ def test_env_from_values(render: Render) -> None:
 @pytest.mark.parametrize(("level", "extra"), [("info", []), ("debug", ["--verbose"])], ids=["info", "debug"])
 def test_log_level(render: Render, level: str, extra: list[str]) -> None:
     args = _container(render({"logLevel": level}))["args"]
-    assert args == ["run", "--standalone", "--liveness", "http://0.0.0.0:8080/healthz", "--all-namespaces", *extra]
+    assert args == [*BASE_ARGS, "--all-namespaces", *DEFAULT_TAIL, *extra]
 
 
 def test_unknown_log_level_is_rejected(helm: str, tmp_path: Path) -> None:
@@ -303,8 +513,17 @@ def test_unknown_log_level_is_rejected(helm: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [{}, {"watch": {"namespaces": ["a", "b"]}, "logLevel": "debug"}],
-    ids=["all-namespaces", "namespaced-debug"],
+    [
+        {},
+        {"watch": {"namespaces": ["a", "b"]}, "logLevel": "debug"},
+        {
+            "watch": {"namespaces": ["team-*"], "namespaceSelector": "stopline.dev/enabled=true"},
+            "rbac": {"clusterWide": True},
+        },
+        {"sharding": {"shards": 4}, "leaderElection": {"leaseName": "ops"}},
+        {"replicas": 1, "leaderElection": {"enabled": False}},
+    ],
+    ids=["all-namespaces", "namespaced-debug", "glob-selector", "sharded", "no-leader-election"],
 )
 def test_args_parse_with_the_real_cli(render: Render, values: dict[str, Any]) -> None:
     """The container's args are accepted by `stopline run` itself (parsed, not run)."""
@@ -319,11 +538,17 @@ def test_args_parse_with_the_real_cli(render: Render, values: dict[str, Any]) ->
     run = group.commands[args[0]]
     with run.make_context("run", list(args[1:])) as ctx:
         params = ctx.params
-    assert params["standalone"] is True
+    assert "standalone" not in params and "peering" not in params
     assert params["liveness"] == "http://0.0.0.0:8080/healthz"
     namespaces = values.get("watch", {}).get("namespaces", [])
     assert params["all_namespaces"] is (not namespaces)
     assert list(params["namespace"] or []) == namespaces
+    assert params["namespace_selector"] == (values.get("watch", {}).get("namespaceSelector") or None)
+    assert params["leader_election"] is values.get("leaderElection", {}).get("enabled", True)
+    assert params["shards"] == values.get("sharding", {}).get("shards", 1)
+    assert params["lease_name"] == values.get("leaderElection", {}).get("leaseName", "stopline")
+    # identity and lease namespace come from POD_NAME / POD_NAMESPACE (downward API), not from args
+    assert params["identity"] is None and params["lease_namespace"] is None
     assert params["verbose"] is (values.get("logLevel") == "debug")
 
 
@@ -446,9 +671,18 @@ def test_crds_ship_with_the_chart(render: Render) -> None:
     ("values", "expected", "absent"),
     [
         ({"watch": {"namespaces": ["a", "b"]}}, ["watching: a, b.", "prometheus.url is not set"], []),
-        ({"prometheus": {"url": "http://p:9090"}}, ["watching all namespaces."], ["prometheus.url is not set"]),
+        (
+            {"prometheus": {"url": "http://p:9090"}},
+            ["watching all namespaces.", "2 replica(s), 1 shard(s)", "stopline-shard-<i>"],
+            ["prometheus.url is not set"],
+        ),
+        (
+            {"watch": {"namespaceSelector": "env=prod"}, "replicas": 1, "leaderElection": {"enabled": False}},
+            ["watching all namespaces labelled env=prod.", "One replica, without leader election."],
+            ["shard"],
+        ),
     ],
-    ids=["namespaced-no-prometheus", "all-namespaces-with-prometheus"],
+    ids=["namespaced-no-prometheus", "all-namespaces-with-prometheus", "selector-no-leader-election"],
 )
 def test_notes(helm: str, tmp_path: Path, values: dict[str, Any], expected: list[str], absent: list[str]) -> None:
     # helm renders NOTES.txt only on install, which needs a cluster; a copy of the chart renders it
@@ -483,7 +717,8 @@ def test_dockerfile_matches_chart() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
     assert re.search(r'^ENTRYPOINT \["stopline"\]$', dockerfile, re.M)
-    assert re.search(r'^CMD \["run", "--standalone", "--all-namespaces"\]$', dockerfile, re.M)
+    assert re.search(r'^CMD \["run", "--all-namespaces"\]$', dockerfile, re.M)
+    assert "--standalone" not in dockerfile
     assert 'stopline = "controller.cli:main"' in (ROOT / "pyproject.toml").read_text()
     user = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0"

@@ -46,14 +46,60 @@ app.kubernetes.io/part-of: stopline
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* The watched namespaces, de-duplicated, in the order given. */}}
+{{/* The served namespaces (names or globs), de-duplicated, in the order given. */}}
 {{- define "stopline.namespaces" -}}
 {{- range $ns := uniq .Values.watch.namespaces }}
-{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $ns) }}
+{{- if regexMatch "[*?\\[]" $ns }}
+{{- if not (regexMatch "^[-a-z0-9*?!\\[\\]]+$" $ns) }}
+{{- fail (printf "watch.namespaces: %q is not a valid namespace name or glob" $ns) }}
+{{- end }}
+{{- else if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $ns) }}
 {{- fail (printf "watch.namespaces: %q is not a valid namespace name" $ns) }}
 {{- end }}
 {{ $ns }}
 {{- end }}
+{{- end }}
+
+{{/* The globs among watch.namespaces (entries with *, ? or [). */}}
+{{- define "stopline.namespaceGlobs" -}}
+{{- range $ns := uniq .Values.watch.namespaces }}
+{{- if regexMatch "[*?\\[]" $ns }}
+{{ $ns }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Prefix of the shard Lease names: leaderElection.leaseName, or the full name. */}}
+{{- define "stopline.leaseName" -}}
+{{- $name := default (include "stopline.fullname" .) .Values.leaderElection.leaseName }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" $name) }}
+{{- fail (printf "leaderElection.leaseName: %q is not a valid Lease name prefix (lowercase letters, digits, '-', '.')" $name) }}
+{{- end }}
+{{- if gt (len $name) 240 }}
+{{- fail (printf "leaderElection.leaseName: %q is longer than 240 characters" $name) }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/* Replicas, checked against leader election: without Leases only one replica may run. */}}
+{{- define "stopline.replicas" -}}
+{{- $replicas := toString .Values.replicas }}
+{{- if not (regexMatch "^[0-9]+$" $replicas) }}
+{{- fail (printf "replicas: %q is not a whole number" $replicas) }}
+{{- end }}
+{{- if and (not .Values.leaderElection.enabled) (gt (int $replicas) 1) }}
+{{- fail (printf "replicas: %s with leaderElection.enabled=false: without leader election every replica acts on every object; set replicas=1 or enable leader election" $replicas) }}
+{{- end }}
+{{- $replicas }}
+{{- end }}
+
+{{/* sharding.shards, 1..64 (stopline run --shards). */}}
+{{- define "stopline.shards" -}}
+{{- $shards := toString .Values.sharding.shards }}
+{{- if or (not (regexMatch "^[0-9]+$" $shards)) (lt (int $shards) 1) (gt (int $shards) 64) }}
+{{- fail (printf "sharding.shards: %q is not a whole number from 1 to 64" $shards) }}
+{{- end }}
+{{- $shards }}
 {{- end }}
 
 {{/*
@@ -82,12 +128,29 @@ Rules for the namespaced resources stopline reads and writes. Bound cluster-wide
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* Cluster-scoped reads kopf needs even when it watches only some namespaces. */}}
+{{/*
+Reads the controller needs cluster-wide in every mode: namespaces (kopf, --namespace-selector), CRDs,
+and the stopline.dev resources, which it watches with one cluster-wide watch per kind filtered to the
+served namespaces (writes stay in the served namespaces' Roles).
+*/}}
 {{- define "stopline.clusterRules" -}}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+- apiGroups: ["stopline.dev"]
+  resources: ["releases", "tracks", "experiments"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["stopline.dev"]
+  resources: ["releases/status", "tracks/status", "experiments/status"]
+  verbs: ["get"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+{{- end }}
+
+{{/* The shard Leases, in the release namespace (POD_NAMESPACE). */}}
+{{- define "stopline.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "watch", "create", "update", "patch"]
 {{- end }}
