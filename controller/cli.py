@@ -713,42 +713,74 @@ def logs(
 @app.command()
 def run(
     namespace: Annotated[
-        list[str] | None, typer.Option("--namespace", "-n", help="Namespace to watch (repeatable).")
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Namespace to serve: a name or a glob such as 'team-*' (repeatable)."),
     ] = None,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")] = False,
-    standalone: Annotated[
-        bool, typer.Option("--standalone/--peering", help="Run alone, without kopf peering (one replica).")
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Serve every namespace.")] = False,
+    namespace_selector: Annotated[
+        str | None,
+        typer.Option(help="Only namespaces whose labels match this selector, e.g. 'stopline.dev/enabled=true'."),
+    ] = None,
+    leader_election: Annotated[
+        bool,
+        typer.Option(
+            "--leader-election/--no-leader-election",
+            help="Act only on shards held through coordination.k8s.io Leases (run 2+ replicas for HA).",
+        ),
     ] = True,
-    peering: Annotated[str | None, typer.Option(help="Peering object name (with --peering).")] = None,
-    priority: Annotated[int, typer.Option(help="Peering priority.")] = 0,
+    shards: Annotated[
+        int, typer.Option(min=1, max=64, help="Split the namespaces into this many shards, one active replica each.")
+    ] = 1,
+    lease_namespace: Annotated[
+        str | None, typer.Option(help="Namespace of the shard Leases (default: $POD_NAMESPACE, else 'default').")
+    ] = None,
+    lease_name: Annotated[str, typer.Option(help="Prefix of the shard Leases: <name>-shard-<i>.")] = "stopline",
+    identity: Annotated[
+        str | None, typer.Option(help="This replica's Lease holder identity (default: $POD_NAME, else the host name).")
+    ] = None,
     liveness: Annotated[str | None, typer.Option(help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Run the controller (kopf operator) against the current cluster."""
+    """Run the controller against the current cluster: one cluster-wide watch per kind, filtered to the
+    namespaces served; with leader election, only on the shards this replica holds."""
     # Until kopf installs its own handler, a SIGTERM (pod deleted while starting) is a clean exit too.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     import kopf
 
     import controller.handlers  # noqa: F401  (registers the handlers)
 
-    if not namespace and not all_namespaces:
-        raise typer.BadParameter("give --namespace NAME (repeatable) or --all-namespaces")
+    if not namespace and not all_namespaces and not namespace_selector:
+        raise typer.BadParameter("give --namespace NAME|GLOB (repeatable), --namespace-selector or --all-namespaces")
     if namespace and all_namespaces:
         raise typer.BadParameter("--namespace and --all-namespaces are exclusive")
+    if namespace_selector:
+        from controller.reconcile.shards import parse_selector
+
+        try:
+            parse_selector(namespace_selector)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--namespace-selector {namespace_selector!r}: {exc}") from exc
+    os.environ.update(
+        {
+            "STOPLINE_NAMESPACES": ",".join(namespace or ()),
+            "STOPLINE_NAMESPACE_SELECTOR": namespace_selector or "",
+            "STOPLINE_LEADER_ELECTION": "true" if leader_election else "false",
+            "STOPLINE_SHARDS": str(shards),
+            "STOPLINE_LEASE_NAME": lease_name,
+        }
+    )
+    if lease_namespace:
+        os.environ["STOPLINE_LEASE_NAMESPACE"] = lease_namespace
+    if identity:
+        os.environ["STOPLINE_IDENTITY"] = identity
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    kopf.run(
-        standalone=standalone,
-        peering_name=None if standalone else peering,
-        priority=priority,
-        liveness_endpoint=liveness,
-        clusterwide=all_namespaces,
-        namespaces=namespace or (),
-    )
+    # kopf's own peering stays off: which replica acts where is decided by our shard Leases.
+    kopf.run(standalone=True, liveness_endpoint=liveness, clusterwide=True)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

@@ -97,6 +97,9 @@ class ControllerMetrics:
         self.paused_releases = Gauge(
             "stopline_paused_releases", "Releases paused right now, by reason.", ["reason"], registry=r
         )
+        self.shards_held = Gauge(
+            "stopline_shards_held", "Shards (of STOPLINE_SHARDS) this replica holds a valid Lease for.", registry=r
+        )
         self.status_write_errors = Counter(
             "stopline_status_write_errors", "Status patches that failed (retried with backoff), by kind.", ["kind"],
             registry=r,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,21 @@ class Settings:
     """helm binary for ``source.helm``: a path, or a name looked up on PATH."""
     render_timeout_seconds: float = 60.0
     """How long one kustomize/helm render may run before it is killed and the push fails."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces served: names or glob patterns (``STOPLINE_NAMESPACES``, comma-separated); empty: all."""
+    namespace_selector: str | None = None
+    """Only namespaces whose labels match this selector (``STOPLINE_NAMESPACE_SELECTOR``, kubectl syntax)."""
+    leader_election: bool = True
+    """Act only on shards held through coordination.k8s.io Leases (``STOPLINE_LEADER_ELECTION``)."""
+    shards: int = 1
+    """How many shards the namespaces are split into (``STOPLINE_SHARDS``); one active replica per shard."""
+    lease_namespace: str = "default"
+    """Where the shard Leases live (``STOPLINE_LEASE_NAMESPACE``, else the pod's ``POD_NAMESPACE``)."""
+    lease_name: str = "stopline"
+    """Prefix of the shard Leases ``<name>-shard-<i>`` (``STOPLINE_LEASE_NAME``)."""
+    identity: str = ""
+    """This replica's holder identity (``STOPLINE_IDENTITY``, else ``POD_NAME``, else the host name);
+    a restarted replica with the same identity takes its own shards back at once."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -53,7 +69,22 @@ class Settings:
             kustomize=env.get("STOPLINE_KUSTOMIZE") or defaults.kustomize,
             helm=env.get("STOPLINE_HELM") or defaults.helm,
             render_timeout_seconds=float(env.get("STOPLINE_RENDER_TIMEOUT", defaults.render_timeout_seconds)),
+            namespaces=tuple(p.strip() for p in env.get("STOPLINE_NAMESPACES", "").split(",") if p.strip()),
+            namespace_selector=env.get("STOPLINE_NAMESPACE_SELECTOR") or None,
+            leader_election=env.get("STOPLINE_LEADER_ELECTION", "true").lower() not in ("0", "false", "no", "off"),
+            shards=_shards(env.get("STOPLINE_SHARDS")),
+            lease_namespace=env.get("STOPLINE_LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or defaults.lease_namespace,
+            lease_name=env.get("STOPLINE_LEASE_NAME") or defaults.lease_name,
+            identity=env.get("STOPLINE_IDENTITY") or env.get("POD_NAME") or socket.gethostname(),
         )
+
+
+def _shards(raw: str | None) -> int:
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise ValueError(f"STOPLINE_SHARDS must be a whole number from 1 to 64, not {raw!r}")
+    return int(raw)
 
 
 def _positive(name: str, raw: str | None, default: float) -> float:

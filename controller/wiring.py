@@ -17,10 +17,13 @@ from controller.gitops.render import RenderOptions, Tools, render_options
 from controller.gitops.repo import RepoCache
 from controller.kube.client import api_client
 from controller.kube.cluster import Cluster
+from controller.kube.leases import Leases
 from controller.kube.objects import Objects
 from controller.models.common import SecretRef
 from controller.models.release import GitSource, ReleaseSource, ReleaseSpec
 from controller.models.track import TrackSpec
+from controller.reconcile.membership import Membership
+from controller.reconcile.shards import Scope
 from controller.reconcile.supervisor import Supervisor
 from controller.release.actions import RevertResult
 from controller.release.executor import Executor
@@ -162,6 +165,10 @@ class Runtime:
     tracks: dict[tuple[str, str], TrackSpec] = field(default_factory=dict)
     supervisors: dict[str, Supervisor] = field(default_factory=dict)  # by plural: releases, tracks, experiments
     http: Any = None
+    scope: Scope = field(default_factory=Scope)
+    membership: Membership = field(default_factory=lambda: Membership(None, "", 1, utcnow))
+    selected: set[str] | None = None  # namespaces matching settings.namespace_selector, as last listed
+    background: list[Any] = field(default_factory=list)
 
 
 def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:
@@ -180,4 +187,12 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
         default_prometheus=settings.prometheus_url,
         clock=clock,
     )
-    return Runtime(settings, objects, cluster, git, prometheus, executor, clock)
+    rt = Runtime(settings, objects, cluster, git, prometheus, executor, clock)
+    rt.scope = Scope(settings.namespaces)
+    leases = (
+        Leases(client, settings.lease_namespace, settings.lease_name, settings.shards)
+        if settings.leader_election
+        else None
+    )
+    rt.membership = Membership(leases, settings.identity, settings.shards, clock)
+    return rt

@@ -185,7 +185,7 @@ def main() -> int:
     }
     with log_path.open("w") as log:
         ctl = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "run", "--namespace", NS, "--standalone"],
+            [sys.executable, "-m", "controller.cli", "run", "--namespace", NS, "--lease-name", "stopline-demo"],
             cwd=ROOT,
             env=ctl_env,
             stdout=log,

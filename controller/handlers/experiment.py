@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from controller.errors import StoplineError
 from controller.experiments.reconcile import configmap_key
 from controller.experiments.runner import CONFIGMAP_LABELS, run_experiment
-from controller.handlers.startup import namespace_guard, runtime
+from controller.handlers.startup import namespace_guard, runtime, serves
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.experiment import ExperimentSpec
@@ -48,7 +48,12 @@ def supervisor(rt: Runtime) -> Supervisor:
             may_act=namespace_guard(rt, run),
         )
 
-    return Supervisor("Experiment", start, wake_on=lambda old, new: old.get("spec") != new.get("spec"))
+    return Supervisor(
+        "Experiment",
+        start,
+        wake_on=lambda old, new: old.get("spec") != new.get("spec"),
+        serves=lambda ns: serves(rt, ns),
+    )
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "experiments")

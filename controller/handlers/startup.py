@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -22,6 +23,12 @@ from controller.web.source import KubePageSource
 from controller.wiring import Runtime, build_runtime
 
 log = logging.getLogger("stopline")
+#: Set on a Track by a replica that received its push webhook but does not serve it (wakes the one that does).
+ANNOTATION_WEBHOOK = "stopline.dev/webhook-received"
+
+
+def utc_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @kopf.on.startup()
@@ -47,14 +54,59 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     }
     memo.runtime = rt
     rt.http = await serve(rt)
-    log.info("stopline started: prometheus=%s repo-cache=%s", cfg.prometheus_url, cfg.repo_cache)
+    rt.background = [asyncio.create_task(keep_membership(rt), name="stopline-membership")]
+    log.info(
+        "stopline started: prometheus=%s repo-cache=%s namespaces=%s selector=%s identity=%s %s",
+        cfg.prometheus_url,
+        cfg.repo_cache,
+        ",".join(cfg.namespaces) or "*",
+        cfg.namespace_selector or "-",
+        cfg.identity,
+        f"shards={cfg.shards} leases={cfg.lease_namespace}/{cfg.lease_name}-shard-*"
+        if cfg.leader_election
+        else "leader election off",
+    )
+
+
+def serves(rt: Runtime, namespace: str) -> bool | None:
+    """Whether this replica acts in ``namespace`` now: None outside the configured names/patterns; False
+    when the namespace's labels do not match the selector or another replica holds its shard."""
+    if not rt.scope.matches(namespace):
+        return None
+    if rt.selected is not None and namespace not in rt.selected:
+        return False
+    return rt.membership.owns(namespace)
+
+
+async def keep_membership(rt: Runtime) -> None:
+    """Renew/take the shard Leases and refresh the selected namespaces every round; resync the loops."""
+    from controller.reconcile.shards import RENEW_INTERVAL
+
+    metrics = default_metrics()
+    while True:
+        try:
+            if rt.settings.namespace_selector:
+                try:
+                    rt.selected = await rt.objects.namespaces(rt.settings.namespace_selector)
+                except StoplineError as exc:
+                    log.warning("namespaces matching %s unreadable: %s", rt.settings.namespace_selector, exc)
+            await rt.membership.round()
+            metrics.shards_held.set(len(rt.membership.held()))
+            for sup in rt.supervisors.values():
+                sup.resync()
+        except Exception:  # never end leadership silently
+            log.exception("membership round failed")
+        await asyncio.sleep(RENEW_INTERVAL.total_seconds())
 
 
 @kopf.on.cleanup()
 async def shutdown(memo: Any, **_: Any) -> None:
     """Stop every loop (each persists nothing more once stopped), then the HTTP endpoint."""
     rt = runtime(memo)
+    for task in rt.background:
+        task.cancel()
     await asyncio.gather(*(sup.shutdown(grace=8.0) for sup in rt.supervisors.values()))
+    await rt.membership.release_all()  # after the loops stopped: a standby takes over at once
     if rt.http is not None:
         await rt.http.cleanup()
 
@@ -77,8 +129,14 @@ async def serve(rt: Runtime) -> web.AppRunner:
             out.append(TrackTarget(ns, name, spec.source.repo, spec.source.branch, secret))
         return out
 
-    def wake(ns: str, name: str) -> None:
-        rt.supervisors["tracks"].wake(ns, name)
+    async def wake(ns: str, name: str) -> None:
+        if rt.supervisors["tracks"].wake(ns, name):
+            return
+        # Another replica serves this Track: an annotation change reaches it through its watch at once.
+        try:
+            await rt.objects.patch("tracks", ns, name, {"metadata": {"annotations": {ANNOTATION_WEBHOOK: utc_stamp()}}})
+        except StoplineError as exc:
+            log.warning("track %s/%s: could not pass the push webhook on: %s", ns, name, exc)
 
     async def track_status(ns: str, name: str) -> dict[str, Any] | None:
         return await rt.objects.get("tracks", ns, name)
@@ -107,6 +165,10 @@ def namespace_guard(rt: Runtime, run: Run) -> Callable[[], Awaitable[bool]]:
     roll back and push a revert in between."""
 
     async def may_act() -> bool:
+        if not serves(rt, run.namespace):  # its shard moved to another replica (or our Lease lapsed)
+            log.warning("%s/%s: not acting: namespace no longer served by this replica", run.namespace, run.name)
+            run.stop(deleted=False)
+            return False
         try:
             gone = await rt.objects.namespace_gone(run.namespace)
         except StoplineError as exc:  # cannot tell: the action itself meets the same API trouble

@@ -12,7 +12,7 @@ from typing import Any, cast
 import kopf
 from pydantic import ValidationError
 
-from controller.handlers.startup import namespace_guard, runtime
+from controller.handlers.startup import namespace_guard, runtime, serves
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.track import TrackSpec, TrackStatus
@@ -49,14 +49,6 @@ def supervisor(rt: Runtime) -> Supervisor:
         def emit(type_: str, reason: str, message: str) -> None:
             kopf.event(cast(kopf.Body, run.body), type=type_, reason=reason, message=message[:1000])
 
-        async def wait(seconds: float) -> None:
-            spec = _spec_or_none(run.body.get("spec"))
-            if spec is None or not run.alive():
-                rt.tracks.pop((namespace, name), None)
-            else:
-                rt.tracks[(namespace, name)] = spec  # the webhook's routing table
-            await run.wait(seconds)
-
         async def owned() -> list[dict[str, Any]]:
             return await rt.objects.list("releases", namespace, f"{LABEL_TRACK}={name}")
 
@@ -79,30 +71,27 @@ def supervisor(rt: Runtime) -> Supervisor:
                 "releases", namespace, release, {"metadata": {"annotations": {ANNOTATION_WAIVE_REVERT: token}}}
             )
 
-        try:
-            await run_track(
-                ref,
-                run.read_body,
-                patch_status,
-                rt.git,
-                rt.objects,
-                clock=rt.clock,
-                wait=wait,
-                emit=emit,
-                stopped=lambda: not run.alive(),
-                owned=owned,
-                prune=prune,
-                waive=waive,
-                on_persist_error=default_metrics().status_write_error,
-                may_act=namespace_guard(rt, run),
-            )
-        finally:
-            rt.tracks.pop((namespace, name), None)
+        await run_track(
+            ref,
+            run.read_body,
+            patch_status,
+            rt.git,
+            rt.objects,
+            clock=rt.clock,
+            wait=run.wait,
+            emit=emit,
+            stopped=lambda: not run.alive(),
+            owned=owned,
+            prune=prune,
+            waive=waive,
+            on_persist_error=default_metrics().status_write_error,
+            may_act=namespace_guard(rt, run),
+        )
 
     def gone(run: Run) -> None:
         rt.tracks.pop((run.namespace, run.name), None)
 
-    return Supervisor("Track", start, wake_on=_wake_on, on_gone=gone)
+    return Supervisor("Track", start, wake_on=_wake_on, on_gone=gone, serves=lambda ns: serves(rt, ns))
 
 
 def _wake_on(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -113,11 +102,12 @@ def _wake_on(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 @kopf.on.event(API_GROUP, API_VERSION, "tracks")
 async def track_event(type: str | None, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Every Track event reaches the supervisor; a changed spec also reaches the webhook's routing table."""
+    """Every Track event reaches the supervisor and, for the Tracks in scope, the webhook's routing table
+    (every replica routes a push webhook: the one serving the Track acts on it)."""
     rt = runtime(memo)
-    if namespace is not None and (namespace, name) in rt.tracks:  # only while its loop runs
+    if namespace is not None and serves(rt, namespace) is not None:
         current = _spec_or_none(body.get("spec"))
-        if current is None or type == "DELETED":
+        if current is None or type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
             rt.tracks.pop((namespace, name), None)
         else:
             rt.tracks[(namespace, name)] = current

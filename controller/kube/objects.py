@@ -127,6 +127,17 @@ class Objects:
             or (ns.get("status") or {}).get("phase") == "Terminating"
         )
 
+    def _namespaces(self, label_selector: str) -> set[str]:
+        try:
+            out = self._core.list_namespace(label_selector=label_selector, _preload_content=False)
+        except ApiException as exc:
+            raise api_error(f"list namespaces {label_selector}", exc) from exc
+        return {str(ns["metadata"]["name"]) for ns in json.loads(out.data).get("items") or []}
+
+    async def namespaces(self, label_selector: str) -> set[str]:
+        """Names of the namespaces whose labels match ``label_selector``."""
+        return await _call(self._namespaces, label_selector)
+
     async def namespace_gone(self, namespace: str) -> bool:
         """Whether the namespace is gone or being deleted (then nothing more is done in it)."""
         return await _call(self._namespace_gone, namespace)

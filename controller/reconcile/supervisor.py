@@ -107,6 +107,7 @@ class Supervisor:
         wake_on: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] = default_wake,
         on_gone: Callable[[Run], None] = lambda _r: None,
         restart_backoff: float = RESTART_BACKOFF,
+        serves: Callable[[str], bool | None] = lambda _ns: True,
     ) -> None:
         self.kind = kind
         self._start = start
@@ -117,6 +118,10 @@ class Supervisor:
         self._runs: dict[str, Run] = {}
         self._by_name: dict[tuple[str, str], str] = {}
         self._closing = False
+        # serves(namespace): True — this replica acts there; False — another replica does (or the namespace
+        # may come into scope: its objects are parked, to start at once when it does); None — never ours.
+        self._serves = serves
+        self._parked: dict[str, Mapping[str, Any]] = {}
 
     # ---------------------------------------------------------------- watch side
     def on_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
@@ -127,6 +132,7 @@ class Supervisor:
             return
         run = self._runs.get(uid)
         if type_ == "DELETED" or meta.get("deletionTimestamp"):
+            self._parked.pop(uid, None)
             if run is not None:
                 log.info("%s %s/%s deleted: its loop stops now", self.kind, namespace, name)
                 run.body = body
@@ -135,12 +141,43 @@ class Supervisor:
             return
         if run is not None:
             old, run.body = run.body, body
-            if self._wake_on(old, body):
+            if uid in self._parked:  # a loop stopping because another replica serves it now: keep the newest
+                self._parked[uid] = body
+            elif self._wake_on(old, body):
                 run.wake()
             return
+        serves = self._serves(str(namespace))
+        if not serves:
+            if serves is False:
+                self._parked[uid] = body
+            return
+        self._parked.pop(uid, None)
         if self._closing or not self._wanted(body):
             return
         self._spawn(Run(namespace=str(namespace), name=str(name), uid=uid, body=body))
+
+    def resync(self) -> None:
+        """Ownership changed (a shard Lease taken or lost, a namespace's labels): stop the loops this replica
+        no longer serves (their objects are parked) and start those of parked objects it now serves."""
+        for run in list(self._runs.values()):
+            if not self._serves(run.namespace):
+                log.info("%s %s/%s: served by another replica now; loop stops", self.kind, run.namespace, run.name)
+                self._parked[run.uid] = run.body
+                run.stop(deleted=False)  # its task ends after the action in flight, if any; then it is forgotten
+        for uid, body in list(self._parked.items()):
+            meta = _meta(body)
+            namespace = str(meta.get("namespace") or "")
+            serves = self._serves(namespace)
+            if serves is None:
+                del self._parked[uid]
+            elif serves and uid not in self._runs and not self._closing:  # (a stopping loop first ends)
+                del self._parked[uid]
+                if self._wanted(body):
+                    self._spawn(Run(namespace=namespace, name=str(meta.get("name")), uid=uid, body=body))
+
+    def parked(self) -> int:
+        """How many objects wait for this replica to serve their namespace."""
+        return len(self._parked)
 
     def _spawn(self, run: Run) -> None:
         self._runs[run.uid] = run

@@ -6,6 +6,7 @@ Bound to 127.0.0.1 by default (``STOPLINE_HTTP_HOST``); nothing here shows a sec
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -18,7 +19,7 @@ from controller.track.webhook import TrackTarget, WebhookError, matching, parse_
 log = logging.getLogger("stopline.web")
 
 TargetsFn = Callable[[], Awaitable[Iterable[TrackTarget]]]
-WakeFn = Callable[[str, str], None]
+WakeFn = Callable[[str, str], Awaitable[None] | None]
 TrackStatusFn = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 
 MAX_BODY = 5 * 1024 * 1024
@@ -45,7 +46,9 @@ def register_webhook(app: web.Application, targets: TargetsFn, wake: WakeFn) -> 
             return web.json_response({"error": str(exc)}, status=400)
         woken, refused = matching(push, await targets(), body, dict(request.headers))
         for t in woken:
-            wake(t.namespace, t.name)
+            result = wake(t.namespace, t.name)
+            if inspect.isawaitable(result):
+                await result
         log.info("webhook %s@%s woke %d track(s), refused %d", push.repos, push.branch, len(woken), len(refused))
         if refused and not woken:
             return web.json_response({"error": "signature mismatch", "woken": []}, status=403)

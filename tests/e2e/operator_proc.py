@@ -51,12 +51,17 @@ def wait_healthy(
 class Controller:
     """Start, kill and restart the controller; its log is kept for failure reports."""
 
-    def __init__(self, stack: Stack, workdir: Path) -> None:
+    def __init__(
+        self, stack: Stack, workdir: Path, *, identity: str = "main", lease_name: str = "", shards: int = 1
+    ) -> None:
         self.stack = stack
         self.workdir = workdir
+        self.identity = f"{SESSION_PREFIX}-{identity}"
+        self.lease_name = lease_name or SESSION_PREFIX
+        self.shards = shards
         self.http_port = free_port()
         self.health_port = free_port()
-        self.log_path = OUTPUT_DIR / f"controller-{SESSION_PREFIX}.log"
+        self.log_path = OUTPUT_DIR / f"controller-{self.identity}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -102,7 +107,14 @@ class Controller:
                 "run",
                 "--namespace",
                 f"{SESSION_PREFIX}-*",
-                "--standalone",
+                # Leader election on, as in production: this session's own Lease, and an identity kept
+                # across restarts (a restarted controller takes its shard back at once).
+                "--lease-name",
+                self.lease_name,
+                "--identity",
+                self.identity,
+                "--shards",
+                str(self.shards),
                 "--liveness",
                 f"http://127.0.0.1:{self.health_port}/healthz",
             ],
@@ -183,6 +195,20 @@ class Controller:
                 self.proc.wait(10)
         self.proc = None
 
+    def delete_leases(self) -> None:
+        """The session's shard Leases (in the default namespace): left behind they would only pile up."""
+        names = [f"{self.lease_name}-shard-{i}" for i in range(self.shards)]
+        kubectl("delete", "lease", *names, "-n", "default", "--ignore-not-found", check=False)
+
+    def lease_holders(self) -> dict[int, str]:
+        """Shard → holder identity, as the Leases say now."""
+        out = {}
+        for i in range(self.shards):
+            proc = kubectl("get", "lease", f"{self.lease_name}-shard-{i}", "-n", "default", "-o", "json", check=False)
+            if proc.returncode == 0:
+                out[i] = json.loads(proc.stdout).get("spec", {}).get("holderIdentity") or ""
+        return out
+
     def ensure_running(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
@@ -204,6 +230,7 @@ def controller(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     yield ctl
     ctl.remove_probe()
     ctl.stop()
+    ctl.delete_leases()
 
 
 @pytest.fixture(autouse=False)

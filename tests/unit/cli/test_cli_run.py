@@ -53,7 +53,7 @@ def test_sigterm_exits_0_without_traceback(tmp_path: Path, moment: str) -> None:
     err = tmp_path / "stderr"
     with err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "run", "--all-namespaces", "--standalone"],
+            [sys.executable, "-m", "controller.cli", "run", "--all-namespaces", "--no-leader-election"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

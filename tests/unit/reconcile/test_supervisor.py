@@ -222,3 +222,53 @@ async def test_a_failing_on_stop_does_not_keep_the_others_from_running() -> None
 )
 def test_default_wake(old: Mapping[str, Any], new: Mapping[str, Any], wake: bool) -> None:
     assert default_wake({"metadata": old}, {"metadata": new}) is wake
+
+
+def in_ns(uid: str, namespace: str) -> dict[str, Any]:
+    b = body(uid, name=f"obj-{uid}")
+    b["metadata"]["namespace"] = namespace
+    return b
+
+
+async def test_objects_of_namespaces_served_elsewhere_are_parked_and_started_when_served() -> None:
+    loops = Loops()
+    served: dict[str, bool | None] = {"mine": True, "theirs": False}
+    sup = Supervisor("Release", loops, serves=lambda ns: served.get(ns))
+    sup.on_event(None, in_ns("a", "mine"))
+    sup.on_event(None, in_ns("b", "theirs"))
+    sup.on_event(None, in_ns("c", "out-of-scope"))
+    await settle()
+    assert loops.started == ["a"] and sup.parked() == 1  # out of scope: not even parked
+
+    newer = in_ns("b", "theirs")
+    newer["status"] = {"phase": "Holding"}
+    sup.on_event("MODIFIED", newer)  # the other replica's writes keep the parked body fresh
+    served["theirs"] = True  # our shard now (the other replica's Lease expired)
+    sup.resync()
+    await settle()
+    assert loops.started == ["a", "b"] and sup.parked() == 0
+    run = sup.running("theirs", "obj-b")
+    assert run is not None and run.read_body()["status"] == {"phase": "Holding"}
+    await sup.shutdown(grace=1.0)
+
+
+async def test_losing_a_namespace_stops_its_loop_not_as_deleted_and_parks_it() -> None:
+    loops = Loops()
+    served = {"shop": True}
+    sup = Supervisor("Release", loops, serves=lambda ns: served.get(ns))
+    sup.on_event(None, in_ns("a", "shop"))
+    await settle()
+    served["shop"] = False
+    sup.resync()
+    await settle()
+    assert loops.ended == [("a", False)] and sup.active() == 0 and sup.parked() == 1
+    assert loops.stopped_callbacks == ["a"]  # work beside the loop (a revert attempt) is cancelled too
+
+    served["shop"] = True
+    sup.resync()
+    await settle()
+    assert loops.started == ["a", "a"] and sup.active() == 1  # started again, exactly once
+    sup.on_event("DELETED", in_ns("a", "shop"))
+    await settle()
+    assert sup.parked() == 0 and sup.active() == 0
+    await sup.shutdown(grace=1.0)

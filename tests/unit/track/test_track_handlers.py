@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 
 from controller.handlers import track as handlers
 from controller.models.track import TrackSpec
+from controller.reconcile.membership import Membership
+from controller.reconcile.shards import Scope
 
 # kopf types a decorated handler as its full callback protocol; these tests pass only what the handlers read.
 release_changed: Any = handlers.release_changed
@@ -39,8 +42,14 @@ class FakeSupervisor:
         self.events.append((type_, body))
 
 
-def runtime() -> SimpleNamespace:
-    return SimpleNamespace(supervisors={"tracks": FakeSupervisor()}, tracks={})
+def runtime(patterns: tuple[str, ...] = ()) -> SimpleNamespace:
+    return SimpleNamespace(
+        supervisors={"tracks": FakeSupervisor()},
+        tracks={},
+        scope=Scope(patterns),
+        selected=None,
+        membership=Membership(None, "me", 1, lambda: datetime.now(UTC)),
+    )
 
 
 def per_object(rt: SimpleNamespace) -> kopf.Memo:
@@ -171,10 +180,12 @@ async def test_every_track_event_reaches_the_supervisor() -> None:
 async def test_spec_changes_reach_the_webhook_routing_table() -> None:
     rt = runtime()
     memo = per_object(rt)
-    await track(memo, body({}))
-    assert rt.tracks == {}, "only a running loop registers its Track"
+    await track(memo, body({}, SPEC))
+    assert ("shop", "web") in rt.tracks, "every replica routes the Tracks in scope (not only the one serving it)"
+    other = runtime(patterns=("team-*",))
+    await track(per_object(other), body({}, SPEC))
+    assert other.tracks == {}, "out of scope: not routed"
 
-    rt.tracks[("shop", "web")] = TrackSpec.model_validate(SPEC)
     signed = {**SPEC, "webhook": {"secretRef": {"name": "hook"}}, "source": {**SPEC["source"], "branch": "prod"}}
     await track(memo, body({}, signed))
     spec = rt.tracks[("shop", "web")]

@@ -1,0 +1,141 @@
+"""coordination.k8s.io/v1 Leases for the shard leadership: read, take and renew with resourceVersion
+preconditions (two replicas writing one Lease: exactly one write wins, the other gets 409)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from controller.kube.apierrors import api_error
+from controller.kube.cluster import Rest
+from controller.kube.objects import _call
+from controller.reconcile.shards import LeaseView
+
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+
+def _micro(t: datetime) -> str:
+    """A MicroTime as the API server parses it (RFC 3339 with exactly six fractional digits)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def lease_name(prefix: str, shard: int) -> str:
+    return f"{prefix}-shard-{shard}"
+
+
+class Leases:
+    """The shard Leases ``<prefix>-shard-<i>`` in one namespace."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, prefix: str, shards: int) -> None:
+        self.rest = Rest(api_client)
+        self.namespace = namespace
+        self.prefix = prefix
+        self.shards = shards
+        self._versions: dict[int, str | None] = {}  # resourceVersion as last read or written (None: absent)
+        self._specs: dict[int, dict[str, Any]] = {}
+
+    def _path(self, name: str | None = None) -> str:
+        base = LEASES.format(namespace=self.namespace)
+        return f"{base}/{name}" if name else base
+
+    def _read(self) -> list[LeaseView]:
+        views = []
+        for shard in range(self.shards):
+            try:
+                obj = self.rest.call("GET", self._path(lease_name(self.prefix, shard)))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise api_error(f"read Lease {self.namespace}/{lease_name(self.prefix, shard)}", exc) from exc
+                self._versions[shard] = None
+                views.append(LeaseView(shard, exists=False))
+                continue
+            spec = obj.get("spec") or {}
+            self._versions[shard] = (obj.get("metadata") or {}).get("resourceVersion")
+            self._specs[shard] = spec
+            views.append(
+                LeaseView(
+                    shard,
+                    holder=spec.get("holderIdentity") or None,
+                    renewed=_parse(spec.get("renewTime")),
+                    duration=timedelta(seconds=int(spec.get("leaseDurationSeconds") or 10)),
+                )
+            )
+        return views
+
+    def _write(self, shard: int, me: str, now: datetime, duration: timedelta, take: bool) -> bool:
+        name = lease_name(self.prefix, shard)
+        version = self._versions.get(shard)
+        spec: dict[str, Any] = {
+            "holderIdentity": me,
+            "leaseDurationSeconds": int(duration.total_seconds()),
+            "renewTime": _micro(now),
+        }
+        body: dict[str, Any] = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "stopline"}},
+            "spec": spec,
+        }
+        try:
+            if version is None:
+                spec["acquireTime"] = _micro(now)
+                spec["leaseTransitions"] = 0
+                out = self.rest.call("POST", self._path(), body=body)
+            else:
+                old = self._specs.get(shard) or {}
+                if take:
+                    spec["acquireTime"] = _micro(now)
+                    spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0) + 1
+                else:
+                    spec["acquireTime"] = old.get("acquireTime") or _micro(now)
+                    spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0)
+                body["metadata"]["resourceVersion"] = version
+                out = self.rest.call("PUT", self._path(name), body=body)
+        except ApiException as exc:
+            if exc.status in (409, 404):  # another replica won the write (or deleted the Lease meanwhile)
+                return False
+            raise api_error(f"write Lease {self.namespace}/{name}", exc) from exc
+        self._versions[shard] = (out.get("metadata") or {}).get("resourceVersion")
+        self._specs[shard] = out.get("spec") or spec
+        return True
+
+    def _release(self, shard: int) -> None:
+        name, version = lease_name(self.prefix, shard), self._versions.get(shard)
+        if version is None:
+            return
+        spec = {k: v for k, v in (self._specs.get(shard) or {}).items() if k not in ("holderIdentity", "renewTime")}
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "resourceVersion": version},
+            "spec": spec,
+        }
+        try:
+            self.rest.call("PUT", self._path(name), body=body)
+        except ApiException as exc:
+            if exc.status not in (409, 404):  # someone else holds it already: nothing to give up
+                raise api_error(f"release Lease {self.namespace}/{name}", exc) from exc
+
+    async def release(self, shard: int) -> None:
+        """Give shard ``shard`` up (holder cleared): another replica takes it at its next round."""
+        await _call(self._release, shard)
+
+    async def read(self) -> Sequence[LeaseView]:
+        views: list[LeaseView] = await _call(self._read)
+        return views
+
+    async def write(self, shard: int, me: str, now: datetime, duration: timedelta, *, take: bool) -> bool:
+        """Take or renew shard ``shard`` for ``me`` (precondition: the resourceVersion last read); False
+        when another replica's write got there first."""
+        ok: bool = await _call(self._write, shard, me, now, duration, take)
+        return ok
