@@ -130,6 +130,47 @@ class Leases:
         """Give shard ``shard`` up (holder cleared): another replica takes it at its next round."""
         await _call(self._release, shard)
 
+    def _heartbeat(self, me: str, now: datetime, duration: timedelta) -> int:
+        name = f"{self.prefix}-member-{me}"[:253].rstrip("-.")
+        group = {"stopline.dev/lease-group": self.prefix[:63].rstrip("-._"), "stopline.dev/lease-role": "member"}
+        body: dict[str, Any] = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "stopline", **group}},
+            "spec": {
+                "holderIdentity": me,
+                "leaseDurationSeconds": int(duration.total_seconds()),
+                "renewTime": _micro(now),
+            },
+        }
+        try:
+            self.rest.call(
+                "PATCH",
+                self._path(name),
+                body=body,
+                query={"fieldManager": "stopline"},
+                content_type="application/apply-patch+yaml",
+            )
+        except ApiException as exc:
+            raise api_error(f"renew member Lease {self.namespace}/{name}", exc) from exc
+        selector = ",".join(f"{k}={v}" for k, v in group.items())
+        try:
+            items = self.rest.call("GET", self._path(), query={"labelSelector": selector}).get("items") or []
+        except ApiException as exc:
+            raise api_error(f"list member Leases in {self.namespace}", exc) from exc
+        live = 0
+        for item in items:
+            spec = item.get("spec") or {}
+            renewed = _parse(spec.get("renewTime"))
+            if renewed is not None and now < renewed + timedelta(seconds=int(spec.get("leaseDurationSeconds") or 10)):
+                live += 1
+        return max(1, live)
+
+    async def heartbeat(self, me: str, now: datetime, duration: timedelta) -> int:
+        """Renew this replica's member Lease; how many replicas have a live one (ourselves included)."""
+        members: int = await _call(self._heartbeat, me, now, duration)
+        return members
+
     async def read(self) -> Sequence[LeaseView]:
         views: list[LeaseView] = await _call(self._read)
         return views

@@ -36,6 +36,8 @@ class LeasePort(Protocol):
 
     async def release(self, shard: int) -> None: ...
 
+    async def heartbeat(self, me: str, now: datetime, duration: timedelta) -> int: ...
+
 
 class Membership:
     """The shards this replica holds. ``leases`` None: leader election off, every shard is ours."""
@@ -76,8 +78,14 @@ class Membership:
         except StoplineError as exc:
             log.warning("shard leases unreadable (%s); holding %s until they expire", exc, sorted(self.held()))
             views = None
+        members: int | None = None
         if views is not None:
-            moves = lease_moves(self.me, views, self.holdings, now)
+            try:  # how many replicas are alive (each renews a member Lease): for the fair share of shards
+                members = await self.leases.heartbeat(self.me, now, LEASE_DURATION)
+            except StoplineError as exc:
+                log.warning("member Lease not renewed (%s); shards are not rebalanced this round", exc)
+        if views is not None:
+            moves = lease_moves(self.me, views, self.holdings, now, members)
             self.holdings.free_since = dict(moves.free_since)
             for shard in moves.lost:
                 self.holdings.valid_until.pop(shard, None)
@@ -95,6 +103,14 @@ class Membership:
                         log.info("shard %d of %d taken by %s", shard, self.shards, self.me)
                 else:
                     self.holdings.valid_until.pop(shard, None)
+            for shard in moves.release:
+                self.holdings.valid_until.pop(shard, None)  # stop acting first, then let go
+                self.on_change()
+                try:
+                    await self.leases.release(shard)
+                    log.info("shard %d given up to balance %d shards over %s replicas", shard, self.shards, members)
+                except StoplineError as exc:
+                    log.warning("shard %d: could not give its Lease up (%s); it expires on its own", shard, exc)
         self.rounds += 1
         held = self.held()
         if held != self._held:

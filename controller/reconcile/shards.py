@@ -115,6 +115,7 @@ class Moves:
     renew: tuple[int, ...] = ()
     take: tuple[int, ...] = ()
     lost: tuple[int, ...] = ()  # held by someone else now
+    release: tuple[int, ...] = ()  # held beyond our fair share while another replica holds less
     free_since: Mapping[int, datetime] = field(default_factory=dict)  # when each free Lease was first seen free
 
 
@@ -130,12 +131,22 @@ class Holdings:
         return frozenset(s for s, until in self.valid_until.items() if now < until)
 
 
-def lease_moves(me: str, leases: Sequence[LeaseView], holdings: Holdings, now: datetime) -> Moves:
+def fair_share(shards: int, members: int) -> int:
+    """How many shards one of ``members`` live replicas should hold."""
+    return -(-shards // max(1, members))
+
+
+def lease_moves(
+    me: str, leases: Sequence[LeaseView], holdings: Holdings, now: datetime, members: int | None = None
+) -> Moves:
     """Renew what we hold; take a free (never created, released or expired) shard Lease once it has been
     seen free for one renew interval per shard we already hold — so replicas starting together spread over
     the shards, and a standby holding nothing wins a dead replica's shard first — at most one per round
-    while we hold any; report shards another replica now holds."""
+    while we hold any; report shards another replica now holds. With ``members`` (live replicas) known, a
+    replica takes free shards only up to its fair share — unless one stays free for two rounds more (its
+    replica died) — and gives one shard per round up while it holds more than that."""
     count = len(holdings.held(now))
+    fair = fair_share(len(leases), members) if members else len(leases)
     renew: list[int] = []
     take: list[int] = []
     lost: list[int] = []
@@ -151,10 +162,15 @@ def lease_moves(me: str, leases: Sequence[LeaseView], holdings: Holdings, now: d
             continue  # held by a live replica
         since = holdings.free_since.get(lease.shard, now)
         free_since[lease.shard] = since
-        if now >= since + RENEW_INTERVAL * count and (count == 0 or not take):
+        orphaned = now >= since + RENEW_INTERVAL * (2 + count)
+        if now >= since + RENEW_INTERVAL * count and (count == 0 or not take) and (count < fair or orphaned):
             take.append(lease.shard)
             count += 1
-    return Moves(tuple(renew), tuple(take), tuple(lost), free_since)
+    release: tuple[int, ...] = ()
+    if members and len(renew) > fair and not take:
+        release = (max(renew),)
+        renew.remove(release[0])
+    return Moves(tuple(renew), tuple(take), tuple(lost), release=release, free_since=free_since)
 
 
 def moved(namespaces: Iterable[str], before: int, after: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -122,10 +123,15 @@ class Supervisor:
         # may come into scope: its objects are parked, to start at once when it does); None — never ours.
         self._serves = serves
         self._parked: dict[str, Mapping[str, Any]] = {}
+        # Loops run in the context of the watch that feeds us (kopf's event posting lives in a context
+        # variable): loops started later by resync() get that context too.
+        self._context: contextvars.Context | None = None
 
     # ---------------------------------------------------------------- watch side
     def on_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
         """Feed one watch event (``type_`` None for the initial listing)."""
+        if self._context is None:
+            self._context = contextvars.copy_context()
         meta = _meta(body)
         uid, namespace, name = str(meta.get("uid") or ""), meta.get("namespace"), meta.get("name")
         if not uid or not namespace or not name:
@@ -180,9 +186,12 @@ class Supervisor:
         return len(self._parked)
 
     def _spawn(self, run: Run) -> None:
+        log.info("%s %s/%s: loop started", self.kind, run.namespace, run.name)
         self._runs[run.uid] = run
         self._by_name[(run.namespace, run.name)] = run.uid
-        run.task = asyncio.create_task(self._guarded(run), name=f"{self.kind}/{run.namespace}/{run.name}")
+        run.task = asyncio.create_task(
+            self._guarded(run), name=f"{self.kind}/{run.namespace}/{run.name}", context=self._context
+        )
 
     async def _guarded(self, run: Run) -> None:
         crashed = False

@@ -88,7 +88,9 @@ class Controller:
         )
         return env
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, *, wait_watching: bool = True) -> None:
+        """Start and wait until healthy and (``wait_watching``) acting on the session's namespaces — a
+        standby replica or a shard that does not serve the probe namespace never does."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             log.write(f"\n===== controller start #{self.starts + 1} =====\n".encode())
@@ -96,7 +98,8 @@ class Controller:
             self.proc = self._spawn(log)
         self.starts += 1
         self._wait_healthy(timeout)
-        self._wait_watching(timeout)
+        if wait_watching:
+            self._wait_watching(timeout)
 
     def _spawn(self, log: BinaryIO) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -199,6 +202,8 @@ class Controller:
         """The session's shard Leases (in the default namespace): left behind they would only pile up."""
         names = [f"{self.lease_name}-shard-{i}" for i in range(self.shards)]
         kubectl("delete", "lease", *names, "-n", "default", "--ignore-not-found", check=False)
+        group = f"stopline.dev/lease-group={self.lease_name}"
+        kubectl("delete", "lease", "-l", group, "-n", "default", "--ignore-not-found", check=False)
 
     def lease_holders(self) -> dict[int, str]:
         """Shard → holder identity, as the Leases say now."""

@@ -125,6 +125,7 @@ class FakeLeases:
     shards: int
     store: dict[int, tuple[str, datetime, int]] = field(default_factory=dict)  # shard → holder, renewed, version
     seen: dict[str, dict[int, int | None]] = field(default_factory=dict)
+    members: dict[str, datetime] = field(default_factory=dict)
     down: bool = False
 
     def client(self, me: str) -> FakeLeaseClient:
@@ -150,6 +151,12 @@ class FakeLeaseClient:
                 seen[shard] = None
                 out.append(LeaseView(shard, exists=False))
         return out
+
+    async def heartbeat(self, me: str, now: datetime, duration: timedelta) -> int:
+        if self.world.down:
+            raise ClusterError("Kubernetes API unreachable")
+        self.world.members[me] = now
+        return sum(now < at + duration for at in self.world.members.values())
 
     async def release(self, shard: int) -> None:
         holder, renewed, version = self.world.store[shard]
@@ -248,3 +255,19 @@ async def test_a_clean_shutdown_hands_the_shard_over_at_the_next_round() -> None
     clock.tick()
     await b.round()
     assert b.held() == {0}  # one round, not a Lease duration
+
+
+async def test_a_replica_started_later_gets_its_fair_share_from_one_that_took_everything() -> None:
+    world, clock = FakeLeases(4), Clock()
+    a = Membership(world.client("a"), "a", 4, clock)
+    for _ in range(6):
+        await a.round()
+        clock.tick()
+    assert a.held() == {0, 1, 2, 3}
+    b = Membership(world.client("b"), "b", 4, clock)
+    for _ in range(8):
+        await b.round()
+        await a.round()
+        clock.tick()
+        assert not a.held() & b.held(), "a shard held by two replicas at once"
+    assert len(a.held()) == 2 and len(b.held()) == 2
