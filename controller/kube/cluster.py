@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -35,6 +36,8 @@ from controller.release.assign import (
     object_key,
     split_key,
 )
+
+log = logging.getLogger("stopline.kube")
 
 FIELD_MANAGER = "stopline"
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
@@ -199,7 +202,13 @@ class Cluster:
         now = self.monotonic()
         if hit is not None and now - hit[0] < DIAGNOSE_EVERY:
             return hit[1]
-        cause = self._read_cause(namespace, key, obj)
+        try:
+            cause = self._read_cause(namespace, key, obj)
+        except StoplineError as exc:
+            # Best effort: a rollout is never held up because its pods could not be listed (e.g. RBAC
+            # without pods/replicasets); the workload's own conditions still count.
+            log.warning("cannot read why %s in %s is not Available: %s", key, namespace, exc)
+            cause = causes.condition_cause(key, obj)
         self._diagnosed = {k: v for k, v in self._diagnosed.items() if now - v[0] < DIAGNOSE_EVERY}
         self._diagnosed[memo] = (now, cause)
         return cause

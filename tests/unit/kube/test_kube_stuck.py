@@ -196,3 +196,16 @@ async def test_a_statefulset_create_failure_comes_from_its_events(api: FakeApiCl
     assert cause is not None
     assert (cause.reason, cause.heals, cause.message) == ("FailedCreate", False, f"db: FailedCreate: {message}")
     assert reads(api) == ["/api/v1/namespaces/shop/pods", "/api/v1/namespaces/shop/events"]
+
+
+async def test_a_pod_list_the_controller_may_not_make_never_holds_up_the_rollout(
+    api: FakeApiClient, clock: Clock
+) -> None:
+    api.put(deployment("web"), "deployments")
+    api.fail[("GET", "/apis/apps/v1/namespaces/shop/replicasets")] = 403
+    states = await cluster(api, clock).states("shop", ["Deployment/web"])
+    assert not states["Deployment/web"].available and states["Deployment/web"].cause is None
+    api.put(deployment("chat", FAILED_CREATE), "deployments")  # its own condition needs no list
+    states = await cluster(api, clock).states("shop", ["Deployment/chat"])
+    cause = states["Deployment/chat"].cause
+    assert cause is not None and cause.reason == "FailedCreate"
