@@ -10,10 +10,11 @@ from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
-from sim import at, make_spec, phases, release_status, roundtrip
+from sim import T0, FakeClock, World, at, make_spec, phases, release_status, roundtrip, run
 
 from controller.kube.causes import make_cause
 from controller.models.release import FailureStatus, ReleaseSpec, ReleaseStatus, UndoStatus
+from controller.models.track import TrackSpec
 from controller.release.actions import (
     Action,
     Cause,
@@ -201,6 +202,34 @@ def test_the_status_says_it_already_so_nothing_is_noted_twice() -> None:
     assert isinstance(plan(SPEC, status, seen(2, UNSCHEDULABLE)), Wait)
 
 
+@pytest.mark.parametrize("restart_each_step", [False, True], ids=["one-controller", "restart-after-every-step"])
+def test_a_whole_push_stuck_on_a_missing_service_account(restart_each_step: bool) -> None:
+    world = World.of(stuck={KEY: SA})
+    trace = run(SPEC, ReleaseStatus(), world, FakeClock(), restart_each_step=restart_each_step)
+
+    assert trace.named() == [
+        "Begin",
+        "Snapshot canary web-canary",
+        "ApplyPhase canary web-canary",
+        "NoteStuck",
+        "FailPush FailedCreate gate=None phase=canary",
+        "StartRevert",
+        "Undo restore=web-canary delete=",
+        "RecordRevert Pushed",
+        "MarkRolledBack",
+    ]
+    status = trace.status
+    assert status.phase == "RolledBack"
+    assert status.failure is not None and status.failure.reason == "FailedCreate"
+    canary = status.phases[0]
+    assert canary.started_at is not None and canary.stuck is not None
+    assert canary.stuck.since == canary.started_at  # seen in the first look after the apply
+    assert status.failure.at == canary.started_at + timedelta(seconds=10)  # stuckAfter, not the 2m deadline
+    assert world.git.commits == [f"{1:040x}"]
+    assert world.deployments[KEY].applied == 1 and world.deployments[KEY].restored == 1
+    assert trace.status.completed_at is not None and trace.status.completed_at < T0 + timedelta(seconds=30)
+
+
 # ------------------------------------------------------------------------------------------ restore
 def restoring() -> ReleaseStatus:
     """Canary failed at t=15 and was restored at t=20; the restored web-canary is not Available yet."""
@@ -291,3 +320,13 @@ def test_stuck_after_must_be_shorter_than_the_progress_deadline() -> None:
 )
 def test_stuck_after_defaults(extra: dict[str, str], want: timedelta) -> None:
     assert make_spec(**extra).stuck_after == want
+
+
+def test_a_tracks_template_carries_stuck_after_and_the_same_check() -> None:
+    source = {"repo": "file:///srv/app.git", "branch": "main", "path": "deploy/"}
+    template = {"phases": [{"name": "all", "remaining": True}], "stuckAfter": "15s", "progressDeadline": "1m"}
+    track = TrackSpec.model_validate({"source": source, "template": template})
+    assert track.template.stuck_after == timedelta(seconds=15)
+    assert track.template.wire()["stuckAfter"] == "15s"  # what every Release of the Track gets
+    with pytest.raises(ValidationError, match=r"stuckAfter \(1m\) must be shorter than progressDeadline \(1m\)"):
+        TrackSpec.model_validate({"source": source, "template": {**template, "stuckAfter": "1m"}})
