@@ -226,7 +226,7 @@ def _log_step(ref: ReleaseRef, action: Action, outcome: Outcome, after: ReleaseS
             )
     elif isinstance(action, WaiveRevert):
         log.warning("%s: git revert waived by %s (%s): the commit stays on the branch", where, action.by, action.reason)
-    elif isinstance(action, MarkRolledBack):
+    elif isinstance(action, MarkRolledBack) or (isinstance(action, NoteStuck) and action.cause is not None):
         log.info("%s: %s", where, after.message)
 
 
