@@ -47,6 +47,9 @@ RESTORE_ATTEMPTS = 3
 """Tries of one restore when the API answers 409 Conflict (the object changed between read and write)."""
 DIAGNOSE_EVERY = 1.0
 """Seconds a stuck workload's cause is reused before its ReplicaSets and pods are read again."""
+DIAGNOSE_AFTER = 1.0
+"""Seconds a workload is not Available (this generation) before its ReplicaSets and pods are read: a rollout
+that finishes sooner costs no extra read. Its own conditions are read from the start."""
 
 
 def _detail(exc: ApiException) -> str:
@@ -134,6 +137,8 @@ class Cluster:
         # (namespace, key, uid, resourceVersion) → (read at, cause): a stuck workload's pods are read at
         # most every DIAGNOSE_EVERY seconds, and again as soon as the workload itself changes.
         self._diagnosed: dict[tuple[str, str, str, str], tuple[float, Cause | None]] = {}
+        # (namespace, key, uid, generation) → when it was first seen not Available.
+        self._unavailable_since: dict[tuple[str, str, str, str], float] = {}
 
     # ---------------------------------------------------------------- mapping
     def _resource(self, kind: str, api_version: str | None = None) -> Resource:
@@ -173,15 +178,33 @@ class Cluster:
         """Rollout state of each workload (by key; a bare name is a Deployment), read fresh.
 
         A workload that is not Available yet also gets its :class:`Cause` (``controller.kube.causes``):
-        its own conditions, and — only when those name nothing that cannot heal — its ReplicaSets and
-        pods, listed by its selector (at most every :data:`DIAGNOSE_EVERY` seconds per workload).
+        its own conditions, and — only when those name nothing that cannot heal, and once it has not been
+        Available for :data:`DIAGNOSE_AFTER` — its ReplicaSets and pods, listed by its selector (at most
+        every :data:`DIAGNOSE_EVERY` seconds per workload).
         """
         keys = list(names)
         objs = await asyncio.gather(*(self.get(namespace, k) for k in keys))
         states = {k: live_state(split_key(k)[0], k, o) for k, o in zip(keys, objs, strict=True)}
-        stuck = [(k, o) for k, o in zip(keys, objs, strict=True) if o is not None and _diagnosable(states[k], o)]
-        found = await asyncio.gather(*(asyncio.to_thread(self._cause, namespace, k, o) for k, o in stuck))
-        for (k, _o), cause in zip(stuck, found, strict=True):
+        now = self.monotonic()
+        read: list[tuple[str, dict[str, Any]]] = []  # stuck long enough: read ReplicaSets / pods
+        for k, o in zip(keys, objs, strict=True):
+            if o is None:
+                continue
+            meta = o.get("metadata") or {}
+            seen = (namespace, k, str(meta.get("uid") or ""), str(meta.get("generation") or ""))
+            if states[k].available:
+                self._unavailable_since.pop(seen, None)
+            elif _diagnosable(states[k], o):
+                if now - self._unavailable_since.setdefault(seen, now) >= DIAGNOSE_AFTER:
+                    read.append((k, o))
+                else:  # just applied: its own conditions only (a mirrored ReplicaFailure costs nothing)
+                    own = causes.condition_cause(k, o)
+                    states[k] = replace(states[k], cause=own) if own is not None else states[k]
+        if len(self._unavailable_since) > 4096:  # workloads deleted while stuck: forget the oldest half
+            for old in sorted(self._unavailable_since, key=self._unavailable_since.__getitem__)[:2048]:
+                del self._unavailable_since[old]
+        found = await asyncio.gather(*(asyncio.to_thread(self._cause, namespace, k, o) for k, o in read))
+        for (k, _o), cause in zip(read, found, strict=True):
             if cause is not None:
                 states[k] = replace(states[k], cause=cause)
         return states

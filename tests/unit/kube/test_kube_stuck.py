@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from controller.kube.cluster import DIAGNOSE_EVERY, Cluster
+from controller.kube.cluster import DIAGNOSE_AFTER, DIAGNOSE_EVERY, Cluster
+from controller.release.actions import LiveDeployment
 from tests.unit.kube.fake_kube import FakeApiClient
 
 NOW = datetime(2026, 12, 1, 14, 25, 40, tzinfo=UTC)
@@ -55,6 +56,13 @@ def clock() -> Clock:
 
 def cluster(api: FakeApiClient, clock: Clock) -> Cluster:
     return Cluster(api, clock=lambda: NOW, monotonic=clock)  # type: ignore[arg-type]
+
+
+async def stuck_states(c: Cluster, clock: Clock, keys: list[str]) -> dict[str, LiveDeployment]:
+    """The states once the workloads have not been Available for DIAGNOSE_AFTER (the first look reads no pods)."""
+    await c.states("shop", keys)
+    clock.t += DIAGNOSE_AFTER
+    return await c.states("shop", keys)
 
 
 def seed_new_replicaset(api: FakeApiClient, name: str, *conditions: dict[str, Any]) -> None:
@@ -110,7 +118,7 @@ async def test_a_failed_create_the_deployment_mirrors_costs_no_extra_read(api: F
 async def test_the_new_replicasets_failure_is_read_by_the_selector(api: FakeApiClient, clock: Clock) -> None:
     api.put(deployment("frontend"), "deployments")
     seed_new_replicaset(api, "frontend", FAILED_CREATE)
-    states = await cluster(api, clock).states("shop", ["Deployment/frontend"])
+    states = await stuck_states(cluster(api, clock), clock, ["Deployment/frontend"])
     cause = states["Deployment/frontend"].cause
     assert cause is not None and cause.message == f"frontend: FailedCreate: {SA_MESSAGE}"
     assert reads(api) == ["/apis/apps/v1/namespaces/shop/replicasets"], "pods are not read once the ReplicaSet says it"
@@ -123,7 +131,7 @@ async def test_pods_of_the_new_replicaset_only(api: FakeApiClient, clock: Clock)
     api.put(waiting_pod("web-new-2", "new", "ErrImagePull", "registry.example/web:v2-bad"), "pods")
     api.put(waiting_pod("web-new-3", "new", "ImagePullBackOff", "registry.example/web:v2-bad"), "pods")
     api.put(waiting_pod("web-old-1", "old", "CreateContainerConfigError", "registry.example/web:v1"), "pods")
-    states = await cluster(api, clock).states("shop", ["Deployment/web"])
+    states = await stuck_states(cluster(api, clock), clock, ["Deployment/web"])
     cause = states["Deployment/web"].cause
     assert cause is not None
     assert (cause.reason, cause.pods, cause.message) == (
@@ -152,6 +160,8 @@ async def test_a_stuck_workload_is_read_again_only_after_a_second_or_when_it_cha
     seed_new_replicaset(api, "web")
     api.put(waiting_pod("web-new-1", "new", "ImagePullBackOff", "registry.example/web:v2-bad"), "pods")
     c = cluster(api, clock)
+    await stuck_states(c, clock, ["Deployment/web"])
+    assert len(reads(api)) == 2
     for _ in range(4):  # four ticks of 0.25 s
         states = await c.states("shop", ["Deployment/web"])
         assert states["Deployment/web"].cause is not None
@@ -191,7 +201,7 @@ async def test_a_statefulset_create_failure_comes_from_its_events(api: FakeApiCl
             },
             "events",
         )
-    states = await cluster(api, clock).states("shop", ["StatefulSet/db"])
+    states = await stuck_states(cluster(api, clock), clock, ["StatefulSet/db"])
     cause = states["StatefulSet/db"].cause
     assert cause is not None
     assert (cause.reason, cause.heals, cause.message) == ("FailedCreate", False, f"db: FailedCreate: {message}")
@@ -203,9 +213,25 @@ async def test_a_pod_list_the_controller_may_not_make_never_holds_up_the_rollout
 ) -> None:
     api.put(deployment("web"), "deployments")
     api.fail[("GET", "/apis/apps/v1/namespaces/shop/replicasets")] = 403
-    states = await cluster(api, clock).states("shop", ["Deployment/web"])
+    states = await stuck_states(cluster(api, clock), clock, ["Deployment/web"])
     assert not states["Deployment/web"].available and states["Deployment/web"].cause is None
     api.put(deployment("chat", FAILED_CREATE), "deployments")  # its own condition needs no list
     states = await cluster(api, clock).states("shop", ["Deployment/chat"])
     cause = states["Deployment/chat"].cause
     assert cause is not None and cause.reason == "FailedCreate"
+
+
+async def test_a_rollout_available_within_a_second_costs_no_extra_read(api: FakeApiClient, clock: Clock) -> None:
+    api.put(deployment("web"), "deployments")
+    seed_new_replicaset(api, "web")
+    c = cluster(api, clock)
+    for _ in range(3):
+        states = await c.states("shop", ["Deployment/web"])
+        assert states["Deployment/web"].cause is None
+        clock.t += DIAGNOSE_AFTER / 4
+    live = api.get("deployments", "web")
+    assert live is not None
+    live["status"] = deployment("web", available=True)["status"]
+    clock.t += DIAGNOSE_AFTER
+    assert (await c.states("shop", ["Deployment/web"]))["Deployment/web"].available
+    assert reads(api) == []
