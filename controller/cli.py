@@ -30,18 +30,20 @@ from controller.experiments.cli import app as experiment_app
 from controller.kube import cli_client
 from controller.kube.cli_client import CliError, StoplineApi, exit_on_error
 from controller.models.common import Condition
-from controller.models.release import GaugeRow
+from controller.models.release import GaugeRow, ReleaseStatus
 from controller.release.actions import ANNOTATION_ABORT, ANNOTATION_PAUSED, ANNOTATION_PROMOTE
 from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK
 from controller.web.present import (
     DASH,
     age,
+    current_stuck,
     duration,
     failure_text,
     gauge_cells,
     phase_objects,
     safe_url,
     short,
+    stuck_text,
     timestamp,
 )
 from controller.web.views import EventView, ReleaseView, TrackView, newest_first, sort_events
@@ -300,6 +302,14 @@ def history_table(t: TrackView, limit: int | None = None) -> Table:
     return table
 
 
+def _stuck_fact(s: ReleaseStatus) -> list[tuple[str, Text | str]]:
+    """The "Stuck" line, right below the phase: why the rollout or restore is not Available yet."""
+    text, found = stuck_text(s), current_stuck(s)
+    if text is None or found is None:
+        return []
+    return [("Stuck", _t(text, "bold red" if not found[1].heals else "yellow"))]
+
+
 def _release_view(console: Console, r: ReleaseView) -> None:
     s = r.status
     where = r.phase_number
@@ -309,6 +319,7 @@ def _release_view(console: Console, r: ReleaseView) -> None:
     console.print(_t(f"Release {r.namespace}/{r.name}", "bold"))
     facts: list[tuple[str, Text | str]] = [
         ("Phase", _phase(s.phase) + (_t(f" ({s.pause_reason})") if s.pause_reason else _t(""))),
+        *_stuck_fact(s),
         ("Current phase", current),
         ("Revision", f"{r.revision or DASH} ({r.branch or DASH})"),
         ("Track", r.track or DASH),

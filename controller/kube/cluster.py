@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -18,11 +22,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller.errors import ApplyIncomplete, ClusterError, ManifestError, StoplineError
+from controller.kube import causes
 from controller.kube import snapshots as snap
 from controller.kube.apierrors import api_error
 from controller.kube.discovery import Mapper, Resource
 from controller.kube.workloads import live_state
-from controller.release.actions import LiveDeployment
+from controller.release.actions import Cause, LiveDeployment
 from controller.release.assign import (
     ANNOTATION_PHASE,
     ANNOTATION_RELEASE,
@@ -33,12 +38,19 @@ from controller.release.assign import (
     split_key,
 )
 
+log = logging.getLogger("stopline.kube")
+
 FIELD_MANAGER = "stopline"
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 LABEL_SNAPSHOT = "stopline.dev/release"  # on snapshot objects: which Release they belong to
 _APPLY = "application/apply-patch+yaml"
 RESTORE_ATTEMPTS = 3
 """Tries of one restore when the API answers 409 Conflict (the object changed between read and write)."""
+DIAGNOSE_EVERY = 1.0
+"""Seconds a stuck workload's cause is reused before its ReplicaSets and pods are read again."""
+DIAGNOSE_AFTER = 1.0
+"""Seconds a workload is not Available (this generation) before its ReplicaSets and pods are read: a rollout
+that finishes sooner costs no extra read. Its own conditions are read from the start."""
 
 
 class Rest:
@@ -84,12 +96,38 @@ class Rest:
             raise api_error(f"discovery {path}", exc) from exc
 
 
+def _diagnosable(state: LiveDeployment, obj: Mapping[str, Any]) -> bool:
+    """A workload worth asking why: exists, not Available, and its controller has seen the current spec."""
+    if (
+        not state.exists
+        or state.available
+        or split_key(state.name)[0] not in ("Deployment", "StatefulSet", "DaemonSet")
+    ):
+        return False
+    meta, st = obj.get("metadata") or {}, obj.get("status") or {}
+    return int(st.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+
+
 class Cluster:
     """The ClusterPort for Releases: any namespaced kind, one namespace at a time."""
 
-    def __init__(self, api_client: client.ApiClient, mapper: Mapper | None = None) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        mapper: Mapper | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rest = Rest(api_client)
         self.mapper = mapper or Mapper(self.rest.discovery)
+        self.clock = clock
+        self.monotonic = monotonic
+        # (namespace, key, uid, resourceVersion) → (read at, cause): a stuck workload's pods are read at
+        # most every DIAGNOSE_EVERY seconds, and again as soon as the workload itself changes.
+        self._diagnosed: dict[tuple[str, str, str, str], tuple[float, Cause | None]] = {}
+        # (namespace, key, uid, generation) → when it was first seen not Available.
+        self._unavailable_since: dict[tuple[str, str, str, str], float] = {}
 
     # ---------------------------------------------------------------- mapping
     def _resource(self, kind: str, api_version: str | None = None) -> Resource:
@@ -126,10 +164,96 @@ class Cluster:
         return await asyncio.to_thread(self._get, namespace, key)
 
     async def states(self, namespace: str, names: Iterable[str]) -> dict[str, LiveDeployment]:
-        """Rollout state of each workload (by key; a bare name is a Deployment), read fresh."""
+        """Rollout state of each workload (by key; a bare name is a Deployment), read fresh.
+
+        A workload that is not Available yet also gets its :class:`Cause` (``controller.kube.causes``):
+        its own conditions, and — only when those name nothing that cannot heal, and once it has not been
+        Available for :data:`DIAGNOSE_AFTER` — its ReplicaSets and pods, listed by its selector (at most
+        every :data:`DIAGNOSE_EVERY` seconds per workload).
+        """
         keys = list(names)
         objs = await asyncio.gather(*(self.get(namespace, k) for k in keys))
-        return {k: live_state(split_key(k)[0], k, o) for k, o in zip(keys, objs, strict=True)}
+        states = {k: live_state(split_key(k)[0], k, o) for k, o in zip(keys, objs, strict=True)}
+        now = self.monotonic()
+        read: list[tuple[str, dict[str, Any]]] = []  # stuck long enough: read ReplicaSets / pods
+        for k, o in zip(keys, objs, strict=True):
+            if o is None:
+                continue
+            meta = o.get("metadata") or {}
+            seen = (namespace, k, str(meta.get("uid") or ""), str(meta.get("generation") or ""))
+            if states[k].available:
+                self._unavailable_since.pop(seen, None)
+            elif _diagnosable(states[k], o):
+                if now - self._unavailable_since.setdefault(seen, now) >= DIAGNOSE_AFTER:
+                    read.append((k, o))
+                else:  # just applied: its own conditions only (a mirrored ReplicaFailure costs nothing)
+                    own = causes.condition_cause(k, o)
+                    states[k] = replace(states[k], cause=own) if own is not None else states[k]
+        if len(self._unavailable_since) > 4096:  # workloads deleted while stuck: forget the oldest half
+            for old in sorted(self._unavailable_since, key=self._unavailable_since.__getitem__)[:2048]:
+                del self._unavailable_since[old]
+        found = await asyncio.gather(*(asyncio.to_thread(self._cause, namespace, k, o) for k, o in read))
+        for (k, _o), cause in zip(read, found, strict=True):
+            if cause is not None:
+                states[k] = replace(states[k], cause=cause)
+        return states
+
+    def _list(self, namespace: str, kind: str, api_version: str, query: Mapping[str, str]) -> list[dict[str, Any]]:
+        r = self._resource(kind, api_version)
+        try:
+            out = self.rest.call("GET", r.path(namespace), query=query)
+        except ApiException as exc:
+            raise api_error(f"list {r.plural} in {namespace}", exc) from exc
+        return list(out.get("items") or [])
+
+    def _cause(self, namespace: str, key: str, obj: Mapping[str, Any]) -> Cause | None:
+        """Why a workload is not Available: read its ReplicaSets / pods / Events by its selector."""
+        meta = obj.get("metadata") or {}
+        memo = (namespace, key, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+        hit = self._diagnosed.get(memo)
+        now = self.monotonic()
+        if hit is not None and now - hit[0] < DIAGNOSE_EVERY:
+            return hit[1]
+        try:
+            cause = self._read_cause(namespace, key, obj)
+        except StoplineError as exc:
+            # Best effort: a rollout is never held up because its pods could not be listed (e.g. RBAC
+            # without pods/replicasets); the workload's own conditions still count.
+            log.warning("cannot read why %s in %s is not Available: %s", key, namespace, exc)
+            cause = causes.condition_cause(key, obj)
+        self._diagnosed = {k: v for k, v in self._diagnosed.items() if now - v[0] < DIAGNOSE_EVERY}
+        self._diagnosed[memo] = (now, cause)
+        return cause
+
+    def _read_cause(self, namespace: str, key: str, obj: Mapping[str, Any]) -> Cause | None:
+        kind = split_key(key)[0]
+        own = causes.condition_cause(key, obj)
+        if not causes.needs_pods(own):
+            return own  # the workload says it already (ProgressDeadlineExceeded, a mirrored ReplicaFailure)
+        selector = causes.selector_string((obj.get("spec") or {}).get("selector"))
+        if selector is None:
+            return own
+        if kind == "Deployment":
+            replicasets = self._list(namespace, "ReplicaSet", "apps/v1", {"labelSelector": selector})
+            new = causes.new_replicaset(obj, replicasets)
+            rs = causes.condition_cause(key, new)
+            if not causes.needs_pods(rs):
+                return rs
+            wanted = causes.pod_template_hash(new)
+            if new is None or wanted is None:
+                return own or rs  # the new ReplicaSet is not there yet: nothing to read pods by
+            pods = self._list(namespace, "Pod", "v1", {"labelSelector": f"{selector},pod-template-hash={wanted}"})
+            return causes.deployment_cause(key, obj, replicasets, pods)
+        pods = self._list(namespace, "Pod", "v1", {"labelSelector": selector})
+        found = causes.pods_cause(key, pods)
+        events: list[dict[str, Any]] = []
+        if found is None or found.heals:
+            uid = str((obj.get("metadata") or {}).get("uid") or "")
+            query = {"fieldSelector": f"involvedObject.uid={uid},reason=FailedCreate"}
+            events = self._list(namespace, "Event", "v1", query) if uid else []
+        if kind == "StatefulSet":
+            return causes.statefulset_cause(key, obj, pods, events, self.clock())
+        return causes.daemonset_cause(key, obj, pods, events, self.clock())
 
     # ---------------------------------------------------------------- apply / prune
     def _apply(

@@ -20,6 +20,7 @@ from controller.models.common import (
     SecretRef,
     StatusModel,
     cel,
+    format_duration,
     valid_branch_name,
 )
 
@@ -353,7 +354,15 @@ class OnFailure(Model):
 OnInconclusive = Literal["pause", "rollback", "rollbackAndRevert"]
 
 
+DEFAULT_STUCK_AFTER = timedelta(seconds=60)
+DEFAULT_PROGRESS_DEADLINE = timedelta(minutes=10)
+
 _TEMPLATE_RULES: tuple[tuple[str, str], ...] = (
+    (
+        "!has(self.stuckAfter) || duration(self.stuckAfter) < "
+        "(has(self.progressDeadline) ? duration(self.progressDeadline) : duration('10m'))",
+        "stuckAfter must be shorter than progressDeadline (default 10m)",
+    ),
     ("self.phases.all(p, self.phases.exists_one(q, q.name == p.name))", "phase names must be unique"),
     (
         "!has(self.gates) || self.gates.all(g, self.gates.exists_one(h, h.name == g.name))",
@@ -378,8 +387,22 @@ class ReleaseTemplate(Model):
     )
     watch: Duration = Field(default=timedelta(0), description="Keep gates on this long after the last phase.")
     progress_deadline: Duration = Field(
-        default=timedelta(minutes=10),
+        default=DEFAULT_PROGRESS_DEADLINE,
         description="Fail the push when a phase is not Available within this time.",
+    )
+    stuck_after: Duration = Field(
+        default=DEFAULT_STUCK_AFTER,
+        description=(
+            "Fail the phase this long after its rollout first shows a cause that waiting cannot fix: a "
+            "FailedCreate that persists (forbidden: missing ServiceAccount, exceeded quota, ...), "
+            "ImagePullBackOff/ErrImagePull, InvalidImageName, CreateContainerConfigError, "
+            "ProgressDeadlineExceeded. The cause becomes the failure reason and message, then onFailure "
+            "applies. Causes that can heal (Unschedulable, pods Pending on capacity, ContainerCreating) keep "
+            "waiting up to progressDeadline; either way status.message, status.phases[].stuck, a Warning "
+            "event and `stopline status` name the cause within seconds. A restore that cannot settle ends "
+            "its wait the same way. Must be shorter than progressDeadline; default 60s (half of "
+            "progressDeadline when that is 60s or less and stuckAfter is not set)."
+        ),
     )
     on_failure: OnFailure = Field(default_factory=OnFailure, description="Rollback, revert and lock switches.")
     on_inconclusive: OnInconclusive = Field(
@@ -412,6 +435,13 @@ class ReleaseTemplate(Model):
             raise ValueError(f"only one phase may set remaining: true (got {', '.join(remaining)})")
         if remaining and not self.phases[-1].remaining:
             raise ValueError(f"the remaining phase {remaining[0]!r} must be the last phase")
+        if self.stuck_after >= self.progress_deadline:
+            if "stuck_after" in self.model_fields_set:
+                raise ValueError(
+                    f"stuckAfter ({format_duration(self.stuck_after)}) must be shorter than progressDeadline "
+                    f"({format_duration(self.progress_deadline)})"
+                )
+            self.stuck_after = self.progress_deadline / 2  # the default does not fit a short deadline
         phase_names = {p.name for p in self.phases} | {"watch"}
         for g in self.gates:
             unknown = sorted(set(g.phases or ()) - phase_names)
@@ -453,6 +483,35 @@ PhaseState = Literal["Pending", "Progressing", "Holding", "Passed", "Failed", "R
 Verdict = Literal["Pass", "Fail", "Inconclusive", "Error"]
 
 
+class StuckStatus(StatusModel):
+    """Why a rollout (or a restore) is not Available yet, in the cluster's own words."""
+
+    workload: str = Field(description="The workload (Kind/name) that shows the cause.")
+    reason: str = Field(
+        description="The cluster's reason: FailedCreate, ImagePullBackOff, ErrImagePull, InvalidImageName, "
+        "CreateContainerConfigError, ProgressDeadlineExceeded, Unschedulable, ContainerCreating, ..."
+    )
+    message: str = Field(
+        description='What it says, e.g. \'frontend: FailedCreate: pods "frontend-…" is forbidden: error looking '
+        'up service account shop/frontend: serviceaccount "frontend" not found\'.'
+    )
+    heals: bool = Field(
+        description="Whether waiting can fix it (false: the phase fails at failsAt, after spec.stuckAfter)."
+    )
+    detail: str = Field(
+        default="", description="The API's own message (or the image that cannot be pulled), without pod counts."
+    )
+    pods: int = Field(default=0, description="Pods showing it (0: the workload or its ReplicaSet says it).")
+    since: datetime | None = Field(
+        default=None,
+        description="Since when it has not healed: first seen (kept while one cause that cannot heal follows another).",
+    )
+    fails_at: datetime | None = Field(
+        default=None,
+        description="When the phase fails (the restore stops waiting) unless it heals: since + stuckAfter.",
+    )
+
+
 class PhaseStatus(StatusModel):
     """Progress of one phase."""
 
@@ -482,6 +541,10 @@ class PhaseStatus(StatusModel):
     )
     pruned: list[str] = Field(
         default_factory=list, description="Objects (Kind/name) this phase deletes because the revision dropped them."
+    )
+    stuck: StuckStatus | None = Field(
+        default=None,
+        description="While the phase rolls out: why it is not Available yet (cleared when the cause goes away).",
     )
 
 
@@ -568,6 +631,9 @@ class UndoStatus(StatusModel):
     )
     error: str | None = Field(default=None, description="Why the restore was incomplete.")
     attempts: int = Field(default=0, description="Restore attempts so far (a failed restore is retried).")
+    stuck: StuckStatus | None = Field(
+        default=None, description="Why a restored workload is not Available yet, while the restore settles."
+    )
 
 
 class FailureStatus(StatusModel):

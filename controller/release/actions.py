@@ -46,6 +46,28 @@ class Manifests:
 
 
 @dataclass(frozen=True)
+class Cause:
+    """Why a workload is not Available yet, in the cluster's own words (``controller.kube.causes``).
+
+    ``detail`` is the API's message (or the image that cannot be pulled); ``pods`` how many of the new
+    pods show it (0: the workload or its ReplicaSet says it); ``heals`` whether waiting can fix it.
+    ``message`` is what users read, e.g. ``frontend: FailedCreate: pods "frontend-…" is forbidden: ...``.
+    """
+
+    workload: str  # Kind/name
+    reason: str  # FailedCreate, ImagePullBackOff, Unschedulable, ...
+    message: str
+    detail: str = ""
+    pods: int = 0
+    heals: bool = True
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """What makes two observations the same cause (pod counts may change while it stays)."""
+        return self.workload, self.reason, self.detail
+
+
+@dataclass(frozen=True)
 class LiveDeployment:
     """The live state of a workload (any kind) as far as the rollout is concerned."""
 
@@ -53,6 +75,7 @@ class LiveDeployment:
     exists: bool = True
     available: bool = False
     failure: str | None = None
+    cause: Cause | None = None  # read only while it is not Available
 
 
 @dataclass(frozen=True)
@@ -191,6 +214,18 @@ class MarkRolledBack:
 
 
 @dataclass(frozen=True)
+class NoteStuck:
+    """Record why a phase (``phase``) or the restore (``phase`` None) is not Available yet, or that it no
+    longer is stuck (``cause`` None). ``since``: when this stretch of not healing began (the planner's
+    clock; kept across changes between causes that cannot heal, so a restart resumes the grace)."""
+
+    phase: str | None
+    cause: Cause | None
+    since: datetime | None = None
+    fails_at: datetime | None = None  # when the planner fails the phase (ends the restore wait) unless it heals
+
+
+@dataclass(frozen=True)
 class SetPause:
     """The user paused or resumed the push (annotation ``stopline.dev/paused``)."""
 
@@ -219,6 +254,7 @@ Action = (
     | RecordRevert
     | WaiveRevert
     | MarkRolledBack
+    | NoteStuck
     | SetPause
     | Wait
 )

@@ -8,6 +8,7 @@ user pauses the push or a gate has no data. Each phase goes Pending → (snapsho
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -23,6 +24,7 @@ from controller.models.release import (
     ReleasePhase,
     ReleaseSpec,
     ReleaseStatus,
+    StuckStatus,
 )
 from controller.release.actions import (
     ANNOTATION_ABORT,
@@ -35,6 +37,7 @@ from controller.release.actions import (
     ApplyPhase,
     Begin,
     CaptureBaseline,
+    Cause,
     CompletePhase,
     EvaluateGates,
     Facts,
@@ -42,6 +45,7 @@ from controller.release.actions import (
     Manifests,
     MarkAvailable,
     MarkRolledBack,
+    NoteStuck,
     RecordRevert,
     SetPause,
     Snapshot,
@@ -318,6 +322,53 @@ def _watch_baseline_missing(spec: ReleaseSpec, status: ReleaseStatus, current: P
     )
 
 
+def stuck_cause(keys: Iterable[str], facts: Facts) -> tuple[bool, Cause | None]:
+    """(known, cause): the first concrete cause among the workloads not Available yet — one that cannot
+    heal first. ``known`` is False when a workload was not observed (then the recorded cause stands)."""
+    found: list[Cause] = []
+    for key in keys:
+        d = facts.live.get(key)
+        if d is None:
+            return False, None
+        if d.exists and not d.available and d.cause is not None:
+            found.append(d.cause)
+    if not found:
+        return True, None
+    return True, next((c for c in found if not c.heals), found[0])
+
+
+def _same(recorded: StuckStatus | None, cause: Cause | None) -> bool:
+    if recorded is None or cause is None:
+        return recorded is None and cause is None
+    return (recorded.workload, recorded.reason, recorded.message, recorded.heals) == (
+        cause.workload,
+        cause.reason,
+        cause.message,
+        cause.heals,
+    )
+
+
+def note_stuck(
+    spec: ReleaseSpec, phase: str | None, recorded: StuckStatus | None, cause: Cause | None, now: datetime
+) -> NoteStuck | None:
+    """Record a new (or changed, or vanished) cause; None when the status already says it.
+
+    ``since`` survives a change of message (pod counts) and a change from one cause that cannot heal to
+    another (ErrImagePull ⇄ ImagePullBackOff): the grace ``stuckAfter`` counts from the first of them.
+    """
+    if _same(recorded, cause):
+        return None
+    if cause is None:
+        return NoteStuck(phase, None)
+    since = now
+    if recorded is not None and recorded.since is not None:
+        same = (recorded.workload, recorded.reason) == (cause.workload, cause.reason)
+        if same or (not recorded.heals and not cause.heals):
+            since = recorded.since
+    fails_at = None if cause.heals else since + spec.stuck_after
+    return NoteStuck(phase, cause, since, fails_at)
+
+
 def _plan_rollout(spec: ReleaseSpec, current: PhaseStatus, facts: Facts) -> Action:
     workloads = workload_keys(current)
     live = [facts.live.get(d) for d in workloads]
@@ -326,15 +377,34 @@ def _plan_rollout(spec: ReleaseSpec, current: PhaseStatus, facts: Facts) -> Acti
         return FailPush("RolloutFailed", "; ".join(failures), phase=current.name)
     if all(d is not None and d.exists and d.available for d in live):
         return MarkAvailable(current.name)
+    known, cause = stuck_cause(workloads, facts)
+    if known:
+        note = note_stuck(spec, current.name, current.stuck, cause, facts.now)
+        if note is not None:
+            return note
+    stuck = current.stuck
     started = current.started_at or facts.now
     deadline = started + spec.progress_deadline
-    if facts.now >= deadline:
-        waiting = [n for n, d in zip(workloads, live, strict=True) if d is None or not d.available]
+    if stuck is not None and stuck.fails_at is not None and not stuck.heals and facts.now >= stuck.fails_at:
         return FailPush(
-            "ProgressDeadlineExceeded",
-            f"phase {current.name}: {', '.join(waiting)} not Available after {format_duration(spec.progress_deadline)}",
+            stuck.reason,
+            f"{stuck.message} (phase {current.name}: cannot heal by waiting; "
+            f"stuck {format_duration(spec.stuck_after)})",
             phase=current.name,
         )
+    if facts.now >= deadline:
+        waiting = [n for n, d in zip(workloads, live, strict=True) if d is None or not d.available]
+        why = f": {stuck.message}" if stuck is not None else ""
+        return FailPush(
+            "ProgressDeadlineExceeded",
+            f"phase {current.name}: {', '.join(waiting)} not Available after "
+            f"{format_duration(spec.progress_deadline)}{why}",
+            phase=current.name,
+        )
+    if stuck is not None and stuck.fails_at is not None and not stuck.heals:
+        return Wait(min(deadline, stuck.fails_at), f"phase {current.name} stuck: {stuck.message}")
+    if stuck is not None:
+        return Wait(deadline, f"phase {current.name} waiting (can heal): {stuck.message}")
     return Wait(deadline, f"waiting for phase {current.name} to become Available")
 
 
@@ -460,11 +530,24 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
     restored = restored_keys(undo)
     if restored and not undo.error:
         pending = [d for d in restored if is_workload_key(d) and not (facts.live.get(d) and facts.live[d].available)]
+        if pending:
+            known, cause = stuck_cause(pending, facts)
+            note = note_stuck(spec, None, undo.stuck, cause, now) if known else None
+            if note is not None:
+                return note
+        stuck = undo.stuck if pending else None
+        why = f": {stuck.message}" if stuck is not None else ""
         deadline = (undo.at or now) + spec.progress_deadline
+        if stuck is not None and not stuck.heals and stuck.fails_at is not None and now >= stuck.fails_at:
+            return MarkRolledBack(
+                f"restored, but {', '.join(pending)} not Available{why} (cannot heal by waiting; "
+                f"stuck {format_duration(spec.stuck_after)})"
+            )
         if pending and now < deadline:
-            return Wait(deadline, f"waiting for restored {', '.join(pending)} to become Available")
+            until = min(deadline, stuck.fails_at) if stuck is not None and stuck.fails_at is not None else deadline
+            return Wait(until, f"waiting for restored {', '.join(pending)} to become Available{why}")
         if pending:
             return MarkRolledBack(
-                f"restored, but {', '.join(pending)} not Available after {format_duration(spec.progress_deadline)}"
+                f"restored, but {', '.join(pending)} not Available after {format_duration(spec.progress_deadline)}{why}"
             )
     return MarkRolledBack()

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from controller.errors import StoplineError
-from controller.models.release import FailureStatus, ReleaseSpec, ReleaseStatus
+from controller.kube.causes import PROGRESS
+from controller.models.release import FailureStatus, ReleaseSpec, ReleaseStatus, StuckStatus
 from controller.reconcile.driver import Context, Driver, Event, mark_invalid
 from controller.release.actions import (
     Action,
@@ -27,6 +28,7 @@ from controller.release.actions import (
     FailPush,
     MarkAvailable,
     MarkRolledBack,
+    NoteStuck,
     Outcome,
     RecordRevert,
     SetPause,
@@ -62,7 +64,8 @@ def readings_only(status: ReleaseStatus, persisted: ReleaseStatus) -> bool:
 
     def key(s: ReleaseStatus) -> list[tuple[Any, ...]]:
         return [(r.gate, r.phase, r.verdict, r.breaches, r.inconclusive, r.pre_push) for r in s.gauges] + [
-            (p.name, p.state, p.started_at, p.available_at, p.completed_at, p.observed_since is None) for p in s.phases
+            (p.name, p.state, p.started_at, p.available_at, p.completed_at, p.observed_since is None, p.stuck)
+            for p in s.phases
         ]
 
     return key(status) == key(persisted)
@@ -220,7 +223,7 @@ def _log_step(ref: ReleaseRef, action: Action, outcome: Outcome, after: ReleaseS
             )
     elif isinstance(action, WaiveRevert):
         log.warning("%s: git revert waived by %s (%s): the commit stays on the branch", where, action.by, action.reason)
-    elif isinstance(action, MarkRolledBack):
+    elif isinstance(action, MarkRolledBack) or (isinstance(action, NoteStuck) and action.cause is not None):
         log.info("%s: %s", where, after.message)
 
 
@@ -270,6 +273,12 @@ def _sleep_for(wait: Wait, status: ReleaseStatus, now: datetime, tick: float) ->
     return max(0.0, min((wait.until - now).total_seconds(), cap))
 
 
+def _stuck(status: ReleaseStatus, phase: str | None) -> StuckStatus | None:
+    if phase is None:
+        return status.undo.stuck if status.undo is not None else None
+    return next((p.stuck for p in status.phases if p.name == phase), None)
+
+
 def release_events(before: ReleaseStatus, after: ReleaseStatus, action: Action, outcome: Outcome) -> list[Event]:
     """Kubernetes Events on every transition users care about, derived from the step."""
     out: list[Event] = []
@@ -306,6 +315,10 @@ def release_events(before: ReleaseStatus, after: ReleaseStatus, action: Action, 
         out.append(("Warning" if after.phase == "Failed" else "Normal", after.phase, after.message or ""))
     elif isinstance(action, SetPause):
         out.append(("Normal", "Paused" if action.paused else "Resumed", after.message or ""))
+    elif isinstance(action, NoteStuck) and action.cause is not None and action.cause.reason not in PROGRESS:
+        was = _stuck(before, action.phase)
+        if was is None or (was.workload, was.reason, was.detail) != action.cause.identity:
+            out.append(("Warning", "RolloutStuck" if action.phase else "RestoreStuck", after.message or ""))
     if isinstance(outcome, ActionFailed):
         out.append(("Warning", "ActionFailed", f"{type(action).__name__}: {outcome.message}"))
     if before.pause_reason != "Inconclusive" and after.pause_reason == "Inconclusive":

@@ -16,6 +16,7 @@ from controller.models.release import (
     ReleaseStatus,
     RevertStatus,
     SnapshotStatus,
+    StuckStatus,
     UndoStatus,
 )
 from controller.release.actions import (
@@ -31,6 +32,7 @@ from controller.release.actions import (
     FailPush,
     MarkAvailable,
     MarkRolledBack,
+    NoteStuck,
     Outcome,
     Readings,
     RecordRevert,
@@ -227,7 +229,9 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
             _record_applied(s, action, outcome)
     elif isinstance(action, MarkAvailable):
         hold = required_hold(spec, action.phase)
-        _update_phase(s, action.phase, state="Holding", available_at=now, observed_seconds=0.0, observed_since=now)
+        _update_phase(
+            s, action.phase, state="Holding", available_at=now, observed_seconds=0.0, observed_since=now, stuck=None
+        )
         _set_clock(spec, s, action.phase, 0.0, now, now)
         s.message = (
             f"phase {action.phase} Available; holding {format_duration(hold)} of observed time "
@@ -253,9 +257,49 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
         _cond(s, "GitReverted", "False", "Waived", f"waived by {action.by}: {action.reason}; the commit stays", now)
     elif isinstance(action, MarkRolledBack):
         _finish_rollback(spec, s, action, now)
+    elif isinstance(action, NoteStuck):
+        _note_stuck(spec, s, action, now)
     elif isinstance(action, SetPause):
         _pause(spec, s, action, now)
     return s
+
+
+def _note_stuck(spec: ReleaseSpec, s: ReleaseStatus, action: NoteStuck, now: datetime) -> None:
+    """Record why the phase (or the restore) is not Available yet, and say it in ``status.message``."""
+    c = action.cause
+    stuck = None
+    if c is not None:
+        stuck = StuckStatus(
+            workload=c.workload,
+            reason=c.reason,
+            message=c.message,
+            heals=c.heals,
+            detail=c.detail,
+            pods=c.pods,
+            since=action.since or now,
+            fails_at=action.fails_at,
+        )
+    if action.phase is None:
+        if s.undo is not None:
+            s.undo = s.undo.model_copy(update={"stuck": stuck})
+        where = "restore"
+    else:
+        _update_phase(s, action.phase, stuck=stuck)
+        where = f"phase {action.phase}"
+    if stuck is None:
+        s.message = f"{where}: no longer stuck; waiting for it to become Available"
+        return
+    if not stuck.heals and stuck.fails_at is not None:
+        what = "fails" if action.phase else "stops waiting"
+        s.message = (
+            f"{where} stuck: {stuck.message}; cannot heal by waiting, {what} at {_clock_time(stuck.fails_at)} "
+            f"(stuckAfter {format_duration(spec.stuck_after)})"
+        )
+    else:
+        s.message = (
+            f"{where} waiting: {stuck.message}; can heal, waiting up to progressDeadline "
+            f"{format_duration(spec.progress_deadline)}"
+        )
 
 
 def _contents(c: PhaseContents | None) -> dict[str, list[str]]:

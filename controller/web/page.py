@@ -12,10 +12,11 @@ from html import escape
 from urllib.parse import quote
 
 from controller.models.common import Condition
-from controller.models.release import GaugeRow, PhaseStatus
+from controller.models.release import GaugeRow, PhaseStatus, ReleaseStatus
 from controller.web.present import (
     DASH,
     age,
+    current_stuck,
     duration,
     failure_text,
     gauge_cells,
@@ -26,6 +27,7 @@ from controller.web.present import (
     rollout_text,
     safe_url,
     short,
+    stuck_text,
     timestamp,
 )
 from controller.web.svg import rollback_graph
@@ -61,6 +63,7 @@ border:1px solid #dde2e8;margin:4px 0 12px}dl.facts dt{font-weight:600;color:#5b
 .lock{border-radius:6px;padding:10px 14px;margin:8px 0;border:1px solid #dde2e8;background:#fff}
 .lock.locked{border-color:#c62828;background:#fdecea}.lock.open{border-color:#2e8b57;background:#eaf6ef}
 .muted{color:#7a8594}.note{color:#8a5a00}
+.stuck{font-weight:600}.stuck.no-heal{color:#c62828}.stuck.heals{color:#8a5a00}
 svg.rollback-graph{background:#fff;border:1px solid #dde2e8}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
 """
@@ -298,6 +301,15 @@ def _subtitle(r: ReleaseView) -> str:
     return f"Metrics of {rev}"
 
 
+def _stuck_fact(s: ReleaseStatus) -> list[tuple[str, str]]:
+    """The "Stuck" fact, right below the phase: why the rollout or restore is not Available yet."""
+    text, found = stuck_text(s), current_stuck(s)
+    if text is None or found is None:
+        return []
+    cls = "stuck heals" if found[1].heals else "stuck no-heal"
+    return [("Stuck", f'<span class="{cls}" data-reason="{e(found[1].reason)}">{e(text)}</span>')]
+
+
 def render_release(
     release: ReleaseView,
     events: Sequence[EventView] | None,
@@ -312,6 +324,7 @@ def render_release(
     track = _link(track_href(r.namespace, r.track), r.track) if r.track else DASH
     facts = [
         ("Phase", _phase_badge(s.phase) + (f" ({e(s.pause_reason)})" if s.pause_reason else "")),
+        *_stuck_fact(s),
         ("Current phase", e(s.current_phase or DASH)),
         ("Revision", f"<code>{e(r.revision or DASH)}</code>"),
         ("Branch", e(r.branch or DASH)),

@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 
 from controller.models.experiment import ExperimentSpec
-from controller.models.release import FailureStatus, GaugeRow, PhaseStatus
+from controller.models.release import FailureStatus, GaugeRow, PhaseStatus, ReleaseStatus, StuckStatus
 
 DASH = "—"
 
@@ -98,6 +98,31 @@ def phase_objects(phase: PhaseStatus) -> str:
     """What a phase pushes (Kind/name, apply order) and prunes; older statuses list only Deployments."""
     pushed = list(phase.objects) or [f"Deployment/{d}" for d in phase.deployments]
     return ", ".join([*pushed, *(f"{k} (pruned)" for k in phase.pruned)]) or DASH
+
+
+def current_stuck(status: ReleaseStatus) -> tuple[str, StuckStatus] | None:
+    """(where, cause) while the current phase's rollout or the restore is stuck; None otherwise."""
+    if status.completed_at is not None:
+        return None
+    if status.failure is not None:
+        stuck = status.undo.stuck if status.undo is not None else None
+        return ("restore", stuck) if stuck is not None else None
+    phase = next((p for p in status.phases if p.name == status.current_phase), None)
+    if phase is None or phase.stuck is None or phase.state != "Progressing":
+        return None
+    return f"phase {phase.name}", phase.stuck
+
+
+def stuck_text(status: ReleaseStatus) -> str | None:
+    """Why the rollout (or the restore) is not Available yet, and what happens next; None when it is not stuck."""
+    found = current_stuck(status)
+    if found is None:
+        return None
+    where, stuck = found
+    if not stuck.heals and stuck.fails_at is not None:
+        what = "fails" if where != "restore" else "stops waiting"
+        return f"{stuck.message} — cannot heal by waiting: {where} {what} at {timestamp(stuck.fails_at)}"
+    return f"{stuck.message} — may heal: {where} keeps waiting (since {timestamp(stuck.since)})"
 
 
 def failure_text(failure: FailureStatus) -> str:

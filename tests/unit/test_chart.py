@@ -48,7 +48,9 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
         )
         for r in resources
     },
-    ("", "events"): {"list", "create", "patch"},  # list: the status page shows a Release's events
+    ("", "pods"): {"list"},  # why a rollout is stuck: the pods of a workload not Available yet
+    ("apps", "replicasets"): {"list"},  # ... and its new ReplicaSet's ReplicaFailure
+    ("", "events"): {"list", "create", "patch"},  # list: the status page, a StatefulSet's FailedCreate
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 # One cluster-wide watch per kind in every mode: the stopline.dev resources are read cluster-wide.
@@ -277,7 +279,9 @@ def test_no_wildcards_and_no_escalation(render: Render, namespaces: list[str]) -
             assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
             assert "resourceNames" not in rule and "nonResourceURLs" not in rule
     granted = set().union(*(_rules(r) for r in roles))
-    assert ("", "secrets") in granted and ("", "pods") not in granted
+    assert ("", "secrets") in granted and ("", "pods/exec") not in granted
+    pod_verbs = set().union(*(set(rule["verbs"]) for r in roles for rule in r["rules"] if "pods" in rule["resources"]))
+    assert pod_verbs == {"list"}, "pods are only ever listed (why a rollout is stuck), never changed"
 
 
 def test_rbac_can_be_disabled(render: Render) -> None:

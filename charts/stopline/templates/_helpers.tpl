@@ -120,6 +120,13 @@ Rules for the namespaced resources stopline reads and writes. Bound cluster-wide
   resources: {{ .resources | toJson }}
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 {{- end }}
+# Why a rollout or restore is stuck: the new ReplicaSet and the pods of a workload not Available yet.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["list", "create", "patch"]

@@ -374,3 +374,34 @@ def test_status_release_lists_each_phases_objects(fake: FakeApi) -> None:
     assert header[:4] == ["Phase", "State", "Deployments", "Objects"]
     row = cells(line_with(out, "canary", "RolledBack", "web-canary"))
     assert row[2:4] == ["web-canary", "Deployment/web-canary"]  # older statuses: their Deployments
+
+
+# ---------------------------------------------------------------- a stuck rollout explains itself (issue 17)
+@pytest.mark.parametrize(
+    ("heals", "want"),
+    [
+        (False, f"{samples.SA_CAUSE} — cannot heal by waiting: phase canary fails at 2024-05-30 12:00:57Z"),
+        (
+            True,
+            "db: Unschedulable: 0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. "
+            "— may heal: phase canary keeps waiting (since 2024-05-30 11:59:40Z)",
+        ),
+    ],
+    ids=["cannot-heal", "may-heal"],
+)
+def test_status_release_says_why_it_is_stuck_in_its_first_lines(fake: FakeApi, heals: bool, want: str) -> None:
+    fake.objects["releases"]["web-bbbbbbb"] = samples.release_object(
+        "web-bbbbbbb", samples.NEXT, samples.stuck_status(heals=heals)
+    )
+    env = {**ENV, "COLUMNS": "400"}
+    code, out = invoke("status", "web-bbbbbbb", env=env)
+    assert code == 0, out
+    assert fact(out, "Stuck") == want
+    lines = out.splitlines()
+    assert lines[1].startswith("Phase") and lines[2].startswith("Stuck"), "\n".join(lines[:4])
+
+
+def test_status_release_has_no_stuck_line_once_available(fake: FakeApi) -> None:
+    code, out = invoke("status", "web-bbbbbbb")
+    assert code == 0, out
+    assert not [ln for ln in out.splitlines() if ln.startswith("Stuck")]

@@ -20,9 +20,16 @@ CORE = [
     ("services", "Service"),
     ("serviceaccounts", "ServiceAccount"),
     ("persistentvolumeclaims", "PersistentVolumeClaim"),
+    ("pods", "Pod"),
+    ("events", "Event"),
 ]
 GROUPS = {
-    "apps/v1": [("deployments", "Deployment"), ("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet")],
+    "apps/v1": [
+        ("deployments", "Deployment"),
+        ("statefulsets", "StatefulSet"),
+        ("daemonsets", "DaemonSet"),
+        ("replicasets", "ReplicaSet"),
+    ],
     "batch/v1": [("cronjobs", "CronJob"), ("jobs", "Job")],
     "rbac.authorization.k8s.io/v1": [
         ("roles", "Role"),
@@ -58,6 +65,18 @@ def _matches(selector: str, labels: dict[str, str]) -> bool:
         if labels.get(k) != v:
             return False
     return True
+
+
+def _field(obj: dict[str, Any], path: str) -> str:
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def _fields_match(selector: str, obj: dict[str, Any]) -> bool:
+    """A fieldSelector of ``path=value`` terms (what the API serves for Events: involvedObject.uid, reason)."""
+    return all(_field(obj, k) == v for k, _, v in (t.partition("=") for t in filter(None, selector.split(","))))
 
 
 @dataclass
@@ -163,6 +182,7 @@ class FakeApiClient:
                 if p == plural
                 and ns == namespace
                 and _matches(query.get("labelSelector", ""), o["metadata"].get("labels") or {})
+                and _fields_match(query.get("fieldSelector", ""), o)
             ]
             return Response(json.dumps({"items": items}).encode())
         if method == "GET":

@@ -43,6 +43,7 @@ from controller.release.actions import (
     Action,
     ApplyPhase,
     CaptureBaseline,
+    Cause,
     CompletePhase,
     Done,
     EvaluateGates,
@@ -242,6 +243,7 @@ class FakeDeployment:
     available: bool = True
     ready_at: datetime | None = None
     failure: str | None = None
+    cause: Cause | None = None  # why it is not Available (as the kube adapter would report it)
     in_manifests: bool = True
     applied: int = 0
     restored: int = 0
@@ -304,6 +306,8 @@ class World:
     git: FakeGit = field(default_factory=FakeGit)
     rollout_time: timedelta | None = ROLLOUT_TIME
     rollout_overrides: dict[str, timedelta | None] = field(default_factory=dict)
+    # name → the cause its rollout shows once applied (it never becomes Available; a restore heals it)
+    stuck: dict[str, Cause] = field(default_factory=dict)
     restore_time: timedelta | None = RESTORE_TIME
     manifests_error: str | None = None
     manifests_ready: bool = True
@@ -360,7 +364,9 @@ class World:
     def facts(self, now: datetime, spec: ReleaseSpec | None = None) -> Facts:
         self.settle(now)
         live = {
-            d.name: LiveDeployment(d.name, exists=d.exists, available=d.exists and d.available, failure=d.failure)
+            d.name: LiveDeployment(
+                d.name, exists=d.exists, available=d.exists and d.available, failure=d.failure, cause=d.cause
+            )
             for d in self.deployments.values()
             if d.exists
         }
@@ -452,14 +458,17 @@ class World:
         if isinstance(action, ApplyPhase):
             self.applied_phases.add(action.phase)
             for name in action.deployments:
-                self._roll(name, self.rollout_overrides.get(name, self.rollout_time), now)
+                stuck = self.stuck.get(name)
+                self._roll(name, None if stuck else self.rollout_overrides.get(name, self.rollout_time), now)
                 self.deployments[name].applied += 1
+                self.deployments[name].cause = stuck
             return Done()
         if isinstance(action, Undo):
             if action.restore or action.delete:
                 self.undos += 1
             for name in action.restore:
                 self._roll(name, self.restore_time, now)
+                self.deployments[name].cause = None
                 self.deployments[name].restored += 1
             for name in action.delete:
                 d = self.deployments[name]

@@ -18,6 +18,7 @@ from controller.models.release import (
     PhaseStatus,
     ReleaseStatus,
     RevertStatus,
+    StuckStatus,
     UndoStatus,
 )
 from controller.models.track import CommitLock, HistoryEntry, PushLock, TrackStatus
@@ -175,6 +176,41 @@ def holding_status() -> ReleaseStatus:
         phases=[PhaseStatus(name="canary", state="Holding"), PhaseStatus(name="chat")],
         gauges=gauges()[:1],
         started_at=NOW - timedelta(minutes=1),
+    )
+
+
+SA_CAUSE = (
+    'frontend: FailedCreate: pods "frontend-7d4b9c-" is forbidden: error looking up service account '
+    'shop/frontend: serviceaccount "frontend" not found'
+)
+
+
+def stuck_status(*, heals: bool = False) -> ReleaseStatus:
+    """A push whose first phase is stuck rolling out: a missing ServiceAccount, or (heals) no node fits."""
+    if heals:
+        stuck = StuckStatus(
+            workload="Deployment/db",
+            reason="Unschedulable",
+            message="db: Unschedulable: 0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.",
+            heals=True,
+            pods=1,
+            since=NOW - timedelta(seconds=20),
+        )
+    else:
+        stuck = StuckStatus(
+            workload="Deployment/frontend",
+            reason="FailedCreate",
+            message=SA_CAUSE,
+            heals=False,
+            since=NOW - timedelta(seconds=3),
+            fails_at=NOW + timedelta(seconds=57),
+        )
+    return ReleaseStatus(
+        phase="Progressing",
+        current_phase="canary",
+        phases=[PhaseStatus(name="canary", state="Progressing", stuck=stuck), PhaseStatus(name="chat")],
+        started_at=NOW - timedelta(seconds=5),
+        message=f"phase canary stuck: {stuck.message}",
     )
 
 

@@ -370,3 +370,27 @@ def test_phase_rows_list_the_objects_each_phase_pushed() -> None:
     assert (
         cells[3] == "ConfigMap/chat-config, Deployment/chat, StatefulSet/chat-store, Service/chat, Service/old (pruned)"
     )
+
+
+# ---------------------------------------------------------------- a stuck rollout explains itself (issue 17)
+def test_a_stuck_rollout_names_its_cause_below_the_phase() -> None:
+    html = page.render_release(release(samples.stuck_status()), [], samples.NOW)
+    facts = re.findall(r"<dt>([^<]*)</dt><dd>(.*?)</dd>", html)
+    assert [k for k, _ in facts][:3] == ["Phase", "Stuck", "Current phase"]
+    stuck = dict(facts)["Stuck"]
+    assert 'class="stuck no-heal"' in stuck and 'data-reason="FailedCreate"' in stuck
+    assert (
+        "serviceaccount &quot;frontend&quot; not found — cannot heal by waiting: phase canary fails at "
+        "2024-05-30 12:00:57Z"
+    ) in stuck
+
+
+def test_a_rollout_that_may_heal_says_so() -> None:
+    html = page.render_release(release(samples.stuck_status(heals=True)), [], samples.NOW)
+    stuck = dict(re.findall(r"<dt>([^<]*)</dt><dd>(.*?)</dd>", html))["Stuck"]
+    assert 'class="stuck heals"' in stuck and "may heal: phase canary keeps waiting" in stuck
+
+
+def test_no_stuck_fact_when_nothing_is_stuck() -> None:
+    html = page.render_release(release(samples.holding_status()), [], samples.NOW)
+    assert "<dt>Stuck</dt>" not in html

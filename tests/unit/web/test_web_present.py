@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from controller.models.experiment import ExperimentSpec
-from controller.models.release import FailureStatus, GaugeRow, PhaseStatus
+from controller.models.release import FailureStatus, GaugeRow, PhaseStatus, UndoStatus
 from controller.web import page, present
-from controller.web.present import DASH, phase_objects
+from controller.web.present import DASH, phase_objects, stuck_text
 from controller.web.views import TrackView
 from web import samples
 
@@ -116,3 +116,17 @@ def test_numbers() -> None:
 )
 def test_phase_objects(phase: PhaseStatus, expected: str) -> None:
     assert phase_objects(phase) == expected
+
+
+def test_stuck_text_of_a_restore_and_none_once_final() -> None:
+    status = samples.stuck_status()
+    cause = status.phases[0].stuck
+    assert cause is not None
+    status.failure = FailureStatus(reason="FailedCreate", message=cause.message, phase="canary")
+    assert stuck_text(status) is None, "the phase's cause is history once the push failed"
+    status.undo = UndoStatus(at=samples.NOW, objects=["Deployment/frontend"], stuck=cause)
+    assert stuck_text(status) == (
+        f"{samples.SA_CAUSE} — cannot heal by waiting: restore stops waiting at 2024-05-30 12:00:57Z"
+    )
+    status.completed_at = samples.NOW + timedelta(minutes=1)
+    assert stuck_text(status) is None
