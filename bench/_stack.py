@@ -54,8 +54,17 @@ T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------- stack
 def ensure_stack() -> Stack:
-    """Bring the stack up (reusing a healthy one) and install the CRDs; return where it is."""
-    helpers.stack_up(OUTPUT_DIR / "stack-up.log")
+    """Bring the stack up (reusing a healthy one) and install the CRDs; return where it is.
+
+    A healthy stack (``hack/stack.sh status``) is used as it is, without ``up``: ``up`` waits on the lock
+    beside the state dir, and the daemons a previous ``up`` started keep that lock's file descriptor
+    open, so a second ``up`` on a running stack would wait for ever.
+    """
+    status = subprocess.run(
+        ["bash", str(helpers.STACK_SH), "status"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if status.returncode != 0:
+        helpers.stack_up(OUTPUT_DIR / "stack-up.log")
     stack = helpers.get_stack()
     helpers.install_crds(helpers.crd_files())
     return stack
@@ -202,7 +211,10 @@ def metric_sum(samples: dict[str, float], name: str) -> float:
 
 
 class BenchController:
-    """`stopline run --namespace <prefix>-*` as a process of its own; its log goes to $TMPDIR/stopline-bench/."""
+    """`stopline run --namespace <prefix>-* --lease-name <prefix>` as a process of its own (with ``shards``
+    > 1 also ``--shards N``, and ``--identity`` when given: N of them with distinct identities are N
+    replicas sharing the shard Leases); its log goes to $TMPDIR/stopline-bench/controller-<identity>.log.
+    """
 
     def __init__(
         self,
@@ -212,16 +224,20 @@ class BenchController:
         prometheus_url: str | None = None,
         env: dict[str, str] | None = None,
         tick: float | None = None,
+        shards: int = 1,
+        identity: str | None = None,
     ) -> None:
         self.stack = stack
         self.prefix = prefix
+        self.shards = shards
+        self.identity = identity
         self.prometheus_url = prometheus_url or stack.prometheus_url
         self.extra_env = dict(env or {})
         self.tick = tick
         self.http_port = free_port()
         self.health_port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"stopline-bench-{prefix}-"))
-        self.log_path = OUTPUT_DIR / f"controller-{prefix}.log"
+        self.log_path = OUTPUT_DIR / f"controller-{identity or prefix}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -258,6 +274,8 @@ class BenchController:
                     f"{self.prefix}-*",
                     "--lease-name",
                     self.prefix,
+                    *(["--shards", str(self.shards)] if self.shards > 1 else []),
+                    *(["--identity", self.identity] if self.identity else []),
                     "--liveness",
                     f"http://127.0.0.1:{self.health_port}/healthz",
                 ],

@@ -14,9 +14,16 @@ would not fit) is untimed. Timed: creating every Release → every Release ``Suc
 
     .venv/bin/python bench/bench_scale.py [--releases 100] [--hold 3s] [--interval 1s] [--replicas 1]
     .venv/bin/python bench/bench_scale.py --releases 500          # the full DESIGN.md target
+    .venv/bin/python bench/bench_scale.py --releases 500 --shards 4   # 4 replicas, 4 shard Leases
 
-Targets: peak RSS / 300 MiB ≤ 1; threads bounded (≤ 40) whatever the number of Releases;
-Prometheus queries far fewer than gate readings.
+With ``--shards N`` it starts N controller replicas (``--shards N``, the same ``--lease-name <prefix>``,
+identities ``<prefix>-r<i>``), waits until each holds its fair share of the shard Leases, samples each
+one and prints every replica's peak RSS.
+
+Targets: peak RSS / 300 MiB ≤ 1 (per replica); threads bounded (≤ 40) whatever the number of Releases;
+Prometheus queries far fewer than gate readings; a hold's end → the phase completed p95 ≤ 1 s; ≤ 10 API
+reads per rollout (GET/LIST served by the API server during the run, Leases and this script's own
+``LIST releases`` left out, over the number of phase rollouts).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ import helpers
 from _stack import BenchController, CountingProxy, Sampler, Summary, kube_client, loadavg, poll
 
 RSS_TARGET_MIB = 300.0
+HOLD_LAG_TARGET_S = 1.0  # a hold's end → the phase completed, p95 (issue 14)
+READS_TARGET = 10.0  # API reads per rollout (issue 14)
 THREAD_BOUND = 40
 METRIC = "stopline_bench_scale"
 DEPLOYMENTS = {"d1": "one", "d2": "two", "d3": "three"}
@@ -145,8 +154,8 @@ def setup(api: Any, prefix: str, names: list[str], files: dict[str, str], worker
 
 
 def settled(ctl: BenchController, timeout: float = 60) -> _stack.ProcSample:
-    """The controller's idle sample once its open fds stopped changing for 3 s (it starts a watch per
-    namespace lazily after listing namespaces)."""
+    """The controller's idle sample once its open fds and threads stopped changing for 3 s (its watches
+    and Lease rounds start after it reports healthy)."""
     deadline = time.monotonic() + timeout
     last = ctl.sample()
     stable_since = time.monotonic()
@@ -160,8 +169,9 @@ def settled(ctl: BenchController, timeout: float = 60) -> _stack.ProcSample:
 
 
 def idle_curve(stack: helpers.Stack, api: Any, counts: list[int], workers: int) -> int:
-    """Idle controller footprint against the number of watched (empty) namespaces: kopf opens its watch
-    streams per namespace when given a namespace pattern, so this is the cost before any Release exists."""
+    """Idle controller footprint against the number of watched (empty) namespaces matching
+    ``--namespace <prefix>-*``: the cost before any Release exists. (Until issue 14 kopf opened watch
+    streams per namespace, ~1 MiB each; now one cluster-wide watch per kind is filtered by namespace.)"""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -208,6 +218,111 @@ def idle_curve(stack: helpers.Stack, api: Any, counts: list[int], workers: int) 
     return 0
 
 
+def start_replicas(
+    stack: helpers.Stack, prefix: str, prometheus_url: str, tick: float | None, shards: int
+) -> list[BenchController]:
+    """One controller (``shards`` 1, as before), or ``shards`` replicas started together: the same
+    ``--lease-name <prefix>`` and ``--shards N``, identities ``<prefix>-r<i>``."""
+    if shards <= 1:
+        ctls = [BenchController(stack, prefix, prometheus_url=prometheus_url, tick=tick)]
+    else:
+        ctls = [
+            BenchController(
+                stack, prefix, prometheus_url=prometheus_url, tick=tick, shards=shards, identity=f"{prefix}-r{i}"
+            )
+            for i in range(shards)
+        ]
+    try:
+        with ThreadPoolExecutor(len(ctls)) as pool:
+            list(pool.map(lambda c: c.start(timeout=180), ctls))
+    except BaseException:
+        for c in ctls:
+            c.stop()
+        raise
+    return ctls
+
+
+def shards_held(metrics: dict[str, float]) -> float:
+    return _stack.metric_sum(metrics, "stopline_shards_held")
+
+
+def wait_shards_spread(ctls: list[BenchController], shards: int, timeout: float = 120) -> list[float]:
+    """Wait until every shard is held and no replica holds more than its fair share; return each one's count."""
+    fair = math.ceil(shards / len(ctls))
+    held: list[float] = []
+
+    def spread() -> bool:
+        nonlocal held
+        held = [shards_held(c.metrics()) for c in ctls]
+        return sum(held) == shards and max(held) <= fair
+
+    started = time.monotonic()
+    try:
+        poll(spread, timeout, 1.0, f"{shards} shard(s) spread over {len(ctls)} replica(s)")
+    except TimeoutError as exc:
+        print(f"[bench] WARNING: {exc}", flush=True)
+    print(f"[bench] shards held per replica {held} after {time.monotonic() - started:.0f}s", flush=True)
+    return held
+
+
+def merged_metrics(per_replica: list[dict[str, float]]) -> dict[str, float]:
+    """Every replica's /metrics summed sample by sample (counters and sums add up over replicas)."""
+    out: dict[str, float] = collections.defaultdict(float)
+    for metrics in per_replica:
+        for key, value in metrics.items():
+            out[key] += value
+    return dict(out)
+
+
+def lease_holders(api: Any, prefix: str, shards: int) -> dict[int, str]:
+    """Shard → holderIdentity of the Lease ``<prefix>-shard-<i>`` (namespace ``default``), '' when free."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    coord = client.CoordinationV1Api(api)
+    out: dict[int, str] = {}
+    for i in range(shards):
+        try:
+            lease = coord.read_namespaced_lease(f"{prefix}-shard-{i}", "default")
+            out[i] = lease.spec.holder_identity or ""
+        except ApiException:
+            out[i] = "?"
+    return out
+
+
+class Samplers:
+    """One `Sampler` per controller process."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.each = [Sampler(pid) for pid in pids]
+
+    def __enter__(self) -> Samplers:
+        for s in self.each:
+            s.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s in self.each:
+            s.__exit__(*exc)
+
+    def largest_now(self) -> _stack.ProcSample | None:
+        last = [s.samples[-1][1] for s in self.each if s.samples]
+        return max(last, key=lambda x: x.rss_kib, default=None)
+
+
+def api_reads(delta: collections.Counter[tuple[str, str]]) -> collections.Counter[tuple[str, str]]:
+    """GETs and LISTs during the run that the controller made: every GET and LIST the API server served,
+    except Leases (every component's leader election and node heartbeats, and the shard Leases) and
+    LIST releases (this benchmark's own progress polling, once a second)."""
+    return collections.Counter(
+        {
+            (verb, res): count
+            for (verb, res), count in delta.items()
+            if verb in ("GET", "LIST") and count and res != "leases" and not (verb == "LIST" and res == "releases")
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--releases", type=int, default=100, help="concurrent Releases (default 100; target 500)")
@@ -219,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep namespaces and repo afterwards")
     parser.add_argument(
         "--tick", type=float, default=None, help="STOPLINE_RELEASE_TICK for the controller (default: its own)"
+    )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="run N controller replicas with --shards N (same --lease-name, distinct --identity; default 1)",
     )
     parser.add_argument(
         "--idle-namespaces",
@@ -248,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] pod capacity: {capacity_note}", flush=True)
 
     proxy = CountingProxy(stack.prometheus_url)
-    ctl: BenchController | None = None
+    ctls: list[BenchController] = []
     failures = 0
     try:
         setup_s = setup(api, prefix, names, app_files("v1", args.replicas, prefix), args.workers)
@@ -256,25 +377,26 @@ def main(argv: list[str] | None = None) -> int:
         helpers.set_metric(METRIC, 1.0, bench=prefix)
         _stack.wait_metric_value(f'max({METRIC}{{bench="{prefix}"}})', lambda v: v == 1.0)
         with proxy:
-            ctl = BenchController(stack, prefix, prometheus_url=proxy.url, tick=args.tick)
-            ctl.start(timeout=180)
-            idle = settled(ctl)
-            print(
-                f"[bench] controller pid {ctl.pid} idle over {n} namespaces: RSS {idle.rss_kib / 1024:.1f} MiB, "
-                f"{idle.threads} threads, {idle.fds} fds (log {ctl.log_path})",
-                flush=True,
-            )
+            ctls = start_replicas(stack, prefix, proxy.url, args.tick, args.shards)
+            held_idle = wait_shards_spread(ctls, args.shards)
+            idles = [settled(c) for c in ctls]
+            for c, s, h in zip(ctls, idles, held_idle, strict=True):
+                print(
+                    f"[bench] controller {c.identity or ''} pid {c.pid} idle over {n} namespaces, holding {h:.0f} "
+                    f"shard(s): RSS {s.rss_kib / 1024:.1f} MiB, {s.threads} threads, {s.fds} fds (log {c.log_path})",
+                    flush=True,
+                )
             prom_before = _stack.prometheus_query_handler_total()
             proxy_before = proxy.query_count()
-            m0 = ctl.metrics()
+            m0 = merged_metrics([c.metrics() for c in ctls])
             evals_before = _stack.metric_sum(m0, "stopline_gate_evaluations_total")
             gate_s_before = _stack.metric_sum(m0, "stopline_gate_evaluation_seconds_sum")
             gate_n_before = _stack.metric_sum(m0, "stopline_gate_evaluation_seconds_count")
 
             api_before = _stack.apiserver_requests()
             kcm_before = _stack.kcm_stats(stack)
-            with Sampler(ctl.pid) as sampler:
-                cpu0, busy0 = ctl.sample().cpu_s, _stack.machine_busy_seconds()
+            with Samplers([c.pid for c in ctls]) as samplers:
+                cpu0, busy0 = sum(c.sample().cpu_s for c in ctls), _stack.machine_busy_seconds()
                 t0 = time.monotonic()
                 with ThreadPoolExecutor(args.workers) as pool:
                     list(
@@ -302,10 +424,11 @@ def main(argv: list[str] | None = None) -> int:
                     done = sum(phases[p] for p in FINAL)
                     now = time.monotonic()
                     if now - last_print >= 10 or done >= n:
-                        s = sampler.samples[-1][1] if sampler.samples else None
+                        s = samplers.largest_now()
                         print(
                             f"[bench] t+{now - t0:5.0f}s {dict(sorted(phases.items()))} "
-                            f"RSS {s.rss_kib / 1024 if s else 0:.0f} MiB threads {s.threads if s else 0} "
+                            f"RSS {'(largest replica) ' if len(ctls) > 1 else ''}"
+                            f"{s.rss_kib / 1024 if s else 0:.0f} MiB threads {s.threads if s else 0} "
                             f"fds {s.fds if s else 0} load {loadavg()}",
                             flush=True,
                         )
@@ -317,23 +440,26 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     time.sleep(1.0)
                 wall = time.monotonic() - t0
-                cpu = ctl.sample().cpu_s - cpu0
+                cpu = sum(c.sample().cpu_s for c in ctls) - cpu0
                 busy = _stack.machine_busy_seconds() - busy0
-            m = ctl.metrics()
+            per_replica = [c.metrics() for c in ctls]
+            m = merged_metrics(per_replica)
+            holders = lease_holders(api, prefix, args.shards)
             evals = _stack.metric_sum(m, "stopline_gate_evaluations_total") - evals_before
             gate_n = _stack.metric_sum(m, "stopline_gate_evaluation_seconds_count") - gate_n_before
             gate_s = _stack.metric_sum(m, "stopline_gate_evaluation_seconds_sum") - gate_s_before
             queries = proxy.query_count() - proxy_before
             prom_delta = _stack.prometheus_query_handler_total() - prom_before
-            final_sample = ctl.sample()
+            final_samples = [c.sample() for c in ctls]
             api_delta = _stack.apiserver_requests() - api_before
             kcm_after = _stack.kcm_stats(stack)
             errors = _stack.metric_sum(m, "stopline_reconcile_errors_total")
             counted = m.get('stopline_releases_total{result="Succeeded"}', 0.0)
-            cancelled = ctl.log_count(r"Daemon 'push' is cancelled")
+            cancelled = sum(c.log_count(r"Daemon 'push' is cancelled") for c in ctls)
     finally:
-        if ctl is not None:
-            ctl.stop()
+        if ctls:
+            with ThreadPoolExecutor(len(ctls)) as pool:
+                list(pool.map(lambda c: c.stop(), ctls))
         if not args.keep:
             helpers.delete_metric(METRIC, bench=prefix)
             shutil.rmtree(stack.repo_path(repo_name), ignore_errors=True)
@@ -361,7 +487,6 @@ def main(argv: list[str] | None = None) -> int:
         readings += sum(int(g.get("readings") or 0) for g in st.get("gauges") or [])
     baselines = sum(1 for item in items for g in (item.get("status") or {}).get("gauges") or [] if g.get("prePush"))
 
-    peak_rss = max(sampler.peak_rss_kib, final_sample.hwm_kib) / 1024
     print(
         f"\n== scale (DESIGN.md §6), {time.strftime('%Y-%m-%d %H:%M')}: {n} Releases × 3 phases (hold {args.hold}, "
         f"gate interval {args.interval}, {args.replicas} replica(s) per Deployment, {n * 3} Deployments, "
@@ -383,20 +508,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"per-phase rollout (phase startedAt → availableAt):     {Summary.of(rollouts).line()}")
     if after_hold:
         print(f"per-phase hold end → phase completed:                  {Summary.of(after_hold).line()}")
+    if after_hold:
+        p95 = Summary.of(after_hold).p95
+        print(
+            f"hold end → phase completed p95 {p95:.3f}s → ratio p95 / {HOLD_LAG_TARGET_S:g} s = "
+            f"{p95 / HOLD_LAG_TARGET_S:.2f} ({'meets' if p95 <= HOLD_LAG_TARGET_S else 'MISSES'} the target)"
+        )
+    worst = 0.0
+    for i, (c, sm, fin, idl) in enumerate(zip(ctls, samplers.each, final_samples, idles, strict=True)):
+        peak = max(sm.peak_rss_kib, fin.hwm_kib) / 1024
+        worst = max(worst, peak)
+        who = f"replica {c.identity} " if c.identity else ""
+        held = f", holding {shards_held(per_replica[i]):.0f} shard(s) at the end" if args.shards > 1 else ""
+        print(
+            f"controller {who}RSS: idle {idl.rss_kib / 1024:.1f} MiB, peak sampled {sm.peak_rss_kib / 1024:.1f} MiB, "
+            f"VmHWM {fin.hwm_kib / 1024:.1f} MiB → ratio peak / {RSS_TARGET_MIB:g} MiB = "
+            f"{peak / RSS_TARGET_MIB:.2f} ({'meets' if peak <= RSS_TARGET_MIB else 'MISSES'} the target){held}"
+        )
+        print(
+            f"controller {who}threads: idle {idl.threads}, peak {sm.peak_threads} for {n} Releases "
+            f"(bound {THREAD_BOUND}: {'meets' if sm.peak_threads <= THREAD_BOUND else 'MISSES'}); "
+            f"open fds idle {idl.fds}, peak {sm.peak_fds}"
+        )
+    if args.shards > 1:
+        from controller.reconcile.shards import shard_of
+
+        per_shard = collections.Counter(shard_of(ns, args.shards) for ns in names)
+        print(
+            f"{args.shards} shards: namespaces per shard {dict(sorted(per_shard.items()))}; Lease holders at the end "
+            f"{holders}; largest replica peak {worst:.1f} MiB → ratio / {RSS_TARGET_MIB:g} MiB = "
+            f"{worst / RSS_TARGET_MIB:.2f} (the target is per replica at 2000 Releases on 4 shards; this run has {n})"
+        )
     print(
-        f"controller RSS: idle {idle.rss_kib / 1024:.1f} MiB, peak sampled {sampler.peak_rss_kib / 1024:.1f} MiB, "
-        f"VmHWM {final_sample.hwm_kib / 1024:.1f} MiB → ratio peak / {RSS_TARGET_MIB:g} MiB = "
-        f"{peak_rss / RSS_TARGET_MIB:.2f} ({'meets' if peak_rss <= RSS_TARGET_MIB else 'MISSES'} the target)"
-    )
-    print(
-        f"CPU during the run: controller {cpu:.0f} CPU-s = {cpu / wall:.2f} cores on average; whole machine "
+        f"CPU during the run: controller{'s (all replicas)' if len(ctls) > 1 else ''} {cpu:.0f} CPU-s = "
+        f"{cpu / wall:.2f} cores on average; whole machine "
         f"{busy / wall:.2f} of {_stack.cpu_count()} cores busy (the API server, controller-manager, scheduler and "
         f"kwok reconcile {n * 3} rollouts on the same cores; other sessions' load included)"
     )
+    reads_by = api_reads(api_delta)
+    n_rollouts = len(rollouts) or n * 3
+    per_rollout = sum(reads_by.values()) / n_rollouts
     print(
-        f"controller threads: idle {idle.threads}, peak {sampler.peak_threads} for {n} Releases "
-        f"(bound {THREAD_BOUND}: {'meets' if sampler.peak_threads <= THREAD_BOUND else 'MISSES'}); "
-        f"open fds idle {idle.fds}, peak {sampler.peak_fds}"
+        f"API reads (GET/LIST, without Leases and the benchmark's LIST releases): {sum(reads_by.values())} for "
+        f"{n_rollouts} rollouts = {per_rollout:.1f} per rollout → ratio / {READS_TARGET:g} = "
+        f"{per_rollout / READS_TARGET:.2f} ({'meets' if per_rollout <= READS_TARGET else 'MISSES'} the target); "
+        f"by kind: {', '.join(f'{v} {r} {c}' for (v, r), c in reads_by.most_common(8))}"
     )
     reads = readings + baselines
     ratio = reads / queries if queries else math.inf
