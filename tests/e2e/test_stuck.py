@@ -199,7 +199,7 @@ def test_a_missing_service_account_is_said_within_5s_and_fails_the_push_after_st
     app = StuckApp.create(ns, "frontend")
     before = app.spec()
     bad = app.commit("v2", "frontend v2 runs as its own ServiceAccount", serviceAccountName="frontend")
-    rel = app.release(bad, stuckAfter="10s", progressDeadline="2m")
+    rel = app.release(bad, stuckAfter="30s", progressDeadline="2m")
     expect = StuckThen(then, ns, controller)
 
     sa = 'serviceaccount "frontend" not found'
@@ -213,7 +213,7 @@ def test_a_missing_service_account_is_said_within_5s_and_fails_the_push_after_st
     expect.page_says(rel, "serviceaccount &quot;frontend&quot; not found")
 
     status = expect.failed_with(rel, "FailedCreate", "frontend: FailedCreate:", sa, "cannot heal by waiting")
-    fails_after_stuck_after(status, 10)
+    fails_after_stuck_after(status, 30)
     expect.warned_once(rel, "RolloutStuck", sa)
     assert app.spec() == before, "frontend is not its exact pre-push self"
     wait_deployment_available(ns, "frontend", timeout=60)
@@ -244,7 +244,7 @@ def test_a_resource_quota_the_new_version_exceeds_fails_the_push_with_the_quota_
     app = StuckApp.create(ns, "big")
     before = app.spec()
     bad = app.commit("v2", "big v2 wants 2 CPUs", cpu="2")
-    rel = app.release(bad, stuckAfter="10s", progressDeadline="2m")
+    rel = app.release(bad, stuckAfter="30s", progressDeadline="2m")
     expect = StuckThen(then, ns, controller)
 
     said = "exceeded quota: small, requested: requests.cpu=2, used: requests.cpu=200m, limited: requests.cpu=1"
@@ -253,7 +253,7 @@ def test_a_resource_quota_the_new_version_exceeds_fails_the_push_with_the_quota_
     expect.cli_says(rel, said)
 
     status = expect.failed_with(rel, "FailedCreate", said)
-    fails_after_stuck_after(status, 10)
+    fails_after_stuck_after(status, 30)
     expect.warned_once(rel, "RolloutStuck", "exceeded quota: small")
     assert app.spec() == before
     wait_for(
