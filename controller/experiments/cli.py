@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -44,6 +45,15 @@ app = typer.Typer(
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    yaml = "yaml"
+
+
+def emit(data: object, output: OutputFormat) -> None:
+    """Machine output: every number at full precision (only tables round)."""
+    if output is OutputFormat.yaml:
+        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+    else:
+        typer.echo(json.dumps(data, indent=2))
 
 
 @app.callback()
@@ -235,8 +245,8 @@ def _cluster_report(name: str, namespace: str | None, context: str | None, outpu
         if obj is None:
             raise CliError(f"Experiment {name} not found in namespace {api.namespace}")
     x = ExperimentView.from_object(obj)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(experiment_data(x), indent=2))
+    if output is not OutputFormat.table:
+        emit(experiment_data(x), output)
         return
     console = Console(width=max(Console().width, 140))
     if x.status.report:
@@ -252,7 +262,9 @@ def list_command(
     namespace: Annotated[
         str | None, typer.Option("--namespace", "-n", help="Namespace (default: the kubeconfig context's).")
     ] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="table, json or yaml (full precision).")
+    ] = OutputFormat.table,
     context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
     all_namespaces: Annotated[
         bool, typer.Option("--all-namespaces", "-A", help="List in every namespace (adds a NAMESPACE column).")
@@ -265,8 +277,8 @@ def list_command(
             (ExperimentView.from_object(o) for o in api.list_all("experiments", all_namespaces)),
             key=lambda x: (x.namespace, x.name),
         )
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([experiment_data(x) for x in views], indent=2))
+    if output is not OutputFormat.table:
+        emit([experiment_data(x) for x in views], output)
         return
     console = Console(width=max(Console().width, 140))
     where = "in any namespace" if all_namespaces else f"in {api.namespace}"
@@ -313,7 +325,9 @@ def report_command(
         typer.Option(help="Configured weights for the sample-ratio check, e.g. control=0.5,enhanced=0.5."),
     ] = None,
     alpha: Annotated[float, typer.Option(help="Significance level; the CI is (1 - alpha).")] = 0.05,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="table, json or yaml (full precision).")
+    ] = OutputFormat.table,
     sequential: Annotated[
         bool, typer.Option(help="Always-valid p-values and intervals (safe to check repeatedly).")
     ] = False,
@@ -343,8 +357,8 @@ def report_command(
         raise typer.BadParameter(f"{alpha}: alpha must be between 0 and 1", param_hint="--alpha")
     parsed_weights = parse_weights(weights, names) if weights is not None else None
     report = build_report(counts, parsed_weights, alpha=alpha, sequential=sequential)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+    if output is not OutputFormat.table:
+        emit(report.to_dict(), output)
         return
     console = Console(width=max(Console().width, 140))
     console.print(render_table(report))

@@ -17,9 +17,9 @@
 
 ``Report.to_dict()`` is the ``status`` shape of the Experiment resource: ``{"report": [row, ...],
 "srm": {"pValue", "ok"}}`` where a row has exactly ``branch, samples, conversions, mean, variance,
-pValue, significance, lift, liftPercent, ci``; values are rounded for display (mean, variance and
-lift 5 decimals; pValue 6, or 3 significant digits below 5e-7; significance 4; percents 2);
-not-applicable values are None, never NaN.
+pValue, significance, lift, liftPercent, ci``; values carry full precision (a p-value of 3e-7 stays
+3e-7; the IMVU p-value is 1.0326e-05, not "1e-05"): this is the machine shape behind ``-o json``
+and ``status.report``. Only tables round, when they print. Not-applicable values are None, never NaN.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from controller.experiments import stats
 
-__all__ = ["DEFAULT_SRM_THRESHOLD", "BranchCounts", "Report", "ReportRow", "SrmSummary", "build_report"]
+__all__ = ["DEFAULT_SRM_THRESHOLD", "BranchCounts", "Report", "ReportRow", "SrmSummary", "build_report", "exact"]
 
 #: SRM p-values below this flag a mismatch (GrowthBook's default).
 DEFAULT_SRM_THRESHOLD: Final = 0.001
@@ -113,13 +113,13 @@ class ReportRow:
             "branch": self.branch,
             "samples": self.samples,
             "conversions": self.conversions,
-            "mean": _round(self.mean, 5),
-            "variance": _round(self.variance, 5),
-            "pValue": _round_p(self.p_value),
-            "significance": _round(self.significance, 4),
-            "lift": _round(self.lift, 5),
-            "liftPercent": _round(self.lift_percent, 2),
-            "ci": None if self.ci is None else [_round(self.ci[0], 2), _round(self.ci[1], 2)],
+            "mean": exact(self.mean),
+            "variance": exact(self.variance),
+            "pValue": exact(self.p_value),
+            "significance": exact(self.significance),
+            "lift": exact(self.lift),
+            "liftPercent": exact(self.lift_percent),
+            "ci": None if self.ci is None else [exact(self.ci[0]), exact(self.ci[1])],
         }
 
 
@@ -130,7 +130,7 @@ class SrmSummary:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pValue": _round_p(self.p_value), "ok": self.ok}
+        return {"pValue": exact(self.p_value), "ok": self.ok}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,18 +159,11 @@ class Report:
         return {"report": [row.to_dict() for row in self.rows], "srm": self.srm.to_dict()}
 
 
-def _round(value: float | None, digits: int) -> float | None:
+def exact(value: float | None) -> float | None:
+    """A number for machine output: unrounded, None when missing or not finite, never ``-0.0``."""
     if value is None or not math.isfinite(value):
         return None
-    rounded = round(value, digits)
-    return 0.0 if rounded == 0 else rounded  # no "-0.0"
-
-
-def _round_p(p: float | None) -> float | None:
-    """6 decimals, but tiny p-values keep 3 significant digits instead of becoming 0."""
-    if p is not None and 0 < p < 5e-7:
-        return float(f"{p:.3g}")
-    return _round(p, 6)
+    return 0.0 if value == 0 else float(value)
 
 
 def _base_row(counts: BranchCounts) -> ReportRow:

@@ -155,7 +155,7 @@ async def test_first_loop_publishes_the_config_and_writes_the_report() -> None:
         ("control", 148266, 64630),
         ("enhanced", 150702, 66903),
     ]
-    assert status["report"][1]["pValue"] == 0.00001
+    assert f"{status['report'][1]['pValue']:.6f}" == "0.000010"
     assert status["decision"] == "Winner:enhanced"
     assert status["srm"]["ok"] is True
     assert status["configMap"] == CONFIGMAP
