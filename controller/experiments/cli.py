@@ -232,6 +232,9 @@ def _status_notes(x: ExperimentView) -> list[str]:
     if srm is not None:
         verdict = "ok" if srm.ok else "MISMATCH: samples do not follow the weights"
         notes.append(f"Sample ratio: p={fmt_p(srm.p_value)} {verdict}")
+    forced = x.spec.force.forced_names() if x.spec else []
+    if forced:
+        notes.append("Forced (not counted): " + ", ".join(forced))
     notes.append(f"Updated: {timestamp(x.status.updated_at)}")
     if x.status.message:
         notes.append(x.status.message)

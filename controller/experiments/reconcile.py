@@ -32,6 +32,8 @@ def published_config(spec: ExperimentSpec, status: ExperimentStatus) -> Experime
         closed_on=spec.close_on or status.closed_on,
         hash_version=spec.hash_version,
         enabled=True,
+        force_users=tuple(spec.force.users.items()),
+        force_groups=tuple(spec.force.groups.items()),
     )
 
 

@@ -25,6 +25,22 @@ class ExperimentMetric(Model):
     )
 
 
+class ExperimentForce(Model):
+    """Forced branches for QA: these users and groups get a chosen branch, outside the analysis."""
+
+    users: dict[str, str] = Field(
+        default_factory=dict, description="User id to branch: these users always get that branch (until closed)."
+    )
+    groups: dict[str, str] = Field(
+        default_factory=dict,
+        description="Group to branch: members get that branch (the first listed group they are in wins).",
+    )
+
+    def forced_names(self) -> list[str]:
+        """Who is forced, for people: ``user alice → enhanced``, ``group qa → control``."""
+        return [f"user {u} → {b}" for u, b in self.users.items()] + [f"group {g} → {b}" for g, b in self.groups.items()]
+
+
 class AutoClose(Model):
     """Close the experiment automatically on a decision."""
 
@@ -63,6 +79,10 @@ class ExperimentSpec(Model):
     )
     control: str | None = Field(
         default=None, description="Control branch (default: 'control' if present, else the first)."
+    )
+    force: ExperimentForce = Field(
+        default_factory=ExperimentForce,
+        description="Forced branches (QA): users and groups that get a chosen branch; never counted in the analysis.",
     )
     metric: ExperimentMetric | None = Field(default=None, description="Where per-branch counts come from.")
     min_samples: int = Field(default=1000, description="Samples per branch before any decision.", ge=1)
@@ -103,6 +123,12 @@ class ExperimentSpec(Model):
             raise ValueError(f"control {self.control!r} is not one of the branches ({', '.join(self.branches)})")
         if self.close_on is not None and self.close_on not in self.branches:
             raise ValueError(f"closeOn {self.close_on!r} is not one of the branches ({', '.join(self.branches)})")
+        for what, table in (("users", self.force.users), ("groups", self.force.groups)):
+            unknown = sorted({b for b in table.values() if b not in self.branches})
+            if unknown:
+                raise ValueError(
+                    f"force.{what} names {', '.join(unknown)}, not one of the branches ({', '.join(self.branches)})"
+                )
         return self
 
     @property

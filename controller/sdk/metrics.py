@@ -3,6 +3,10 @@
 ``stopline_experiment_exposures_total{experiment,branch}`` counts users shown a branch
 (``Experiments.expose``); ``stopline_experiment_conversions_total{experiment,branch}`` counts
 conversions (``Experiments.convert``). An Experiment's ``metric`` queries sum these by branch.
+
+Forced users (QA: ``spec.force`` or an ``expose(..., forced=...)`` override) are not a random
+assignment and must not enter the analysis, so they are counted apart, in
+``stopline_experiment_forced_exposures_total`` and ``stopline_experiment_forced_conversions_total``.
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ from typing import Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-__all__ = ["CONVERSIONS", "EXPOSURES", "ExperimentMetrics", "metrics_for"]
+__all__ = ["CONVERSIONS", "EXPOSURES", "FORCED_CONVERSIONS", "FORCED_EXPOSURES", "ExperimentMetrics", "metrics_for"]
 
 EXPOSURES: Final = "stopline_experiment_exposures_total"
 CONVERSIONS: Final = "stopline_experiment_conversions_total"
+FORCED_EXPOSURES: Final = "stopline_experiment_forced_exposures_total"
+FORCED_CONVERSIONS: Final = "stopline_experiment_forced_conversions_total"
 
 
 @dataclass(frozen=True, slots=True)
 class ExperimentMetrics:
     exposures: Counter
     conversions: Counter
+    forced_exposures: Counter
+    forced_conversions: Counter
 
 
 _lock = threading.Lock()
@@ -47,6 +55,18 @@ def metrics_for(registry: CollectorRegistry | None = None) -> ExperimentMetrics:
                 conversions=Counter(
                     CONVERSIONS,
                     "Conversions attributed to an experiment branch (Experiments.convert).",
+                    ("experiment", "branch"),
+                    registry=target,
+                ),
+                forced_exposures=Counter(
+                    FORCED_EXPOSURES,
+                    "Forced users (QA) shown a branch; kept out of the analysis.",
+                    ("experiment", "branch"),
+                    registry=target,
+                ),
+                forced_conversions=Counter(
+                    FORCED_CONVERSIONS,
+                    "Conversions of forced users (QA); kept out of the analysis.",
                     ("experiment", "branch"),
                     registry=target,
                 ),

@@ -500,6 +500,10 @@ def _experiment(x: ExperimentView, now: datetime) -> str:
         ("Sample ratio", e(srm_text)),
         ("Updated", f"{e(timestamp(x.status.updated_at))} ({e(age(x.status.updated_at, now))} ago)"),
     ]
+    forced = spec.force.forced_names() if spec else []
+    if forced:
+        items = "".join(f'<li class="forced">{e(f)}</li>' for f in forced)
+        facts.append(("Forced (not counted)", f'<ul class="forced">{items}</ul>'))
     if x.status.message:
         facts.append(("Message", e(x.status.message)))
     return (

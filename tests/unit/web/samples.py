@@ -251,7 +251,12 @@ def track_object(name: str, status: TrackStatus | None) -> dict[str, Any]:
 
 
 def experiment_object(
-    name: str, *, rollout: float = 10, audience: list[str] | None = None, close_on: str | None = None
+    name: str,
+    *,
+    rollout: float = 10,
+    audience: list[str] | None = None,
+    close_on: str | None = None,
+    force: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """An Experiment with the IMVU report in its status."""
     spec: dict[str, Any] = {
@@ -263,6 +268,8 @@ def experiment_object(
         spec["audience"] = audience
     if close_on:
         spec["closeOn"] = close_on
+    if force:
+        spec["force"] = force
     status = ExperimentStatus(
         report=[
             ReportRow(branch="control", samples=148266, conversions=64630, mean=0.43591, variance=0.24589),

@@ -332,6 +332,15 @@ def test_experiments_page_rollout_closed_on_decision_and_report() -> None:
     assert dom.text("span", class_="closed-on") == ["—", "enhanced", "—"]
 
 
+def test_experiment_section_lists_who_is_forced() -> None:
+    obj = samples.experiment_object("qa", force={"users": {"alice": "enhanced"}, "groups": {"qa": "control"}})
+    html = page.render_experiments([ExperimentView.from_object(obj)], samples.NOW)
+    assert Dom(html).text("li", class_="forced") == ["user alice → enhanced", "group qa → control"]
+    assert "Forced (not counted)" in html
+    plain = page.render_experiments([ExperimentView.from_object(samples.experiment_object("p"))], samples.NOW)
+    assert 'class="forced"' not in plain
+
+
 def test_events_in_the_same_second_keep_the_api_servers_order() -> None:
     def ev(reason: str, version: str, at: str = "2024-05-30T11:58:00Z") -> dict[str, object]:
         return {"metadata": {"resourceVersion": version}, "reason": reason, "lastTimestamp": at}
