@@ -223,6 +223,43 @@ def render_status_table(x: ExperimentView) -> Table:
     return table
 
 
+def render_segment_table(x: ExperimentView) -> Table:
+    """IMVU's buckets: per segment and branch, samples, conversions, mean, p-value, lift, CI and sample ratio."""
+    table = Table(title="Segments", title_justify="left")
+    for header in (
+        "Dimension",
+        "Segment",
+        "Branch",
+        "Samples",
+        "Conversions",
+        "Mean",
+        "P-value",
+        "Lift %",
+        "CI",
+        "SRM",
+    ):
+        table.add_column(header, justify="left" if header in ("Dimension", "Segment", "Branch") else "right")
+    for seg in x.status.segments:
+        srm = DASH if seg.srm is None or seg.srm.p_value is None else fmt_p(seg.srm.p_value)
+        if seg.srm is not None and not seg.srm.ok:
+            srm += " MISMATCH"
+        for i, row in enumerate(seg.report):
+            ci = f"[{row.ci[0]:+.2f}%, {row.ci[1]:+.2f}%]" if row.ci and len(row.ci) == 2 else DASH
+            table.add_row(
+                Text(seg.dimension if i == 0 else ""),
+                Text(seg.segment if i == 0 else ""),
+                Text(row.branch),
+                str(row.samples),
+                DASH if row.conversions is None else f"{row.conversions:g}",
+                num(row.mean, 5),
+                fmt_p(row.p_value),
+                percent(row.lift_percent),
+                ci,
+                srm if i == 0 else "",
+            )
+    return table
+
+
 def _status_notes(x: ExperimentView) -> list[str]:
     notes = [f"Decision: {x.status.decision}"]
     closed = x.status.closed_on or (x.spec.close_on if x.spec else None)
@@ -232,6 +269,9 @@ def _status_notes(x: ExperimentView) -> list[str]:
     if srm is not None:
         verdict = "ok" if srm.ok else "MISMATCH: samples do not follow the weights"
         notes.append(f"Sample ratio: p={fmt_p(srm.p_value)} {verdict}")
+    for b in x.status.balance:
+        verdict = "ok" if b.ok else "IMBALANCED" + (f" (segments {', '.join(b.imbalanced)})" if b.imbalanced else "")
+        notes.append(f"Balance by {b.dimension}: p={fmt_p(b.p_value)} over {b.segments} segments {verdict}")
     forced = x.spec.force.forced_names() if x.spec else []
     if forced:
         notes.append("Forced (not counted): " + ", ".join(forced))
@@ -254,6 +294,8 @@ def _cluster_report(name: str, namespace: str | None, context: str | None, outpu
     console = Console(width=max(Console().width, 140))
     if x.status.report:
         console.print(render_status_table(x))
+    if x.status.segments:
+        console.print(render_segment_table(x))
     else:
         console.print(Text(f"Experiment {x.namespace}/{x.name}: no report yet ({rollout_text(x.spec)})"))
     for note in _status_notes(x):

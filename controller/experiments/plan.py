@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.experiments.reconcile import configmap_key, evaluate, published_config, with_report, without_report
+from controller.experiments.reconcile import (
+    configmap_key,
+    evaluate,
+    evaluate_segments,
+    published_config,
+    with_report,
+    without_report,
+)
 from controller.models.common import ConditionStatus, set_condition
 from controller.models.experiment import ExperimentSpec, ExperimentStatus
 
@@ -25,6 +32,9 @@ class ExperimentFacts:
     generation: int | None = None
     exposures: Mapping[str, float] | None = None
     conversions: Mapping[str, float] | None = None
+    segment_exposures: Mapping[tuple[str, ...], float] | None = None
+    """``{(branch, dimension, segment): users}`` when ``metric.segments`` is set."""
+    segment_conversions: Mapping[tuple[str, ...], float] | None = None
     no_counts: str | None = None  # why there are no counts this round (no metric, Prometheus down)
     counted: bool = False  # counts were (tried to be) read this round
     published: str | None = None  # the config this controller last published
@@ -95,7 +105,8 @@ def reduce_experiment(
             s = without_report(spec, status, facts.no_counts or "no counts", now, generation)
         else:
             report, decision = evaluate(spec, facts.exposures, facts.conversions)
-            s = with_report(spec, status, report, decision, now, generation)
+            segments = evaluate_segments(spec, facts.segment_exposures, facts.segment_conversions)
+            s = with_report(spec, status, report, decision, now, generation, segments)
     elif isinstance(action, Publish) and isinstance(outcome, Published):
         s = status.model_copy(deep=True)
         s.config_map = facts.configmap
@@ -123,6 +134,12 @@ def experiment_events(
     if isinstance(action, Refresh) and after.decision != before.decision:
         kind = "Warning" if after.decision.startswith("Harm") else "Normal"
         out.append((kind, "Decision", f"{after.decision}: {after.message}"))
+    if isinstance(action, Refresh):
+        was = {b.dimension for b in before.balance if not b.ok}
+        for b in after.balance:
+            if not b.ok and b.dimension not in was:
+                where = f" (segments {', '.join(b.imbalanced)})" if b.imbalanced else ""
+                out.append(("Warning", "SegmentImbalance", f"branches are imbalanced by {b.dimension}{where}"))
     if isinstance(action, Publish) and isinstance(outcome, Published):
         if outcome.error is None:
             out.append(("Normal", "Published", f"config published to ConfigMap {after.config_map}"))

@@ -8,8 +8,18 @@ from datetime import datetime
 from controller.experiments.decide import Decision, decide
 from controller.experiments.hashing import ExperimentConfig
 from controller.experiments.report import BranchCounts, Report, build_report
+from controller.experiments.segments import Balance, SegmentReport, build_segments
 from controller.models.common import set_condition
-from controller.models.experiment import ExperimentSpec, ExperimentStatus, ReportRow, SrmStatus
+from controller.models.experiment import (
+    BalanceStatus,
+    ExperimentSpec,
+    ExperimentStatus,
+    ReportRow,
+    SegmentReportStatus,
+    SrmStatus,
+)
+
+Segments = tuple[list[SegmentReport], list[Balance]]
 
 #: ``Closed`` condition reason when ``spec.closeOn`` closed the experiment (removing it reopens).
 CLOSED_BY_SPEC = "CloseOn"
@@ -68,6 +78,19 @@ def evaluate(
     return report, decision
 
 
+def evaluate_segments(
+    spec: ExperimentSpec,
+    exposures: Mapping[tuple[str, ...], float] | None,
+    conversions: Mapping[tuple[str, ...], float] | None,
+) -> Segments:
+    """Segment reports and balance checks (empty without segment counts)."""
+    if exposures is None:
+        return [], []
+    control = spec.control_branch
+    order = [control, *[b for b in spec.branches if b != control]]
+    return build_segments(order, dict(spec.branches), exposures, conversions, alpha=spec.alpha, control=control)
+
+
 def with_report(
     spec: ExperimentSpec,
     status: ExperimentStatus,
@@ -75,6 +98,7 @@ def with_report(
     decision: Decision,
     now: datetime,
     generation: int | None,
+    segments: Segments = ([], []),
 ) -> ExperimentStatus:
     """Status carrying the report, SRM check and decision; a first auto-close sets ``closedOn``.
 
@@ -85,6 +109,8 @@ def with_report(
     s = status.model_copy(deep=True)
     s.report = [ReportRow.model_validate(r.to_dict()) for r in report.rows]
     s.srm = SrmStatus.model_validate(report.srm.to_dict()) if report.srm is not None else None
+    s.segments = [SegmentReportStatus.model_validate(r.to_dict()) for r in segments[0]]
+    s.balance = [BalanceStatus.model_validate(b.to_dict()) for b in segments[1]]
     p_values = [r.p_value for r in report.rows if r.p_value is not None]
     s.p_value = min(p_values) if p_values else None
     _close(spec, s, decision, now, generation)
@@ -92,6 +118,10 @@ def with_report(
     s.message = decision.reason
     if spec.close_on is None and s.closed_on is not None:
         s.message += f"; closed on {s.closed_on} (autoClose)"
+    for b in s.balance:
+        if not b.ok:
+            where = f" ({', '.join(b.imbalanced)})" if b.imbalanced else ""
+            s.message += f"; imbalanced by {b.dimension}{where}"
     s.updated_at = now
     s.observed_generation = generation
     s.conditions = set_condition(

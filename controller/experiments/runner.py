@@ -23,6 +23,8 @@ from controller.models.common import set_condition
 from controller.models.experiment import ExperimentSpec, ExperimentStatus
 from controller.reconcile.driver import Context, Driver
 
+#: Labels of a segment query's series: the first must be present, the others default to "".
+SEGMENT_LABELS = ("branch", "dimension", "segment")
 CONFIGMAP_LABELS = {"app.kubernetes.io/managed-by": "stopline", "stopline.dev/experiments": "published"}
 
 
@@ -30,6 +32,8 @@ class Counts(Protocol):
     """Reads per-branch counts."""
 
     async def query_by(self, url: str, query: str, label: str) -> dict[str, float]: ...
+
+    async def query_table(self, url: str, query: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]: ...
 
 
 class Publisher(Protocol):
@@ -102,9 +106,24 @@ class ExperimentKind:
                 if spec.metric.conversions
                 else None
             )
+            segments = spec.metric.segments
+            seg_exposures = seg_conversions = None
+            if segments is not None:
+                seg_exposures = await self.counts.query_table(self.prometheus_url, segments.exposures, SEGMENT_LABELS)
+                if segments.conversions:
+                    seg_conversions = await self.counts.query_table(
+                        self.prometheus_url, segments.conversions, SEGMENT_LABELS
+                    )
         except StoplineError as exc:
             return ExperimentFacts(**base, no_counts=str(exc), counted=True)  # type: ignore[arg-type]
-        return ExperimentFacts(**base, exposures=exposures, conversions=conversions, counted=True)  # type: ignore[arg-type]
+        return ExperimentFacts(
+            **base,  # type: ignore[arg-type]
+            exposures=exposures,
+            conversions=conversions,
+            segment_exposures=seg_exposures,
+            segment_conversions=seg_conversions,
+            counted=True,
+        )
 
     def observe_failed(
         self, spec: ExperimentSpec, status: ExperimentStatus, error: StoplineError, now: datetime

@@ -16,12 +16,27 @@ ALPHA_MESSAGE = "alpha must be greater than 0 and less than 0.5 (a significance 
 """What both the CRD (CEL rule) and the controller say about an alpha out of range."""
 
 
+class SegmentMetric(Model):
+    """Per-branch counts broken down by segment (IMVU's "buckets")."""
+
+    exposures: str = Field(
+        description=(
+            "PromQL returning one sample per branch and segment (labels 'branch', 'segment' and optionally"
+            " 'dimension', e.g. sum by (branch, dimension, segment)): users exposed."
+        )
+    )
+    conversions: str | None = Field(default=None, description="PromQL like exposures (same labels): users converted.")
+
+
 class ExperimentMetric(Model):
     """Per-branch counts from Prometheus (or pushed by the SDK)."""
 
     exposures: str = Field(description="PromQL returning one sample per branch (label 'branch'): users exposed.")
     conversions: str | None = Field(
         default=None, description="PromQL returning one sample per branch (label 'branch'): users converted."
+    )
+    segments: SegmentMetric | None = Field(
+        default=None, description="Counts by segment: a report row per segment and a balance check per dimension."
     )
 
 
@@ -166,11 +181,34 @@ class SrmStatus(StatusModel):
     ok: bool = Field(default=True, description="False when the observed split departs from the weights.")
 
 
+class SegmentReportStatus(StatusModel):
+    """The report of one segment (e.g. dimension platform, segment ios)."""
+
+    dimension: str = Field(description="Segment dimension (the series' 'dimension' label, default 'segment').")
+    segment: str = Field(description="Segment value.")
+    report: list[ReportRow] = Field(default_factory=list, description="One row per branch, within this segment.")
+    srm: SrmStatus | None = Field(default=None, description="Sample ratio check within this segment.")
+
+
+class BalanceStatus(StatusModel):
+    """Balance of one segment dimension: chi-square of the segment x branch table against the weights."""
+
+    dimension: str = Field(description="Segment dimension.")
+    segments: int = Field(default=0, description="Segments in the dimension.")
+    p_value: float | None = Field(default=None, description="Chi-square p-value.")
+    chi_square: float | None = Field(default=None, description="Chi-square statistic.")
+    df: int | None = Field(default=None, description="Degrees of freedom.")
+    ok: bool = Field(default=True, description="False when the branches are imbalanced in this dimension.")
+    imbalanced: list[str] = Field(default_factory=list, description="Segments whose own sample ratio fails.")
+
+
 class ExperimentStatus(StatusModel):
     """Observed state of an Experiment; written only by the controller."""
 
     report: list[ReportRow] = Field(default_factory=list, description="The report, one row per branch.")
     srm: SrmStatus | None = Field(default=None, description="Sample ratio mismatch check.")
+    segments: list[SegmentReportStatus] = Field(default_factory=list, description="The report per segment.")
+    balance: list[BalanceStatus] = Field(default_factory=list, description="Balance check per segment dimension.")
     decision: str = Field(default="Running", description="Running, Winner:<b>, Harm:<b>, NoSignificance, Closed:<b>.")
     p_value: float | None = Field(default=None, description="Smallest p-value among treatments.")
     closed_on: str | None = Field(default=None, description="Branch everyone gets, when closed.")

@@ -53,7 +53,14 @@ assignment and would bias the report.
 
 from controller.experiments.hashing import ExperimentConfig
 from controller.sdk.client import FORCE_COOKIE, Experiments, ForcedBranch, parse_forced
-from controller.sdk.metrics import CONVERSIONS, EXPOSURES, FORCED_CONVERSIONS, FORCED_EXPOSURES
+from controller.sdk.metrics import (
+    CONVERSIONS,
+    EXPOSURES,
+    FORCED_CONVERSIONS,
+    FORCED_EXPOSURES,
+    SEGMENT_CONVERSIONS,
+    SEGMENT_EXPOSURES,
+)
 
 __all__ = [
     "CONVERSIONS",
@@ -61,6 +68,8 @@ __all__ = [
     "FORCED_CONVERSIONS",
     "FORCED_EXPOSURES",
     "FORCE_COOKIE",
+    "SEGMENT_CONVERSIONS",
+    "SEGMENT_EXPOSURES",
     "ExperimentConfig",
     "Experiments",
     "ForcedBranch",

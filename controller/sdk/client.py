@@ -167,13 +167,15 @@ class Experiments:
         key: str,
         groups: Collection[str] = (),
         forced: str | Mapping[str, str] | None = None,
+        segments: Mapping[str, str] | None = None,
     ) -> str | None:
         """``get_branch`` and count the exposure in ``stopline_experiment_exposures_total``.
 
         Call it where the user actually sees the branch. Users not in the experiment (None) are
         not counted. Forced users (``forced`` override, or the experiment's ``force`` users and
         groups) are counted in ``stopline_experiment_forced_exposures_total`` instead, never in the
-        analysis series.
+        analysis series. ``segments`` (dimension → segment, e.g. ``{"platform": "ios"}``) also
+        counts the exposure in ``stopline_experiment_segment_exposures_total``.
         """
         if self._clock() >= self._next_check:
             self._poll()
@@ -189,9 +191,13 @@ class Experiments:
         branch = compiled.hashed(user_id, groups)
         if branch is not None:
             state.exposures[key][branch].inc()
+            if segments:
+                counter = self._metrics.segment_exposures
+                for dimension, segment in segments.items():
+                    counter.labels(key, branch, dimension, segment).inc()
         return branch
 
-    def convert(self, key: str, branch: str | None) -> bool:
+    def convert(self, key: str, branch: str | None, segments: Mapping[str, str] | None = None) -> bool:
         """Count a conversion for ``branch`` in ``stopline_experiment_conversions_total``.
 
         A ``ForcedBranch`` (what ``expose`` returned for a forced user) is counted in
@@ -205,6 +211,9 @@ class Experiments:
         if counter is None:
             return False
         counter.inc()
+        if segments and not isinstance(branch, ForcedBranch):
+            for dimension, segment in segments.items():
+                self._metrics.segment_conversions.labels(key, branch, dimension, segment).inc()
         return True
 
     # Configuration ------------------------------------------------------------------------

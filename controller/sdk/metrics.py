@@ -7,6 +7,11 @@ conversions (``Experiments.convert``). An Experiment's ``metric`` queries sum th
 Forced users (QA: ``spec.force`` or an ``expose(..., forced=...)`` override) are not a random
 assignment and must not enter the analysis, so they are counted apart, in
 ``stopline_experiment_forced_exposures_total`` and ``stopline_experiment_forced_conversions_total``.
+
+Segments (``expose(..., segments={"platform": "ios"})``) are counted in
+``stopline_experiment_segment_exposures_total{experiment,branch,dimension,segment}`` and
+``..._segment_conversions_total``; ``metric.segments`` queries sum them by (branch, dimension, segment).
+Keep segment values few (a label value per segment).
 """
 
 from __future__ import annotations
@@ -18,12 +23,23 @@ from typing import Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-__all__ = ["CONVERSIONS", "EXPOSURES", "FORCED_CONVERSIONS", "FORCED_EXPOSURES", "ExperimentMetrics", "metrics_for"]
+__all__ = [
+    "CONVERSIONS",
+    "EXPOSURES",
+    "FORCED_CONVERSIONS",
+    "FORCED_EXPOSURES",
+    "SEGMENT_CONVERSIONS",
+    "SEGMENT_EXPOSURES",
+    "ExperimentMetrics",
+    "metrics_for",
+]
 
 EXPOSURES: Final = "stopline_experiment_exposures_total"
 CONVERSIONS: Final = "stopline_experiment_conversions_total"
 FORCED_EXPOSURES: Final = "stopline_experiment_forced_exposures_total"
 FORCED_CONVERSIONS: Final = "stopline_experiment_forced_conversions_total"
+SEGMENT_EXPOSURES: Final = "stopline_experiment_segment_exposures_total"
+SEGMENT_CONVERSIONS: Final = "stopline_experiment_segment_conversions_total"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +48,8 @@ class ExperimentMetrics:
     conversions: Counter
     forced_exposures: Counter
     forced_conversions: Counter
+    segment_exposures: Counter
+    segment_conversions: Counter
 
 
 _lock = threading.Lock()
@@ -68,6 +86,18 @@ def metrics_for(registry: CollectorRegistry | None = None) -> ExperimentMetrics:
                     FORCED_CONVERSIONS,
                     "Conversions of forced users (QA); kept out of the analysis.",
                     ("experiment", "branch"),
+                    registry=target,
+                ),
+                segment_exposures=Counter(
+                    SEGMENT_EXPOSURES,
+                    "Users shown a branch, by segment (Experiments.expose segments=...).",
+                    ("experiment", "branch", "dimension", "segment"),
+                    registry=target,
+                ),
+                segment_conversions=Counter(
+                    SEGMENT_CONVERSIONS,
+                    "Conversions by segment (Experiments.convert segments=...).",
+                    ("experiment", "branch", "dimension", "segment"),
                     registry=target,
                 ),
             )

@@ -483,6 +483,41 @@ def report_rows(x: ExperimentView) -> list[str]:
     return rows
 
 
+SEGMENT_HEADERS = ("Dimension", "Segment", "Branch", "Samples", "Conversions", "Mean", "P-value", "Lift %", "CI", "SRM")
+
+
+def segment_rows(x: ExperimentView) -> list[str]:
+    """One row per (segment, branch): IMVU's buckets, each with its own comparison and sample ratio."""
+    rows = []
+    for seg in x.status.segments:
+        srm = DASH if seg.srm is None or seg.srm.p_value is None else p_value(seg.srm.p_value)
+        bad = seg.srm is not None and not seg.srm.ok
+        for i, r in enumerate(seg.report):
+            ci = f"[{r.ci[0]:+.2f}%, {r.ci[1]:+.2f}%]" if r.ci and len(r.ci) == 2 else DASH
+            conversions = DASH if r.conversions is None else f"{r.conversions:g}"
+            first = i == 0
+            srm_cell = (f"{srm} MISMATCH" if bad else srm) if first else ""
+            rows.append(
+                f'<tr class="segment-row{" bad" if bad else ""}" data-dimension="{e(seg.dimension)}"'
+                f' data-segment="{e(seg.segment)}" data-branch="{e(r.branch)}">'
+                f"<td>{e(seg.dimension) if first else ''}</td><td>{e(seg.segment) if first else ''}</td>"
+                f'<td>{e(r.branch)}</td><td class="n">{r.samples}</td><td class="n">{e(conversions)}</td>'
+                f'<td class="n">{e(num(r.mean, 5))}</td><td class="n">{e(p_value(r.p_value))}</td>'
+                f'<td class="n">{e(percent(r.lift_percent))}</td><td class="n">{e(ci)}</td>'
+                f'<td class="n">{e(srm_cell)}</td></tr>'
+            )
+    return rows
+
+
+def balance_text(x: ExperimentView) -> list[tuple[str, bool]]:
+    """``platform: p=0.412 ok`` per segment dimension, and whether it is balanced."""
+    out = []
+    for b in x.status.balance:
+        verdict = "ok" if b.ok else "IMBALANCED" + (f" ({', '.join(b.imbalanced)})" if b.imbalanced else "")
+        out.append((f"{b.dimension}: p={p_value(b.p_value)} over {b.segments} segments {verdict}", b.ok))
+    return out
+
+
 def _experiment(x: ExperimentView, now: datetime) -> str:
     spec = x.spec
     closed = x.status.closed_on or (spec.close_on if spec else None)
@@ -500,6 +535,9 @@ def _experiment(x: ExperimentView, now: datetime) -> str:
         ("Sample ratio", e(srm_text)),
         ("Updated", f"{e(timestamp(x.status.updated_at))} ({e(age(x.status.updated_at, now))} ago)"),
     ]
+    if x.status.balance:
+        items = "".join(f'<li class="balance{"" if ok else " bad"}">{e(text)}</li>' for text, ok in balance_text(x))
+        facts.append(("Segment balance", f'<ul class="balance">{items}</ul>'))
     forced = spec.force.forced_names() if spec else []
     if forced:
         items = "".join(f'<li class="forced">{e(f)}</li>' for f in forced)
@@ -516,6 +554,11 @@ def _experiment(x: ExperimentView, now: datetime) -> str:
             report_rows(x),
             cls="report",
             empty="no report yet",
+        )
+        + (
+            "<h3>Segments</h3>" + _table(SEGMENT_HEADERS, segment_rows(x), cls="segments", empty="no segments")
+            if x.status.segments
+            else ""
         )
         + "</section>"
     )

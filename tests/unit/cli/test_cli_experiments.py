@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from typer.testing import CliRunner
+from web import samples
 
 from cli.conftest import FakeApi
 from controller import cli
@@ -53,6 +54,19 @@ def test_report_name_shows_the_controller_report(fake: FakeApi) -> None:
         assert text in enhanced
     assert "Decision: Winner:enhanced" in out
     assert "Sample ratio: p=0.410000 ok" in out
+
+
+def test_report_name_shows_segment_rows_and_balance(fake: FakeApi) -> None:
+    fake.objects["experiments"]["seg"] = samples.experiment_object("seg", segmented=True)
+    code, out = invoke("report", "seg")
+    assert code == 0, out
+    de = line_with(out, "│ country", " de ")
+    for text in ("control", "300", "120", "0.40000", "2.90e-36 MISMATCH"):
+        assert text in de
+    assert "Balance by country: p=1.40e-35 over 2 segments IMBALANCED (segments de)" in out
+    code, out = invoke("report", "seg", "-o", "json")
+    data = json.loads(out)["status"]
+    assert data["balance"][0]["chiSquare"] == 160.2 and data["segments"][0]["srm"]["pValue"] == 2.9e-36
 
 
 def test_report_name_json(fake: FakeApi) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.models.common import Condition
-from controller.models.experiment import ExperimentStatus, ReportRow, SrmStatus
+from controller.models.experiment import BalanceStatus, ExperimentStatus, ReportRow, SegmentReportStatus, SrmStatus
 from controller.models.release import (
     FailureStatus,
     GaugeRow,
@@ -257,6 +257,7 @@ def experiment_object(
     audience: list[str] | None = None,
     close_on: str | None = None,
     force: dict[str, dict[str, str]] | None = None,
+    segmented: bool = False,
 ) -> dict[str, Any]:
     """An Experiment with the IMVU report in its status."""
     spec: dict[str, Any] = {
@@ -291,6 +292,34 @@ def experiment_object(
         closed_on=close_on,
         updated_at=NOW,
     )
+    if segmented:
+        status.segments = [
+            SegmentReportStatus(
+                dimension="country",
+                segment="de",
+                report=[
+                    ReportRow(branch="control", samples=300, conversions=120, mean=0.4),
+                    ReportRow(
+                        branch="enhanced", samples=700, conversions=300, mean=3 / 7, p_value=0.3521, lift_percent=7.14
+                    ),
+                ],
+                srm=SrmStatus(p_value=2.9e-36, ok=False),
+            ),
+            SegmentReportStatus(
+                dimension="country",
+                segment="fr",
+                report=[
+                    ReportRow(branch="control", samples=1010, conversions=400, mean=400 / 1010),
+                    ReportRow(branch="enhanced", samples=990, conversions=410, mean=410 / 990, p_value=0.41),
+                ],
+                srm=SrmStatus(p_value=0.654721, ok=True),
+            ),
+        ]
+        status.balance = [
+            BalanceStatus(
+                dimension="country", segments=2, p_value=1.4e-35, chi_square=160.2, df=2, ok=False, imbalanced=["de"]
+            )
+        ]
     return {
         "apiVersion": "stopline.dev/v1alpha1",
         "kind": "Experiment",

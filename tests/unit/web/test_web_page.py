@@ -341,6 +341,21 @@ def test_experiment_section_lists_who_is_forced() -> None:
     assert 'class="forced"' not in plain
 
 
+def test_experiment_section_shows_segment_rows_and_flags_the_imbalanced_segment() -> None:
+    obj = samples.experiment_object("seg", segmented=True)
+    html = page.render_experiments([ExperimentView.from_object(obj)], samples.NOW)
+    dom = Dom(html)
+    assert len(dom.find("tr", class_="segment-row")) == 4
+    de = row_cells(html, {"data-segment": "de", "data-branch": "control"})
+    assert de[:4] == ["country", "de", "control", "300"]
+    assert de[-1] == "2.90e-36 MISMATCH"
+    assert 'class="segment-row bad"' in html and 'data-segment="fr"' in html
+    assert dom.text("li", class_="balance") == ["country: p=1.40e-35 over 2 segments IMBALANCED (de)"]
+    assert '<li class="balance bad">' in html
+    plain = page.render_experiments([ExperimentView.from_object(samples.experiment_object("p"))], samples.NOW)
+    assert "segment-row" not in plain and "Segment balance" not in plain
+
+
 def test_events_in_the_same_second_keep_the_api_servers_order() -> None:
     def ev(reason: str, version: str, at: str = "2024-05-30T11:58:00Z") -> dict[str, object]:
         return {"metadata": {"resourceVersion": version}, "reason": reason, "lastTimestamp": at}
