@@ -22,7 +22,7 @@ from controller.experiments.hashing import WEIGHT_SUM_TOLERANCE
 from controller.experiments.report import BranchCounts, Report, ReportRow, build_report
 from controller.kube import cli_client
 from controller.kube.cli_client import CliError, exit_on_error
-from controller.web.present import DASH, num, percent, rollout_text, timestamp
+from controller.web.present import DASH, chance, loss, num, percent, rollout_text, timestamp
 from controller.web.present import p_value as fmt_p
 from controller.web.views import ExperimentView
 
@@ -148,6 +148,8 @@ def render_table(report: Report) -> Table:
         table.add_column(header, justify="left" if header == "Branch" else "right", no_wrap=True)
     table.add_column("Lift %", justify="right", no_wrap=True)
     table.add_column(f"CI {confidence}", justify="right", no_wrap=True)
+    table.add_column("Chance to win", justify="right", no_wrap=True)
+    table.add_column("Expected loss", justify="right", no_wrap=True)
     for row in report.rows:
         name = row.branch
         if row.branch == report.control and row.branch != "control":
@@ -162,6 +164,8 @@ def render_table(report: Report) -> Table:
             "—" if row.significance is None else f"{row.significance:.4f}%",
             "—" if row.lift_percent is None else f"{row.lift_percent:+.2f}%",
             _ci(row),
+            chance(row.chance_to_win),
+            loss(row.expected_loss),
         )
     return table
 
@@ -176,6 +180,7 @@ def _notes(report: Report) -> list[str]:
         notes.append(f"Sample ratio: {srm.error}")
     else:
         notes.append("Sample ratio: not checked (no --weights)")
+    notes.append("Chance to win / expected loss: Bayesian, Beta(1,1) prior for rates, flat prior for means")
     if report.adjustment == "holm":
         notes.append(f"P-values Holm-adjusted for {len(report.treatments)} treatments")
     for row in report.rows:
@@ -205,7 +210,8 @@ def experiment_data(x: ExperimentView) -> dict[str, object]:
 def render_status_table(x: ExperimentView) -> Table:
     """The controller's report (``status.report``) as a rich table."""
     table = Table(title=f"Experiment {x.namespace}/{x.name} — {rollout_text(x.spec)}", title_justify="left")
-    for header in ("Branch", "Samples", "Conversions", "Mean", "Variance", "P-value", "Significance", "Lift %", "CI"):
+    headers = ("Branch", "Samples", "Conversions", "Mean", "Variance", "P-value", "Significance", "Lift %", "CI")
+    for header in (*headers, "Chance to win", "Expected loss"):
         table.add_column(header, justify="left" if header == "Branch" else "right", no_wrap=True)
     for row in x.status.report:
         ci = f"[{row.ci[0]:+.2f}%, {row.ci[1]:+.2f}%]" if row.ci and len(row.ci) == 2 else DASH
@@ -219,6 +225,8 @@ def render_status_table(x: ExperimentView) -> Table:
             DASH if row.significance is None else f"{row.significance:.4f}%",
             percent(row.lift_percent),
             ci,
+            chance(row.chance_to_win),
+            loss(row.expected_loss),
         )
     return table
 

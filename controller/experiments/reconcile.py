@@ -74,6 +74,8 @@ def evaluate(
         on_winner=spec.auto_close.on_winner,
         on_harm=spec.auto_close.on_harm,
         control=control,
+        engine=spec.engine,
+        chance_to_win=spec.chance_to_win,
     )
     return report, decision
 

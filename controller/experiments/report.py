@@ -11,15 +11,20 @@
   intervals are not adjusted;
 * ``sequential=True`` replaces the fixed-horizon p-value and interval with the always-valid ones
   (``stats.sequential_test``), for experiments that are watched continuously;
+* Bayesian read-out beside it (``bayes``: Beta(1, 1) prior for rates, flat prior for means):
+  ``chanceToWin``, ``expectedLoss`` (of shipping the treatment, metric units), ``riskControl`` (of
+  keeping control) and a credible interval on the relative lift (``credibleInterval``, percent);
+  never adjusted, never sequential;
 * sample ratio mismatch: chi-square of samples against the configured weights, failing below
   ``srm_threshold`` (GrowthBook's 0.001). Without weights it is not checked (``pValue`` None,
   ``ok`` true).
 
 ``Report.to_dict()`` is the ``status`` shape of the Experiment resource: ``{"report": [row, ...],
 "srm": {"pValue", "ok"}}`` where a row has exactly ``branch, samples, conversions, mean, variance,
-pValue, significance, lift, liftPercent, ci``; values carry full precision (a p-value of 3e-7 stays
-3e-7; the IMVU p-value is 1.0326e-05, not "1e-05"): this is the machine shape behind ``-o json``
-and ``status.report``. Only tables round, when they print. Not-applicable values are None, never NaN.
+pValue, significance, lift, liftPercent, ci, chanceToWin, expectedLoss, riskControl,
+credibleInterval``; values carry full precision (a p-value of 3e-7 stays 3e-7; the IMVU
+p-value is 9.5934e-06, not "1e-05"): this is the machine shape behind ``-o json`` and
+``status.report``. Only tables round, when they print. Not-applicable values are None, never NaN.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from controller.experiments import stats
+from controller.experiments import bayes, stats
 
 __all__ = ["DEFAULT_SRM_THRESHOLD", "BranchCounts", "Report", "ReportRow", "SrmSummary", "build_report", "exact"]
 
@@ -106,6 +111,14 @@ class ReportRow:
     lift_percent: float | None = None
     ci: tuple[float, float] | None = None
     """(1 - α) interval on the relative lift, in percent."""
+    chance_to_win: float | None = None
+    """Bayesian: posterior probability that this branch beats control."""
+    expected_loss: float | None = None
+    """Bayesian: expected loss of shipping this branch, ``E[max(m_c - m_t, 0)]``."""
+    risk_control: float | None = None
+    """Bayesian: expected loss of keeping control instead, ``E[max(m_t - m_c, 0)]``."""
+    credible_interval: tuple[float, float] | None = None
+    """Bayesian: (1 - α) credible interval on the relative lift, in percent."""
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +133,12 @@ class ReportRow:
             "lift": exact(self.lift),
             "liftPercent": exact(self.lift_percent),
             "ci": None if self.ci is None else [exact(self.ci[0]), exact(self.ci[1])],
+            "chanceToWin": exact(self.chance_to_win),
+            "expectedLoss": exact(self.expected_loss),
+            "riskControl": exact(self.risk_control),
+            "credibleInterval": None
+            if self.credible_interval is None
+            else [exact(self.credible_interval[0]), exact(self.credible_interval[1])],
         }
 
 
@@ -192,8 +211,10 @@ def _compare(
     n_c, n_t = control.samples, treatment.samples
     if control.conversions is not None and treatment.conversions is not None:
         test = stats.two_proportion_ztest(control.conversions, n_c, treatment.conversions, n_t)
+        posterior = bayes.binomial_bayes(control.conversions, n_c, treatment.conversions, n_t, alpha)
     else:
         test = stats.welch_ttest(mean_c, var_c, n_c, mean_t, var_t, n_t)
+        posterior = bayes.gaussian_bayes(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha)
     lifted = stats.lift(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha=alpha)
     p_value, ci = test.p_value, lifted.relative_ci
     error = test.error or lifted.error
@@ -212,6 +233,10 @@ def _compare(
         lift_percent=None if lifted.relative is None else 100 * lifted.relative,
         ci=None if ci is None else (100 * ci[0], 100 * ci[1]),
         error=error,
+        chance_to_win=posterior.chance_to_win,
+        expected_loss=posterior.loss_treatment,
+        risk_control=posterior.loss_control,
+        credible_interval=None if posterior.ci is None else (100 * posterior.ci[0], 100 * posterior.ci[1]),
     )
 
 

@@ -104,6 +104,19 @@ class ExperimentSpec(Model):
     alpha: float = Field(
         default=0.05, description="Significance level, greater than 0 and less than 0.5 (default 0.05)."
     )
+    engine: Literal["frequentist", "bayesian"] = Field(
+        default="frequentist",
+        description=(
+            "What decides: frequentist (p-value < alpha) or bayesian (chance to beat control past chanceToWin;"
+            " Beta(1,1) prior for rates, flat prior for means). Both read-outs are always reported."
+        ),
+    )
+    chance_to_win: float = Field(
+        default=0.95,
+        description="With engine bayesian: a winner above this chance to beat control, harm below 1 - it.",
+        gt=0.5,
+        lt=1,
+    )
     close_on: str | None = Field(default=None, description="Close the experiment: everyone gets this branch.")
     auto_close: AutoClose = Field(default_factory=AutoClose, description="Automatic closing on a decision.")
     interval: Duration = Field(default=timedelta(seconds=30), description="How often the report is refreshed.")
@@ -172,6 +185,16 @@ class ReportRow(StatusModel):
     lift: float | None = Field(default=None, description="Absolute lift over control.")
     lift_percent: float | None = Field(default=None, description="Relative lift over control, percent.")
     ci: list[float] | None = Field(default=None, description="Confidence interval of the relative lift, percent.")
+    chance_to_win: float | None = Field(default=None, description="Bayesian: probability of beating control.")
+    expected_loss: float | None = Field(
+        default=None, description="Bayesian: expected loss of shipping this branch (metric units)."
+    )
+    risk_control: float | None = Field(
+        default=None, description="Bayesian: expected loss of keeping control instead (metric units)."
+    )
+    credible_interval: list[float] | None = Field(
+        default=None, description="Bayesian: credible interval of the relative lift, percent."
+    )
 
 
 class SrmStatus(StatusModel):

@@ -16,9 +16,11 @@ from controller.models.release import GaugeRow, PhaseStatus
 from controller.web.present import (
     DASH,
     age,
+    chance,
     duration,
     failure_text,
     gauge_cells,
+    loss,
     num,
     p_value,
     percent,
@@ -478,7 +480,8 @@ def report_rows(x: ExperimentView) -> list[str]:
             f'<td class="n">{e(conversions)}</td><td class="n">{e(num(r.mean, 5))}</td>'
             f'<td class="n">{e(num(r.variance, 5))}</td><td class="n">{e(p_value(r.p_value))}</td>'
             f'<td class="n">{e(significance)}</td><td class="n">{e(percent(r.lift_percent))}</td>'
-            f'<td class="n">{e(ci)}</td></tr>'
+            f'<td class="n">{e(ci)}</td><td class="n">{e(chance(r.chance_to_win))}</td>'
+            f'<td class="n">{e(loss(r.expected_loss))}</td></tr>'
         )
     return rows
 
@@ -550,7 +553,19 @@ def _experiment(x: ExperimentView, now: datetime) -> str:
         + "".join(f"<dt>{e(k)}</dt><dd>{v}</dd>" for k, v in facts)
         + "</dl>"
         + _table(
-            ("Branch", "Samples", "Conversions", "Mean", "Variance", "P-value", "Significance", "Lift %", "CI"),
+            (
+                "Branch",
+                "Samples",
+                "Conversions",
+                "Mean",
+                "Variance",
+                "P-value",
+                "Significance",
+                "Lift %",
+                "CI",
+                "Chance to win",
+                "Expected loss",
+            ),
             report_rows(x),
             cls="report",
             empty="no report yet",

@@ -180,6 +180,10 @@ def test_with_report_writes_report_rows_srm_decision_and_p_value() -> None:
         "lift": None,
         "liftPercent": None,
         "ci": None,
+        "chanceToWin": None,
+        "expectedLoss": None,
+        "riskControl": None,
+        "credibleInterval": None,
     }
     p = stats.two_proportion_ztest(64630, 148266, 66903, 150702).p_value
     assert rows[1]["pValue"] == p  # full precision in status.report, not rounded to 1e-05

@@ -328,6 +328,8 @@ def test_experiments_page_rollout_closed_on_decision_and_report() -> None:
         "99.9990%",
         "+1.84%",
         "[+1.02%, +2.67%]",
+        "—",  # no Bayesian read-out in this sample status
+        "—",
     ]
     assert dom.text("span", class_="closed-on") == ["—", "enhanced", "—"]
 
