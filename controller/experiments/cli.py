@@ -231,6 +231,30 @@ def render_status_table(x: ExperimentView) -> Table:
     return table
 
 
+def render_cuped_table(x: ExperimentView) -> Table:
+    """The CUPED-adjusted comparison: adjusted means and variances, Welch's p-value, variance removed."""
+    c = x.status.cuped
+    theta = "" if c is None or c.theta is None else f" (θ = {c.theta:.6g})"
+    table = Table(title=f"CUPED{theta}", title_justify="left")
+    headers = ("Branch", "Samples", "Adj. mean", "Adj. variance", "P-value", "Lift %", "CI", "Variance")
+    for header in headers:
+        table.add_column(header, justify="left" if header == "Branch" else "right", no_wrap=True)
+    for row in c.report if c is not None else []:
+        ci = f"[{row.ci[0]:+.2f}%, {row.ci[1]:+.2f}%]" if row.ci and len(row.ci) == 2 else DASH
+        reduced = c.variance_reduction.get(row.branch) if c is not None else None
+        table.add_row(
+            Text(row.branch),
+            str(row.samples),
+            num(row.mean, 5),
+            num(row.variance, 5),
+            fmt_p(row.p_value),
+            percent(row.lift_percent),
+            ci,
+            DASH if reduced is None else f"-{100 * reduced:.2f}%",
+        )
+    return table
+
+
 def render_segment_table(x: ExperimentView) -> Table:
     """IMVU's buckets: per segment and branch, samples, conversions, mean, p-value, lift, CI and sample ratio."""
     table = Table(title="Segments", title_justify="left")
@@ -302,6 +326,11 @@ def _cluster_report(name: str, namespace: str | None, context: str | None, outpu
     console = Console(width=max(Console().width, 140))
     if x.status.report:
         console.print(render_status_table(x))
+    if x.status.cuped is not None:
+        if x.status.cuped.report:
+            console.print(render_cuped_table(x))
+        else:
+            console.print(Text(f"CUPED: {x.status.cuped.error}"))
     if x.status.segments:
         console.print(render_segment_table(x))
     else:

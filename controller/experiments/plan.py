@@ -15,6 +15,7 @@ from datetime import datetime
 from controller.experiments.reconcile import (
     configmap_key,
     evaluate,
+    evaluate_cuped,
     evaluate_segments,
     published_config,
     with_report,
@@ -32,6 +33,8 @@ class ExperimentFacts:
     generation: int | None = None
     exposures: Mapping[str, float] | None = None
     conversions: Mapping[str, float] | None = None
+    value_sums: Mapping[str, Mapping[str, float]] | None = None
+    """``{"sum" | "sumSquares" | "xSum" | "xSumSquares" | "xySum": {branch: value}}`` for ``metric.value``."""
     segment_exposures: Mapping[tuple[str, ...], float] | None = None
     """``{(branch, dimension, segment): users}`` when ``metric.segments`` is set."""
     segment_conversions: Mapping[tuple[str, ...], float] | None = None
@@ -104,9 +107,10 @@ def reduce_experiment(
         if facts.no_counts is not None or facts.exposures is None:
             s = without_report(spec, status, facts.no_counts or "no counts", now, generation)
         else:
-            report, decision = evaluate(spec, facts.exposures, facts.conversions)
+            report, decision = evaluate(spec, facts.exposures, facts.conversions, facts.value_sums)
             segments = evaluate_segments(spec, facts.segment_exposures, facts.segment_conversions)
-            s = with_report(spec, status, report, decision, now, generation, segments)
+            cuped = evaluate_cuped(spec, facts.exposures, facts.value_sums)
+            s = with_report(spec, status, report, decision, now, generation, segments, cuped)
     elif isinstance(action, Publish) and isinstance(outcome, Published):
         s = status.model_copy(deep=True)
         s.config_map = facts.configmap

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from controller.experiments.cuped import CupedReport, SufficientStats, build_cuped
 from controller.experiments.decide import Decision, decide
 from controller.experiments.hashing import ExperimentConfig
 from controller.experiments.report import BranchCounts, Report, build_report
@@ -12,6 +13,7 @@ from controller.experiments.segments import Balance, SegmentReport, build_segmen
 from controller.models.common import set_condition
 from controller.models.experiment import (
     BalanceStatus,
+    CupedStatus,
     ExperimentSpec,
     ExperimentStatus,
     ReportRow,
@@ -60,14 +62,62 @@ def counts_from(
     return out
 
 
+def sufficient_stats(
+    spec: ExperimentSpec, exposures: Mapping[str, float], sums: Mapping[str, Mapping[str, float]]
+) -> list[SufficientStats]:
+    """Per-branch sums of ``metric.value`` (n from the exposures), control first; missing count 0."""
+    order = [spec.control_branch, *[b for b in spec.branches if b != spec.control_branch]]
+    covariate = all(k in sums for k in ("xSum", "xSumSquares", "xySum"))
+
+    def get(key: str, branch: str) -> float:
+        return float(sums.get(key, {}).get(branch, 0.0))
+
+    return [
+        SufficientStats(
+            name=b,
+            n=round(exposures.get(b, 0.0)),
+            sum=get("sum", b),
+            sum_squares=get("sumSquares", b),
+            x_sum=get("xSum", b) if covariate else None,
+            x_sum_squares=get("xSumSquares", b) if covariate else None,
+            xy_sum=get("xySum", b) if covariate else None,
+        )
+        for b in order
+    ]
+
+
+def evaluate_cuped(
+    spec: ExperimentSpec, exposures: Mapping[str, float] | None, sums: Mapping[str, Mapping[str, float]] | None
+) -> CupedReport | None:
+    """The CUPED comparison when ``metric.value.covariate`` is configured and its sums were read."""
+    metric = spec.metric
+    if exposures is None or sums is None or metric is None or metric.value is None or metric.value.covariate is None:
+        return None
+    stats_ = sufficient_stats(spec, exposures, sums)
+    return build_cuped(stats_, dict(spec.branches), spec.alpha, spec.control_branch)
+
+
 def evaluate(
-    spec: ExperimentSpec, exposures: Mapping[str, float], conversions: Mapping[str, float] | None
+    spec: ExperimentSpec,
+    exposures: Mapping[str, float],
+    conversions: Mapping[str, float] | None,
+    value_sums: Mapping[str, Mapping[str, float]] | None = None,
 ) -> tuple[Report, Decision]:
-    """The report and decision for the current counts."""
+    """The report and decision for the current counts.
+
+    With ``metric.value`` the report compares means (Welch); with a covariate too, the decision reads
+    the CUPED-adjusted comparison (the unadjusted one stays in ``status.report``).
+    """
     control = spec.control_branch
-    report = build_report(counts_from(spec, exposures, conversions), dict(spec.branches), spec.alpha, control)
+    if value_sums is not None:
+        counts = [s.counts() for s in sufficient_stats(spec, exposures, value_sums)]
+    else:
+        counts = counts_from(spec, exposures, conversions)
+    report = build_report(counts, dict(spec.branches), spec.alpha, control)
+    cuped = evaluate_cuped(spec, exposures, value_sums)
+    judged = cuped.report if cuped is not None and cuped.report is not None and cuped.error is None else report
     decision = decide(
-        report,
+        judged,
         min_samples=spec.min_samples,
         alpha=spec.alpha,
         close_on=spec.close_on,
@@ -101,6 +151,7 @@ def with_report(
     now: datetime,
     generation: int | None,
     segments: Segments = ([], []),
+    cuped: CupedReport | None = None,
 ) -> ExperimentStatus:
     """Status carrying the report, SRM check and decision; a first auto-close sets ``closedOn``.
 
@@ -111,6 +162,7 @@ def with_report(
     s = status.model_copy(deep=True)
     s.report = [ReportRow.model_validate(r.to_dict()) for r in report.rows]
     s.srm = SrmStatus.model_validate(report.srm.to_dict()) if report.srm is not None else None
+    s.cuped = None if cuped is None else CupedStatus.model_validate(cuped.to_dict())
     s.segments = [SegmentReportStatus.model_validate(r.to_dict()) for r in segments[0]]
     s.balance = [BalanceStatus.model_validate(b.to_dict()) for b in segments[1]]
     p_values = [r.p_value for r in report.rows if r.p_value is not None]

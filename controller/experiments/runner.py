@@ -106,6 +106,7 @@ class ExperimentKind:
                 if spec.metric.conversions
                 else None
             )
+            value_sums = await self._value_sums(spec)
             segments = spec.metric.segments
             seg_exposures = seg_conversions = None
             if segments is not None:
@@ -120,10 +121,24 @@ class ExperimentKind:
             **base,  # type: ignore[arg-type]
             exposures=exposures,
             conversions=conversions,
+            value_sums=value_sums,
             segment_exposures=seg_exposures,
             segment_conversions=seg_conversions,
             counted=True,
         )
+
+    async def _value_sums(self, spec: ExperimentSpec) -> dict[str, dict[str, float]] | None:
+        value = spec.metric.value if spec.metric else None
+        if value is None or self.prometheus_url is None:
+            return None
+        queries = {"sum": value.sum, "sumSquares": value.sum_squares}
+        if value.covariate is not None:
+            queries |= {
+                "xSum": value.covariate.sum,
+                "xSumSquares": value.covariate.sum_squares,
+                "xySum": value.covariate.sum_products,
+            }
+        return {key: await self.counts.query_by(self.prometheus_url, q, "branch") for key, q in queries.items()}
 
     def observe_failed(
         self, spec: ExperimentSpec, status: ExperimentStatus, error: StoplineError, now: datetime

@@ -28,6 +28,24 @@ class SegmentMetric(Model):
     conversions: str | None = Field(default=None, description="PromQL like exposures (same labels): users converted.")
 
 
+class CovariateMetric(Model):
+    """CUPED: per-branch sums of a pre-period covariate x (one value per exposed user)."""
+
+    sum: str = Field(description="PromQL, one sample per branch: Σx.")
+    sum_squares: str = Field(description="PromQL, one sample per branch: Σx².")
+    sum_products: str = Field(description="PromQL, one sample per branch: Σxy.")
+
+
+class ValueMetric(Model):
+    """A continuous metric as per-branch sufficient statistics (n is the exposures query)."""
+
+    sum: str = Field(description="PromQL, one sample per branch: Σy over exposed users.")
+    sum_squares: str = Field(description="PromQL, one sample per branch: Σy².")
+    covariate: CovariateMetric | None = Field(
+        default=None, description="Pre-period covariate sums: the report adds a CUPED-adjusted comparison."
+    )
+
+
 class ExperimentMetric(Model):
     """Per-branch counts from Prometheus (or pushed by the SDK)."""
 
@@ -38,6 +56,16 @@ class ExperimentMetric(Model):
     segments: SegmentMetric | None = Field(
         default=None, description="Counts by segment: a report row per segment and a balance check per dimension."
     )
+    value: ValueMetric | None = Field(
+        default=None,
+        description="A continuous metric (sums per branch) judged by Welch's t-test, with CUPED given a covariate.",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ExperimentMetric:
+        if self.value is not None and self.conversions is not None:
+            raise ValueError("give metric.conversions (a rate) or metric.value (a continuous metric), not both")
+        return self
 
 
 class ExperimentForce(Model):
@@ -225,11 +253,23 @@ class BalanceStatus(StatusModel):
     imbalanced: list[str] = Field(default_factory=list, description="Segments whose own sample ratio fails.")
 
 
+class CupedStatus(StatusModel):
+    """The CUPED-adjusted comparison of a continuous metric."""
+
+    theta: float | None = Field(default=None, description="Regression coefficient of y on the covariate.")
+    report: list[ReportRow] = Field(default_factory=list, description="Adjusted means and variances, Welch's test.")
+    variance_reduction: dict[str, float] = Field(
+        default_factory=dict, description="Per treatment: share of the difference's variance removed (0..1)."
+    )
+    error: str | None = Field(default=None, description="Why no adjustment could be made.")
+
+
 class ExperimentStatus(StatusModel):
     """Observed state of an Experiment; written only by the controller."""
 
     report: list[ReportRow] = Field(default_factory=list, description="The report, one row per branch.")
     srm: SrmStatus | None = Field(default=None, description="Sample ratio mismatch check.")
+    cuped: CupedStatus | None = Field(default=None, description="CUPED-adjusted comparison (continuous metrics).")
     segments: list[SegmentReportStatus] = Field(default_factory=list, description="The report per segment.")
     balance: list[BalanceStatus] = Field(default_factory=list, description="Balance check per segment dimension.")
     decision: str = Field(default="Running", description="Running, Winner:<b>, Harm:<b>, NoSignificance, Closed:<b>.")

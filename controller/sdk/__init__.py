@@ -55,21 +55,31 @@ from controller.experiments.hashing import ExperimentConfig
 from controller.sdk.client import FORCE_COOKIE, Experiments, ForcedBranch, parse_forced
 from controller.sdk.metrics import (
     CONVERSIONS,
+    COVARIATE_SUM,
+    COVARIATE_SUM_SQUARES,
     EXPOSURES,
     FORCED_CONVERSIONS,
     FORCED_EXPOSURES,
     SEGMENT_CONVERSIONS,
     SEGMENT_EXPOSURES,
+    VALUE_COVARIATE_PRODUCTS,
+    VALUE_SUM,
+    VALUE_SUM_SQUARES,
 )
 
 __all__ = [
     "CONVERSIONS",
+    "COVARIATE_SUM",
+    "COVARIATE_SUM_SQUARES",
     "EXPOSURES",
     "FORCED_CONVERSIONS",
     "FORCED_EXPOSURES",
     "FORCE_COOKIE",
     "SEGMENT_CONVERSIONS",
     "SEGMENT_EXPOSURES",
+    "VALUE_COVARIATE_PRODUCTS",
+    "VALUE_SUM",
+    "VALUE_SUM_SQUARES",
     "ExperimentConfig",
     "Experiments",
     "ForcedBranch",

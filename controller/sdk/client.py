@@ -14,7 +14,15 @@ from typing import Any, final
 from prometheus_client import CollectorRegistry, Counter
 
 from controller.experiments.hashing import CompiledExperiment, ExperimentConfig, compile_experiment
-from controller.sdk.metrics import ExperimentMetrics, metrics_for
+from controller.sdk.metrics import (
+    COVARIATE_SUM,
+    COVARIATE_SUM_SQUARES,
+    VALUE_COVARIATE_PRODUCTS,
+    VALUE_SUM,
+    VALUE_SUM_SQUARES,
+    ExperimentMetrics,
+    metrics_for,
+)
 from controller.sdk.source import Signature, load_path, signature
 
 __all__ = ["FORCE_COOKIE", "Experiments", "ForcedBranch", "parse_forced"]
@@ -214,6 +222,30 @@ class Experiments:
         if segments and not isinstance(branch, ForcedBranch):
             for dimension, segment in segments.items():
                 self._metrics.segment_conversions.labels(key, branch, dimension, segment).inc()
+        return True
+
+    def record(self, key: str, branch: str | None, value: float, covariate: float | None = None) -> bool:
+        """Add one exposed user's metric ``value`` (and pre-period ``covariate``, for CUPED) to the sums.
+
+        Call it once per exposed user with the user's total over the analysis window (0 is a value;
+        users never recorded count as 0). Exports Σy, Σy² and, with ``covariate``, Σx, Σx², Σxy
+        (``controller.sdk.metrics``). Values must be finite and >= 0 (ValueError otherwise). Returns
+        False, counting nothing, for None, a forced branch or a branch/experiment not configured.
+        """
+        if branch is None or isinstance(branch, ForcedBranch):
+            return False
+        if branch not in self._state.exposures.get(key, {}):
+            return False
+        for v in (value, covariate):
+            if v is not None and not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"record: values must be finite and >= 0, got {v}")
+        sums = self._metrics.sums
+        sums[VALUE_SUM].labels(key, branch).inc(value)
+        sums[VALUE_SUM_SQUARES].labels(key, branch).inc(value * value)
+        if covariate is not None:
+            sums[COVARIATE_SUM].labels(key, branch).inc(covariate)
+            sums[COVARIATE_SUM_SQUARES].labels(key, branch).inc(covariate * covariate)
+            sums[VALUE_COVARIATE_PRODUCTS].labels(key, branch).inc(value * covariate)
         return True
 
     # Configuration ------------------------------------------------------------------------

@@ -512,6 +512,34 @@ def segment_rows(x: ExperimentView) -> list[str]:
     return rows
 
 
+CUPED_HEADERS = ("Branch", "Samples", "Adjusted mean", "Adjusted variance", "P-value", "Lift %", "CI", "Variance")
+
+
+def cuped_rows(x: ExperimentView) -> list[str]:
+    """The CUPED-adjusted comparison, with the share of variance removed per treatment."""
+    c = x.status.cuped
+    rows = []
+    for r in c.report if c is not None else []:
+        ci = f"[{r.ci[0]:+.2f}%, {r.ci[1]:+.2f}%]" if r.ci and len(r.ci) == 2 else DASH
+        reduced = c.variance_reduction.get(r.branch) if c is not None else None
+        rows.append(
+            f'<tr class="cuped-row" data-branch="{e(r.branch)}"><td>{e(r.branch)}</td><td class="n">{r.samples}</td>'
+            f'<td class="n">{e(num(r.mean, 5))}</td><td class="n">{e(num(r.variance, 5))}</td>'
+            f'<td class="n">{e(p_value(r.p_value))}</td><td class="n">{e(percent(r.lift_percent))}</td>'
+            f'<td class="n">{e(ci)}</td>'
+            f'<td class="n">{e(DASH if reduced is None else f"-{100 * reduced:.2f}%")}</td></tr>'
+        )
+    return rows
+
+
+def _cuped_section(x: ExperimentView) -> str:
+    c = x.status.cuped
+    if c is None:
+        return ""
+    title = "CUPED" if c.theta is None else f"CUPED (θ = {c.theta:.6g})"
+    return f"<h3>{e(title)}</h3>" + _table(CUPED_HEADERS, cuped_rows(x), cls="cuped", empty=c.error or "no adjustment")
+
+
 def balance_text(x: ExperimentView) -> list[tuple[str, bool]]:
     """``platform: p=0.412 ok`` per segment dimension, and whether it is balanced."""
     out = []
@@ -570,6 +598,7 @@ def _experiment(x: ExperimentView, now: datetime) -> str:
             cls="report",
             empty="no report yet",
         )
+        + _cuped_section(x)
         + (
             "<h3>Segments</h3>" + _table(SEGMENT_HEADERS, segment_rows(x), cls="segments", empty="no segments")
             if x.status.segments

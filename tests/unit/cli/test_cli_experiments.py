@@ -69,6 +69,16 @@ def test_report_name_shows_segment_rows_and_balance(fake: FakeApi) -> None:
     assert data["balance"][0]["chiSquare"] == 160.2 and data["segments"][0]["srm"]["pValue"] == 2.9e-36
 
 
+def test_report_name_shows_the_cuped_table(fake: FakeApi) -> None:
+    fake.objects["experiments"]["c"] = samples.experiment_object("c", cuped=True)
+    code, out = invoke("report", "c")
+    assert code == 0, out
+    assert "CUPED (θ = 0.801235)" in out
+    row = line_with(out, "│ enhanced", "3.53311")
+    for text in ("1500", "0.99000", "0.001200", "+3.54%", "-67.12%"):
+        assert text in row
+
+
 def test_report_name_json(fake: FakeApi) -> None:
     code, out = invoke("report", "done", "-o", "json", "-n", "shop")
     assert code == 0, out

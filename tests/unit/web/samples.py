@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.models.common import Condition
-from controller.models.experiment import BalanceStatus, ExperimentStatus, ReportRow, SegmentReportStatus, SrmStatus
+from controller.models.experiment import (
+    BalanceStatus,
+    CupedStatus,
+    ExperimentStatus,
+    ReportRow,
+    SegmentReportStatus,
+    SrmStatus,
+)
 from controller.models.release import (
     FailureStatus,
     GaugeRow,
@@ -258,6 +265,7 @@ def experiment_object(
     close_on: str | None = None,
     force: dict[str, dict[str, str]] | None = None,
     segmented: bool = False,
+    cuped: bool = False,
 ) -> dict[str, Any]:
     """An Experiment with the IMVU report in its status."""
     spec: dict[str, Any] = {
@@ -292,6 +300,17 @@ def experiment_object(
         closed_on=close_on,
         updated_at=NOW,
     )
+    if cuped:
+        status.cuped = CupedStatus(
+            theta=0.801234567,
+            report=[
+                ReportRow(branch="control", samples=1500, mean=3.41234, variance=1.02),
+                ReportRow(
+                    branch="enhanced", samples=1500, mean=3.53311, variance=0.99, p_value=0.0012, lift_percent=3.54
+                ),
+            ],
+            variance_reduction={"enhanced": 0.6712},
+        )
     if segmented:
         status.segments = [
             SegmentReportStatus(

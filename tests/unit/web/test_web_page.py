@@ -358,6 +358,23 @@ def test_experiment_section_shows_segment_rows_and_flags_the_imbalanced_segment(
     assert "segment-row" not in plain and "Segment balance" not in plain
 
 
+def test_experiment_section_shows_the_cuped_comparison() -> None:
+    html = page.render_experiments(
+        [ExperimentView.from_object(samples.experiment_object("c", cuped=True))], samples.NOW
+    )
+    assert "CUPED (θ = 0.801235)" in html
+    assert row_cells(html, {"class": "cuped-row", "data-branch": "enhanced"}) == [
+        "enhanced",
+        "1500",
+        "3.53311",
+        "0.99000",
+        "0.001200",
+        "+3.54%",
+        "—",
+        "-67.12%",
+    ]
+
+
 def test_events_in_the_same_second_keep_the_api_servers_order() -> None:
     def ev(reason: str, version: str, at: str = "2024-05-30T11:58:00Z") -> dict[str, object]:
         return {"metadata": {"resourceVersion": version}, "reason": reason, "lastTimestamp": at}
