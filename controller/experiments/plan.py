@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from controller.experiments.growthbook import growthbook_json, growthbook_key
 from controller.experiments.reconcile import (
     configmap_key,
     evaluate,
@@ -51,10 +52,19 @@ class Refresh:
 
 @dataclass(frozen=True)
 class Publish:
-    """Write the live config under ``key`` into the shared ConfigMap."""
+    """Write the live config under ``key`` into the shared ConfigMap, and the GrowthBook payload beside it."""
 
     key: str
     config: str
+    growthbook: str = ""
+    """The GrowthBook SDK payload of the same config, under ``growthbook_key(key)``."""
+
+    def data(self) -> dict[str, str | None]:
+        """The ConfigMap keys this publication writes."""
+        out: dict[str, str | None] = {self.key: self.config}
+        if self.growthbook:
+            out[growthbook_key(self.key)] = self.growthbook
+        return out
 
 
 @dataclass(frozen=True)
@@ -87,9 +97,10 @@ def plan_experiment(spec: ExperimentSpec, status: ExperimentStatus, facts: Exper
     """The next action for this Experiment."""
     if facts.counted or facts.no_counts is not None:
         return Refresh()
-    config = published_config(spec, status).to_json()
+    published = published_config(spec, status)
+    config = published.to_json()
     if config != facts.published:
-        return Publish(configmap_key(spec), config)
+        return Publish(configmap_key(spec), config, growthbook_json(published))
     return Wait(spec.interval.total_seconds())
 
 

@@ -161,9 +161,7 @@ class ExperimentKind:
         if not self.alive():
             return Published(action.config, error="not published: the Experiment is gone")
         try:
-            await self.publisher.merge_configmap(
-                self.namespace, self.configmap, {action.key: action.config}, CONFIGMAP_LABELS
-            )
+            await self.publisher.merge_configmap(self.namespace, self.configmap, action.data(), CONFIGMAP_LABELS)
         except StoplineError as exc:
             self.round_started = False
             return Published(action.config, error=str(exc))

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.errors import ClusterError, MetricsError
+from controller.experiments.growthbook import GROWTHBOOK_SUFFIX, growthbook_json
+from controller.experiments.hashing import ExperimentConfig
 from controller.experiments.runner import CONFIGMAP_LABELS, run_experiment
 
 CONFIGMAP = "stopline-experiments"
@@ -73,7 +75,12 @@ class FakePublisher:
             raise ClusterError("patch ConfigMap shop/stopline-experiments: 503 Service Unavailable")
 
     def configs(self) -> list[dict[str, Any]]:
-        return [json.loads(value) for _, _, data, _ in self.calls for value in data.values() if value is not None]
+        return [
+            json.loads(value)
+            for _, _, data, _ in self.calls
+            for key, value in data.items()
+            if value is not None and not key.endswith(GROWTHBOOK_SUFFIX)
+        ]
 
 
 @dataclass
@@ -151,7 +158,15 @@ async def test_first_loop_publishes_the_config_and_writes_the_report() -> None:
                         "enabled": True,
                     },
                     separators=(",", ":"),
-                )
+                ),
+                "GDCEurope2011.growthbook.json": growthbook_json(
+                    ExperimentConfig(
+                        key="GDCEurope2011",
+                        seed="GDCEurope2011",
+                        rollout=10,
+                        branches=(("control", 0.496), ("enhanced", 0.504)),
+                    )
+                ),
             },
             CONFIGMAP_LABELS,
         )

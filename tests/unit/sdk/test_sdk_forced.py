@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controller.experiments.growthbook import GROWTHBOOK_SUFFIX, growthbook_json
 from controller.experiments.hashing import ExperimentConfig, compile_experiment, get_branch
 from controller.sdk import (
     CONVERSIONS,
@@ -144,3 +147,10 @@ def test_force_round_trips_and_names_real_branches() -> None:
         ExperimentConfig.from_dict({**data, "force": {"users": {"alice": "gone"}}})
     with pytest.raises(ValueError, match=r"force\.groups"):
         ExperimentConfig.from_dict({**data, "force": {"groups": {"qa": 3}}})
+
+
+def test_the_sdk_skips_the_growthbook_payloads_beside_the_configs(tmp_path: Path) -> None:
+    (tmp_path / f"{KEY}.json").write_text(QA.to_json())
+    (tmp_path / f"{KEY}{GROWTHBOOK_SUFFIX}").write_text(growthbook_json(QA))
+    experiments = Experiments.from_path(tmp_path, registry=CollectorRegistry())
+    assert experiments.keys == (KEY,) and experiments.problems == ()
