@@ -140,3 +140,44 @@ def test_growthbook_javascript_sdk_assigns_like_stopline(expected: dict[str, lis
     for c in CONFIGS:
         mismatches = [i for i, (a, b) in enumerate(zip(got[c.key], expected[c.key], strict=True)) if a != b]
         assert not mismatches, f"{c.key}: {len(mismatches)} users differ, first {USERS[mismatches[0]]}"
+
+
+def test_javascript_sdk_loads_the_payload_from_api_features(tmp_path: Path) -> None:
+    """The path convention: ``apiHost`` + ``/api/features/<clientKey>``, what the controller serves."""
+    import http.server
+    import threading
+
+    node = node_sdk()
+    body = json.dumps(growthbook_payload(CONFIGS)).encode()
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            ok = self.path.split("?")[0] == "/api/features/shop"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body if ok else b"{}")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"http://127.0.0.1:{server.server_address[1]}"
+        sdk = Experiments(CONFIGS, registry=CollectorRegistry())
+        for uid, groups in [("user-7", []), ("user-1", ["qa"]), ("user-12", ["admin"]), ("user-4", ["vip"])]:
+            out = subprocess.run(
+                [str(node), str(CROSSSDK / "fetch.js"), host, "shop", "QaAndAdmin", uid, *groups],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+            assert json.loads(out) == sdk.get_branch(uid, "QaAndAdmin", groups)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any(p.startswith("/api/features/shop") for p in seen)
