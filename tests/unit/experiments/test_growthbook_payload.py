@@ -9,6 +9,7 @@ branches on hash version 1, and a closed experiment.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -108,20 +109,27 @@ def node_sdk() -> Path:
         if IN_CI:
             raise AssertionError("node and npm are needed for the JavaScript SDK check")
         pytest.skip("node/npm not installed")
-    if not (CROSSSDK / "node_modules" / "@growthbook" / "growthbook").is_dir():
-        proc = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--no-package-lock", "--loglevel=error"],
-            cwd=CROSSSDK,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if proc.returncode != 0:
-            if IN_CI:
-                raise AssertionError(f"npm install failed: {proc.stderr[-2000:]}")
-            pytest.skip(f"npm install failed: {proc.stderr[-300:]}")
+    with open(CROSSSDK / ".install.lock", "w") as lock:  # xdist workers: one npm install at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (CROSSSDK / "node_modules" / "@growthbook" / "growthbook").is_dir():
+            npm_install(npm)
     return Path(node)
+
+
+def npm_install(npm: str) -> None:
+    """GrowthBook's JavaScript SDK into tests/crosssdk/node_modules (the version package.json pins)."""
+    proc = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--no-package-lock", "--loglevel=error"],
+        cwd=CROSSSDK,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        if IN_CI:
+            raise AssertionError(f"npm install failed: {proc.stderr[-2000:]}")
+        pytest.skip(f"npm install failed: {proc.stderr[-300:]}")
 
 
 def test_growthbook_javascript_sdk_assigns_like_stopline(expected: dict[str, list[str | None]], tmp_path: Path) -> None:
