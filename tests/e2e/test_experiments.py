@@ -249,7 +249,7 @@ def test_deleting_an_experiment_unpublishes_only_its_key(controller: Controller,
     data = until(
         lambda: configmap_data(ns), lambda d: "First.json" not in d, 60, "First.json removed from the ConfigMap"
     )
-    assert set(data) == {"Second.json"}
+    assert set(data) == {"Second.json", "Second.growthbook.json"}  # First's GrowthBook payload went too
     assert json.loads(data["Second.json"])["branches"] == {"a": 0.2, "b": 0.8}
 
 
