@@ -49,6 +49,20 @@ The app names the cookie or header (and should only honour it for staff). Forced
 ``ForcedBranch`` (a ``str``) and are counted in ``stopline_experiment_forced_exposures_total`` /
 ``..._forced_conversions_total``, never in the analysis counters: a chosen branch is not a random
 assignment and would bias the report.
+
+Segments and continuous metrics
+-------------------------------
+``expose(..., segments={"platform": "ios"})`` / ``convert(..., segments=...)`` also count in
+``stopline_experiment_segment_*_total{experiment,branch,dimension,segment}`` (the Experiment's
+``metric.segments`` reads them). ``record(key, branch, value, covariate=None)``, once per exposed
+user, adds to the sufficient statistics of a continuous metric (Σy, Σy² and, for CUPED, Σx, Σx²,
+Σxy of a pre-period covariate) that ``metric.value`` reads.
+
+Other languages
+---------------
+Beside each ``<key>.json`` the controller publishes ``<key>.growthbook.json``, a GrowthBook SDK
+payload (``controller.experiments.growthbook``) with which any GrowthBook SDK assigns users exactly
+as this one; this SDK ignores those files.
 """
 
 from controller.experiments.hashing import ExperimentConfig
