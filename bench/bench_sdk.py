@@ -2,7 +2,10 @@
 
 Compares the SDK (precomputed seed state and bucket→branch table, inlined FNV-1a) with a naive
 GrowthBook-style evaluation written the obvious way (hash the full ``seed + value`` string per
-call, build the bucket ranges per call, scan them). Both give identical answers (checked first).
+call, build the bucket ranges per call, scan them), and, when the ``growthbook`` package is installed
+(a test dependency), with GrowthBook's own Python SDK the way its docs use it,
+``GrowthBook(attributes={"id": user}).run(Experiment(...))`` per call. All give identical answers
+(checked first).
 
     .venv/bin/python bench/bench_sdk.py [--calls 200000] [--repeats 7]
 
@@ -62,6 +65,29 @@ def naive_get_branch(config: ExperimentConfig, user_id: str, groups: Sequence[st
     return None
 
 
+def growthbook_runner() -> Callable[[str], str | None] | None:
+    """``user → branch`` through GrowthBook's Python SDK, or None when it is not installed."""
+    try:
+        from growthbook import Experiment, GrowthBook
+    except ImportError:
+        return None
+    names = list(CONFIG.branch_names)
+    experiment = Experiment(
+        key=CONFIG.key,
+        variations=names,
+        weights=[w for _, w in CONFIG.branches],
+        coverage=CONFIG.rollout / 100,
+        seed=CONFIG.seed,
+        hashVersion=CONFIG.hash_version,
+    )
+
+    def run(user: str) -> str | None:
+        result = GrowthBook(attributes={"id": user}).run(experiment)
+        return result.value if result.inExperiment else None
+
+    return run
+
+
 def best_rate(call: Callable[[str], object], users: Sequence[str], repeats: int) -> float:
     best = float("inf")
     gc.disable()
@@ -90,6 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ERROR: SDK and naive disagree for {mismatches} users", file=sys.stderr)
         return 1
 
+    peer = growthbook_runner()
+    if peer is not None:
+        differ = sum(client.get_branch(u, key) != peer(u) for u in users[:20000])
+        if differ:
+            print(f"ERROR: SDK and GrowthBook's Python SDK disagree for {differ} users", file=sys.stderr)
+            return 1
+
     get_branch = client.get_branch
     expose = client.expose
     sdk = best_rate(lambda u: get_branch(u, key), users, args.repeats)
@@ -106,6 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"sdk   Experiments.expose     : {exposing:>12,.0f} calls/s/core  (get_branch + counter)")
     print(f"naive GrowthBook-style       : {naive:>12,.0f} calls/s/core")
     print(f"ratio sdk / naive            : {sdk / naive:>12.2f}x")
+    if peer is None:
+        print("growthbook (Python SDK) not installed: pip install growthbook to compare")
+    else:
+        gb = best_rate(peer, users[: max(len(users) // 10, 1)], max(args.repeats // 2, 1))
+        print(f"growthbook GrowthBook().run  : {gb:>12,.0f} calls/s/core  (same answers checked)")
+        print(f"ratio get_branch / growthbook: {sdk / gb:>12.1f}x")
+        print(f"ratio expose / growthbook    : {exposing / gb:>12.1f}x")
     print(f"memory blocks retained after {len(users)} get_branch calls: {retained}")
     return 0
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -21,7 +22,7 @@ from controller.experiments.hashing import WEIGHT_SUM_TOLERANCE
 from controller.experiments.report import BranchCounts, Report, ReportRow, build_report
 from controller.kube import cli_client
 from controller.kube.cli_client import CliError, exit_on_error
-from controller.web.present import DASH, num, percent, rollout_text, timestamp
+from controller.web.present import DASH, chance, loss, num, percent, rollout_text, timestamp
 from controller.web.present import p_value as fmt_p
 from controller.web.views import ExperimentView
 
@@ -44,6 +45,15 @@ app = typer.Typer(
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    yaml = "yaml"
+
+
+def emit(data: object, output: OutputFormat) -> None:
+    """Machine output: every number at full precision (only tables round)."""
+    if output is OutputFormat.yaml:
+        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+    else:
+        typer.echo(json.dumps(data, indent=2))
 
 
 @app.callback()
@@ -138,6 +148,8 @@ def render_table(report: Report) -> Table:
         table.add_column(header, justify="left" if header == "Branch" else "right", no_wrap=True)
     table.add_column("Lift %", justify="right", no_wrap=True)
     table.add_column(f"CI {confidence}", justify="right", no_wrap=True)
+    table.add_column("Chance to win", justify="right", no_wrap=True)
+    table.add_column("Expected loss", justify="right", no_wrap=True)
     for row in report.rows:
         name = row.branch
         if row.branch == report.control and row.branch != "control":
@@ -152,6 +164,8 @@ def render_table(report: Report) -> Table:
             "—" if row.significance is None else f"{row.significance:.4f}%",
             "—" if row.lift_percent is None else f"{row.lift_percent:+.2f}%",
             _ci(row),
+            chance(row.chance_to_win),
+            loss(row.expected_loss),
         )
     return table
 
@@ -166,6 +180,7 @@ def _notes(report: Report) -> list[str]:
         notes.append(f"Sample ratio: {srm.error}")
     else:
         notes.append("Sample ratio: not checked (no --weights)")
+    notes.append("Chance to win / expected loss: Bayesian, Beta(1,1) prior for rates, flat prior for means")
     if report.adjustment == "holm":
         notes.append(f"P-values Holm-adjusted for {len(report.treatments)} treatments")
     for row in report.rows:
@@ -195,7 +210,8 @@ def experiment_data(x: ExperimentView) -> dict[str, object]:
 def render_status_table(x: ExperimentView) -> Table:
     """The controller's report (``status.report``) as a rich table."""
     table = Table(title=f"Experiment {x.namespace}/{x.name} — {rollout_text(x.spec)}", title_justify="left")
-    for header in ("Branch", "Samples", "Conversions", "Mean", "Variance", "P-value", "Significance", "Lift %", "CI"):
+    headers = ("Branch", "Samples", "Conversions", "Mean", "Variance", "P-value", "Significance", "Lift %", "CI")
+    for header in (*headers, "Chance to win", "Expected loss"):
         table.add_column(header, justify="left" if header == "Branch" else "right", no_wrap=True)
     for row in x.status.report:
         ci = f"[{row.ci[0]:+.2f}%, {row.ci[1]:+.2f}%]" if row.ci and len(row.ci) == 2 else DASH
@@ -209,7 +225,70 @@ def render_status_table(x: ExperimentView) -> Table:
             DASH if row.significance is None else f"{row.significance:.4f}%",
             percent(row.lift_percent),
             ci,
+            chance(row.chance_to_win),
+            loss(row.expected_loss),
         )
+    return table
+
+
+def render_cuped_table(x: ExperimentView) -> Table:
+    """The CUPED-adjusted comparison: adjusted means and variances, Welch's p-value, variance removed."""
+    c = x.status.cuped
+    theta = "" if c is None or c.theta is None else f" (θ = {c.theta:.6g})"
+    table = Table(title=f"CUPED{theta}", title_justify="left")
+    headers = ("Branch", "Samples", "Adj. mean", "Adj. variance", "P-value", "Lift %", "CI", "Variance")
+    for header in headers:
+        table.add_column(header, justify="left" if header == "Branch" else "right", no_wrap=True)
+    for row in c.report if c is not None else []:
+        ci = f"[{row.ci[0]:+.2f}%, {row.ci[1]:+.2f}%]" if row.ci and len(row.ci) == 2 else DASH
+        reduced = c.variance_reduction.get(row.branch) if c is not None else None
+        table.add_row(
+            Text(row.branch),
+            str(row.samples),
+            num(row.mean, 5),
+            num(row.variance, 5),
+            fmt_p(row.p_value),
+            percent(row.lift_percent),
+            ci,
+            DASH if reduced is None else f"-{100 * reduced:.2f}%",
+        )
+    return table
+
+
+def render_segment_table(x: ExperimentView) -> Table:
+    """IMVU's buckets: per segment and branch, samples, conversions, mean, p-value, lift, CI and sample ratio."""
+    table = Table(title="Segments", title_justify="left")
+    for header in (
+        "Dimension",
+        "Segment",
+        "Branch",
+        "Samples",
+        "Conversions",
+        "Mean",
+        "P-value",
+        "Lift %",
+        "CI",
+        "SRM",
+    ):
+        table.add_column(header, justify="left" if header in ("Dimension", "Segment", "Branch") else "right")
+    for seg in x.status.segments:
+        srm = DASH if seg.srm is None or seg.srm.p_value is None else fmt_p(seg.srm.p_value)
+        if seg.srm is not None and not seg.srm.ok:
+            srm += " MISMATCH"
+        for i, row in enumerate(seg.report):
+            ci = f"[{row.ci[0]:+.2f}%, {row.ci[1]:+.2f}%]" if row.ci and len(row.ci) == 2 else DASH
+            table.add_row(
+                Text(seg.dimension if i == 0 else ""),
+                Text(seg.segment if i == 0 else ""),
+                Text(row.branch),
+                str(row.samples),
+                DASH if row.conversions is None else f"{row.conversions:g}",
+                num(row.mean, 5),
+                fmt_p(row.p_value),
+                percent(row.lift_percent),
+                ci,
+                srm if i == 0 else "",
+            )
     return table
 
 
@@ -222,6 +301,12 @@ def _status_notes(x: ExperimentView) -> list[str]:
     if srm is not None:
         verdict = "ok" if srm.ok else "MISMATCH: samples do not follow the weights"
         notes.append(f"Sample ratio: p={fmt_p(srm.p_value)} {verdict}")
+    for b in x.status.balance:
+        verdict = "ok" if b.ok else "IMBALANCED" + (f" (segments {', '.join(b.imbalanced)})" if b.imbalanced else "")
+        notes.append(f"Balance by {b.dimension}: p={fmt_p(b.p_value)} over {b.segments} segments {verdict}")
+    forced = x.spec.force.forced_names() if x.spec else []
+    if forced:
+        notes.append("Forced (not counted): " + ", ".join(forced))
     notes.append(f"Updated: {timestamp(x.status.updated_at)}")
     if x.status.message:
         notes.append(x.status.message)
@@ -235,12 +320,19 @@ def _cluster_report(name: str, namespace: str | None, context: str | None, outpu
         if obj is None:
             raise CliError(f"Experiment {name} not found in namespace {api.namespace}")
     x = ExperimentView.from_object(obj)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(experiment_data(x), indent=2))
+    if output is not OutputFormat.table:
+        emit(experiment_data(x), output)
         return
     console = Console(width=max(Console().width, 140))
     if x.status.report:
         console.print(render_status_table(x))
+    if x.status.cuped is not None:
+        if x.status.cuped.report:
+            console.print(render_cuped_table(x))
+        else:
+            console.print(Text(f"CUPED: {x.status.cuped.error}"))
+    if x.status.segments:
+        console.print(render_segment_table(x))
     else:
         console.print(Text(f"Experiment {x.namespace}/{x.name}: no report yet ({rollout_text(x.spec)})"))
     for note in _status_notes(x):
@@ -252,7 +344,9 @@ def list_command(
     namespace: Annotated[
         str | None, typer.Option("--namespace", "-n", help="Namespace (default: the kubeconfig context's).")
     ] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="table, json or yaml (full precision).")
+    ] = OutputFormat.table,
     context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
     all_namespaces: Annotated[
         bool, typer.Option("--all-namespaces", "-A", help="List in every namespace (adds a NAMESPACE column).")
@@ -265,8 +359,8 @@ def list_command(
             (ExperimentView.from_object(o) for o in api.list_all("experiments", all_namespaces)),
             key=lambda x: (x.namespace, x.name),
         )
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([experiment_data(x) for x in views], indent=2))
+    if output is not OutputFormat.table:
+        emit([experiment_data(x) for x in views], output)
         return
     console = Console(width=max(Console().width, 140))
     where = "in any namespace" if all_namespaces else f"in {api.namespace}"
@@ -313,7 +407,9 @@ def report_command(
         typer.Option(help="Configured weights for the sample-ratio check, e.g. control=0.5,enhanced=0.5."),
     ] = None,
     alpha: Annotated[float, typer.Option(help="Significance level; the CI is (1 - alpha).")] = 0.05,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="table, json or yaml (full precision).")
+    ] = OutputFormat.table,
     sequential: Annotated[
         bool, typer.Option(help="Always-valid p-values and intervals (safe to check repeatedly).")
     ] = False,
@@ -343,8 +439,8 @@ def report_command(
         raise typer.BadParameter(f"{alpha}: alpha must be between 0 and 1", param_hint="--alpha")
     parsed_weights = parse_weights(weights, names) if weights is not None else None
     report = build_report(counts, parsed_weights, alpha=alpha, sequential=sequential)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+    if output is not OutputFormat.table:
+        emit(report.to_dict(), output)
         return
     console = Console(width=max(Console().width, 140))
     console.print(render_table(report))

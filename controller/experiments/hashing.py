@@ -33,6 +33,14 @@ one of those groups (e.g. ``qa``, ``admin``) can be in, and the rollout applies 
 only" is ``audience=("qa", "admin"), rollout=100``. ``closed_on`` gives every user that branch, inside
 or outside the audience and rollout. ``enabled=False`` puts nobody in (callers show their default).
 
+Forced branches
+---------------
+``force_users`` (user id → branch) and ``force_groups`` (group → branch, first listed group the user
+is in wins) give QA and admins a chosen branch regardless of audience and rollout, while the
+experiment runs; ``closed_on`` still wins over them (closed means everyone). A forced user's branch
+is not a random assignment, so callers must keep such users out of the analysis counts
+(``CompiledExperiment.forced`` tells them apart; the SDK counts them in separate series).
+
 This module is pure: no I/O, no Kubernetes, no third-party imports.
 """
 
@@ -180,6 +188,10 @@ class ExperimentConfig:
     """When set, every user gets this branch."""
     hash_version: int = 2
     enabled: bool = True
+    force_users: tuple[tuple[str, str], ...] = ()
+    """(user id, branch) pairs: these users always get that branch (QA), unless closed."""
+    force_groups: tuple[tuple[str, str], ...] = ()
+    """(group, branch) pairs: members get that branch (first group in order), unless closed."""
 
     def __post_init__(self) -> None:
         problems = _config_problems(self)
@@ -189,7 +201,7 @@ class ExperimentConfig:
     def __hash__(self) -> int:
         # Explicit: the generated __hash__ would call this module's GrowthBook ``hash``.
         fields = (self.key, self.seed, self.rollout, self.branches, self.audience, self.closed_on)
-        return builtins.hash((*fields, self.hash_version, self.enabled))
+        return builtins.hash((*fields, self.hash_version, self.enabled, self.force_users, self.force_groups))
 
     @property
     def weights(self) -> dict[str, float]:
@@ -200,8 +212,8 @@ class ExperimentConfig:
         return tuple(name for name, _ in self.branches)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping with the published camelCase keys."""
-        return {
+        """JSON-ready mapping with the published camelCase keys (``force`` only when something is forced)."""
+        data: dict[str, Any] = {
             "key": self.key,
             "seed": self.seed,
             "rollout": self.rollout,
@@ -211,6 +223,9 @@ class ExperimentConfig:
             "hashVersion": self.hash_version,
             "enabled": self.enabled,
         }
+        if self.force_users or self.force_groups:
+            data["force"] = {"users": dict(self.force_users), "groups": dict(self.force_groups)}
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -252,6 +267,17 @@ class ExperimentConfig:
         enabled = data.get("enabled", True)
         if not isinstance(enabled, bool):
             raise ValueError(f"experiment {key!r}: 'enabled' must be a boolean")
+        force = data.get("force") or {}
+        if not isinstance(force, Mapping):
+            raise ValueError(f"experiment {key!r}: 'force' must be an object with 'users' and 'groups'")
+        forced: dict[str, tuple[tuple[str, str], ...]] = {}
+        for part in ("users", "groups"):
+            table = force.get(part) or {}
+            if not isinstance(table, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in table.items()
+            ):
+                raise ValueError(f"experiment {key!r}: 'force.{part}' must map strings to branch names")
+            forced[part] = tuple(table.items())
         return cls(
             key=key,
             seed=seed,
@@ -261,6 +287,8 @@ class ExperimentConfig:
             closed_on=closed_on,
             hash_version=hash_version,
             enabled=enabled,
+            force_users=forced["users"],
+            force_groups=forced["groups"],
         )
 
     @classmethod
@@ -288,6 +316,10 @@ def _config_problems(config: ExperimentConfig) -> list[str]:
         problems.append(f"weights must sum to 1 (±{WEIGHT_SUM_TOLERANCE}), got {sum(weights):g}")
     if config.closed_on is not None and config.closed_on not in names:
         problems.append(f"closeOn {config.closed_on!r} is not one of the branches {names}")
+    for what, table in (("force.users", config.force_users), ("force.groups", config.force_groups)):
+        unknown = sorted({branch for _, branch in table if branch not in names})
+        if unknown:
+            problems.append(f"{what} names branches that do not exist: {unknown}")
     if config.hash_version not in (1, 2):
         problems.append(f"hashVersion must be 1 or 2, got {config.hash_version}")
     return problems
@@ -304,7 +336,20 @@ class CompiledExperiment:
     assignment is the hash plus one tuple index and is identical to GrowthBook's range search.
     """
 
-    __slots__ = ("_audience", "_constant", "_prefix", "_seed_state", "_seed_units", "_table", "_version", "config")
+    __slots__ = (
+        "_audience",
+        "_constant",
+        "_force_groups",
+        "_force_users",
+        "_prefix",
+        "_seed_state",
+        "_seed_units",
+        "_table",
+        "_version",
+        "branches",
+        "config",
+        "has_force",
+    )
 
     config: ExperimentConfig
     _audience: frozenset[str] | None
@@ -314,9 +359,18 @@ class CompiledExperiment:
     _seed_units: bytes | list[int]
     _table: tuple[str | None, ...]
     _prefix: array[int]
+    _force_users: dict[str, str]
+    _force_groups: tuple[tuple[str, str], ...]
+    has_force: bool
+    """Some user or group is forced by the config (``forced`` can return a branch without an override)."""
+    branches: frozenset[str]
 
     def __init__(self, config: ExperimentConfig) -> None:
         self.config = config
+        self.branches = frozenset(config.branch_names)
+        self._force_users = dict(config.force_users)
+        self._force_groups = config.force_groups
+        self.has_force = bool(config.force_users or config.force_groups) and config.enabled
         self._prefix = _digit_prefix_states()
         self._audience = frozenset(config.audience) if config.audience else None
         self._version = config.hash_version
@@ -334,13 +388,44 @@ class CompiledExperiment:
             self._constant = (None,)
         elif config.closed_on is not None:
             self._constant = (config.closed_on,)
-        elif all(name is None for name in table):
+        elif all(name is None for name in table) and not self.has_force:
             self._constant = (None,)
         else:
             self._constant = None
 
+    def forced(self, user_id: str, groups: Collection[str] = (), override: str | None = None) -> str | None:
+        """The branch forced on this user, or None when the user is assigned by hash (or closed/disabled).
+
+        ``override`` (e.g. from a QA cookie) wins when it names a branch of this experiment; unknown
+        names are ignored. Then ``force_users``, then ``force_groups`` in their order.
+        """
+        if not self.config.enabled or self.config.closed_on is not None:
+            return None
+        if override is not None and override in self.branches:
+            return override
+        if not self.has_force:
+            return None
+        branch = self._force_users.get(user_id)
+        if branch is not None:
+            return branch
+        for group, branch in self._force_groups:
+            if group in groups:
+                return branch
+        return None
+
     def branch(self, user_id: str, groups: Collection[str] = ()) -> str | None:
-        """The user's branch, or None when the user is not in the experiment."""
+        """The user's branch (forced first), or None when the user is not in the experiment."""
+        constant = self._constant
+        if constant is not None:
+            return constant[0]
+        if self.has_force:
+            forced = self.forced(user_id, groups)
+            if forced is not None:
+                return forced
+        return self.hashed(user_id, groups)
+
+    def hashed(self, user_id: str, groups: Collection[str] = ()) -> str | None:
+        """The user's random branch (ignoring forcing), or None when the user is not in the experiment."""
         constant = self._constant
         if constant is not None:
             return constant[0]
@@ -391,8 +476,9 @@ def compile_experiment(config: ExperimentConfig) -> CompiledExperiment:
 def get_branch(config: ExperimentConfig, user_id: str, groups: Collection[str] = ()) -> str | None:
     """The branch ``user_id`` (member of ``groups``) gets, or None: not in the experiment, show default.
 
-    Order: disabled → None; closed → ``closed_on``; audience set and no group in it → None; empty
-    user id → None; otherwise GrowthBook's hash and bucket ranges with coverage = rollout / 100.
+    Order: disabled → None; closed → ``closed_on``; forced user or group → its branch; audience set
+    and no group in it → None; empty user id → None; otherwise GrowthBook's hash and bucket ranges
+    with coverage = rollout / 100.
     """
     return compile_experiment(config).branch(user_id, groups)
 

@@ -12,7 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.experiments.reconcile import configmap_key, evaluate, published_config, with_report, without_report
+from controller.experiments.growthbook import growthbook_json, growthbook_key
+from controller.experiments.reconcile import (
+    configmap_key,
+    evaluate,
+    evaluate_cuped,
+    evaluate_segments,
+    published_config,
+    with_report,
+    without_report,
+)
 from controller.models.common import ConditionStatus, set_condition
 from controller.models.experiment import ExperimentSpec, ExperimentStatus
 
@@ -25,6 +34,11 @@ class ExperimentFacts:
     generation: int | None = None
     exposures: Mapping[str, float] | None = None
     conversions: Mapping[str, float] | None = None
+    value_sums: Mapping[str, Mapping[str, float]] | None = None
+    """``{"sum" | "sumSquares" | "xSum" | "xSumSquares" | "xySum": {branch: value}}`` for ``metric.value``."""
+    segment_exposures: Mapping[tuple[str, ...], float] | None = None
+    """``{(branch, dimension, segment): users}`` when ``metric.segments`` is set."""
+    segment_conversions: Mapping[tuple[str, ...], float] | None = None
     no_counts: str | None = None  # why there are no counts this round (no metric, Prometheus down)
     counted: bool = False  # counts were (tried to be) read this round
     published: str | None = None  # the config this controller last published
@@ -38,10 +52,19 @@ class Refresh:
 
 @dataclass(frozen=True)
 class Publish:
-    """Write the live config under ``key`` into the shared ConfigMap."""
+    """Write the live config under ``key`` into the shared ConfigMap, and the GrowthBook payload beside it."""
 
     key: str
     config: str
+    growthbook: str = ""
+    """The GrowthBook SDK payload of the same config, under ``growthbook_key(key)``."""
+
+    def data(self) -> dict[str, str | None]:
+        """The ConfigMap keys this publication writes."""
+        out: dict[str, str | None] = {self.key: self.config}
+        if self.growthbook:
+            out[growthbook_key(self.key)] = self.growthbook
+        return out
 
 
 @dataclass(frozen=True)
@@ -74,9 +97,10 @@ def plan_experiment(spec: ExperimentSpec, status: ExperimentStatus, facts: Exper
     """The next action for this Experiment."""
     if facts.counted or facts.no_counts is not None:
         return Refresh()
-    config = published_config(spec, status).to_json()
+    published = published_config(spec, status)
+    config = published.to_json()
     if config != facts.published:
-        return Publish(configmap_key(spec), config)
+        return Publish(configmap_key(spec), config, growthbook_json(published))
     return Wait(spec.interval.total_seconds())
 
 
@@ -94,8 +118,10 @@ def reduce_experiment(
         if facts.no_counts is not None or facts.exposures is None:
             s = without_report(spec, status, facts.no_counts or "no counts", now, generation)
         else:
-            report, decision = evaluate(spec, facts.exposures, facts.conversions)
-            s = with_report(spec, status, report, decision, now, generation)
+            report, decision = evaluate(spec, facts.exposures, facts.conversions, facts.value_sums)
+            segments = evaluate_segments(spec, facts.segment_exposures, facts.segment_conversions)
+            cuped = evaluate_cuped(spec, facts.exposures, facts.value_sums)
+            s = with_report(spec, status, report, decision, now, generation, segments, cuped)
     elif isinstance(action, Publish) and isinstance(outcome, Published):
         s = status.model_copy(deep=True)
         s.config_map = facts.configmap
@@ -123,6 +149,12 @@ def experiment_events(
     if isinstance(action, Refresh) and after.decision != before.decision:
         kind = "Warning" if after.decision.startswith("Harm") else "Normal"
         out.append((kind, "Decision", f"{after.decision}: {after.message}"))
+    if isinstance(action, Refresh):
+        was = {b.dimension for b in before.balance if not b.ok}
+        for b in after.balance:
+            if not b.ok and b.dimension not in was:
+                where = f" (segments {', '.join(b.imbalanced)})" if b.imbalanced else ""
+                out.append(("Warning", "SegmentImbalance", f"branches are imbalanced by {b.dimension}{where}"))
     if isinstance(action, Publish) and isinstance(outcome, Published):
         if outcome.error is None:
             out.append(("Normal", "Published", f"config published to ConfigMap {after.config_map}"))

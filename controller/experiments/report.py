@@ -11,15 +11,20 @@
   intervals are not adjusted;
 * ``sequential=True`` replaces the fixed-horizon p-value and interval with the always-valid ones
   (``stats.sequential_test``), for experiments that are watched continuously;
+* Bayesian read-out beside it (``bayes``: Beta(1, 1) prior for rates, flat prior for means):
+  ``chanceToWin``, ``expectedLoss`` (of shipping the treatment, metric units), ``riskControl`` (of
+  keeping control) and a credible interval on the relative lift (``credibleInterval``, percent);
+  never adjusted, never sequential;
 * sample ratio mismatch: chi-square of samples against the configured weights, failing below
   ``srm_threshold`` (GrowthBook's 0.001). Without weights it is not checked (``pValue`` None,
   ``ok`` true).
 
 ``Report.to_dict()`` is the ``status`` shape of the Experiment resource: ``{"report": [row, ...],
 "srm": {"pValue", "ok"}}`` where a row has exactly ``branch, samples, conversions, mean, variance,
-pValue, significance, lift, liftPercent, ci``; values are rounded for display (mean, variance and
-lift 5 decimals; pValue 6, or 3 significant digits below 5e-7; significance 4; percents 2);
-not-applicable values are None, never NaN.
+pValue, significance, lift, liftPercent, ci, chanceToWin, expectedLoss, riskControl,
+credibleInterval``; values carry full precision (a p-value of 3e-7 stays 3e-7; the IMVU
+p-value is 9.5934e-06, not "1e-05"): this is the machine shape behind ``-o json`` and
+``status.report``. Only tables round, when they print. Not-applicable values are None, never NaN.
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from controller.experiments import stats
+from controller.experiments import bayes, stats
 
-__all__ = ["DEFAULT_SRM_THRESHOLD", "BranchCounts", "Report", "ReportRow", "SrmSummary", "build_report"]
+__all__ = ["DEFAULT_SRM_THRESHOLD", "BranchCounts", "Report", "ReportRow", "SrmSummary", "build_report", "exact"]
 
 #: SRM p-values below this flag a mismatch (GrowthBook's default).
 DEFAULT_SRM_THRESHOLD: Final = 0.001
@@ -106,6 +111,14 @@ class ReportRow:
     lift_percent: float | None = None
     ci: tuple[float, float] | None = None
     """(1 - α) interval on the relative lift, in percent."""
+    chance_to_win: float | None = None
+    """Bayesian: posterior probability that this branch beats control."""
+    expected_loss: float | None = None
+    """Bayesian: expected loss of shipping this branch, ``E[max(m_c - m_t, 0)]``."""
+    risk_control: float | None = None
+    """Bayesian: expected loss of keeping control instead, ``E[max(m_t - m_c, 0)]``."""
+    credible_interval: tuple[float, float] | None = None
+    """Bayesian: (1 - α) credible interval on the relative lift, in percent."""
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,13 +126,19 @@ class ReportRow:
             "branch": self.branch,
             "samples": self.samples,
             "conversions": self.conversions,
-            "mean": _round(self.mean, 5),
-            "variance": _round(self.variance, 5),
-            "pValue": _round_p(self.p_value),
-            "significance": _round(self.significance, 4),
-            "lift": _round(self.lift, 5),
-            "liftPercent": _round(self.lift_percent, 2),
-            "ci": None if self.ci is None else [_round(self.ci[0], 2), _round(self.ci[1], 2)],
+            "mean": exact(self.mean),
+            "variance": exact(self.variance),
+            "pValue": exact(self.p_value),
+            "significance": exact(self.significance),
+            "lift": exact(self.lift),
+            "liftPercent": exact(self.lift_percent),
+            "ci": None if self.ci is None else [exact(self.ci[0]), exact(self.ci[1])],
+            "chanceToWin": exact(self.chance_to_win),
+            "expectedLoss": exact(self.expected_loss),
+            "riskControl": exact(self.risk_control),
+            "credibleInterval": None
+            if self.credible_interval is None
+            else [exact(self.credible_interval[0]), exact(self.credible_interval[1])],
         }
 
 
@@ -130,7 +149,7 @@ class SrmSummary:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pValue": _round_p(self.p_value), "ok": self.ok}
+        return {"pValue": exact(self.p_value), "ok": self.ok}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,18 +178,11 @@ class Report:
         return {"report": [row.to_dict() for row in self.rows], "srm": self.srm.to_dict()}
 
 
-def _round(value: float | None, digits: int) -> float | None:
+def exact(value: float | None) -> float | None:
+    """A number for machine output: unrounded, None when missing or not finite, never ``-0.0``."""
     if value is None or not math.isfinite(value):
         return None
-    rounded = round(value, digits)
-    return 0.0 if rounded == 0 else rounded  # no "-0.0"
-
-
-def _round_p(p: float | None) -> float | None:
-    """6 decimals, but tiny p-values keep 3 significant digits instead of becoming 0."""
-    if p is not None and 0 < p < 5e-7:
-        return float(f"{p:.3g}")
-    return _round(p, 6)
+    return 0.0 if value == 0 else float(value)
 
 
 def _base_row(counts: BranchCounts) -> ReportRow:
@@ -199,8 +211,10 @@ def _compare(
     n_c, n_t = control.samples, treatment.samples
     if control.conversions is not None and treatment.conversions is not None:
         test = stats.two_proportion_ztest(control.conversions, n_c, treatment.conversions, n_t)
+        posterior = bayes.binomial_bayes(control.conversions, n_c, treatment.conversions, n_t, alpha)
     else:
         test = stats.welch_ttest(mean_c, var_c, n_c, mean_t, var_t, n_t)
+        posterior = bayes.gaussian_bayes(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha)
     lifted = stats.lift(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha=alpha)
     p_value, ci = test.p_value, lifted.relative_ci
     error = test.error or lifted.error
@@ -219,6 +233,10 @@ def _compare(
         lift_percent=None if lifted.relative is None else 100 * lifted.relative,
         ci=None if ci is None else (100 * ci[0], 100 * ci[1]),
         error=error,
+        chance_to_win=posterior.chance_to_win,
+        expected_loss=posterior.loss_treatment,
+        risk_control=posterior.loss_control,
+        credible_interval=None if posterior.ci is None else (100 * posterior.ci[0], 100 * posterior.ci[1]),
     )
 
 

@@ -22,6 +22,8 @@ from controller.experiments.plan import (
 from controller.models.experiment import ExperimentSpec, ExperimentStatus
 from controller.reconcile.driver import Context, Driver, mark_invalid
 
+#: Labels of a segment query's series: the first must be present, the others default to "".
+SEGMENT_LABELS = ("branch", "dimension", "segment")
 CONFIGMAP_LABELS = {"app.kubernetes.io/managed-by": "stopline", "stopline.dev/experiments": "published"}
 
 
@@ -29,6 +31,8 @@ class Counts(Protocol):
     """Reads per-branch counts."""
 
     async def query_by(self, url: str, query: str, label: str) -> dict[str, float]: ...
+
+    async def query_table(self, url: str, query: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]: ...
 
 
 class Publisher(Protocol):
@@ -98,9 +102,39 @@ class ExperimentKind:
                 if spec.metric.conversions
                 else None
             )
+            value_sums = await self._value_sums(spec)
+            segments = spec.metric.segments
+            seg_exposures = seg_conversions = None
+            if segments is not None:
+                seg_exposures = await self.counts.query_table(self.prometheus_url, segments.exposures, SEGMENT_LABELS)
+                if segments.conversions:
+                    seg_conversions = await self.counts.query_table(
+                        self.prometheus_url, segments.conversions, SEGMENT_LABELS
+                    )
         except StoplineError as exc:
             return ExperimentFacts(**base, no_counts=str(exc), counted=True)  # type: ignore[arg-type]
-        return ExperimentFacts(**base, exposures=exposures, conversions=conversions, counted=True)  # type: ignore[arg-type]
+        return ExperimentFacts(
+            **base,  # type: ignore[arg-type]
+            exposures=exposures,
+            conversions=conversions,
+            value_sums=value_sums,
+            segment_exposures=seg_exposures,
+            segment_conversions=seg_conversions,
+            counted=True,
+        )
+
+    async def _value_sums(self, spec: ExperimentSpec) -> dict[str, dict[str, float]] | None:
+        value = spec.metric.value if spec.metric else None
+        if value is None or self.prometheus_url is None:
+            return None
+        queries = {"sum": value.sum, "sumSquares": value.sum_squares}
+        if value.covariate is not None:
+            queries |= {
+                "xSum": value.covariate.sum,
+                "xSumSquares": value.covariate.sum_squares,
+                "xySum": value.covariate.sum_products,
+            }
+        return {key: await self.counts.query_by(self.prometheus_url, q, "branch") for key, q in queries.items()}
 
     def observe_failed(
         self, spec: ExperimentSpec, status: ExperimentStatus, error: StoplineError, now: datetime
@@ -123,9 +157,7 @@ class ExperimentKind:
         if not self.alive():
             return Published(action.config, error="not published: the Experiment is gone")
         try:
-            await self.publisher.merge_configmap(
-                self.namespace, self.configmap, {action.key: action.config}, CONFIGMAP_LABELS
-            )
+            await self.publisher.merge_configmap(self.namespace, self.configmap, action.data(), CONFIGMAP_LABELS)
         except StoplineError as exc:
             self.round_started = False
             return Published(action.config, error=str(exc))

@@ -55,6 +55,7 @@ __all__ = [
     "SequentialResult",
     "SrmResult",
     "TestResult",
+    "balance_test",
     "benjamini_hochberg",
     "binomial_variance",
     "holm",
@@ -321,6 +322,42 @@ def srm_test(observed: Sequence[int], weights: Sequence[float]) -> SrmResult:
     chi2 = sum((o - e) ** 2 / e for o, e in pairs)
     df = len(pairs) - 1
     return SrmResult(chi2=chi2, p_value=float(_scipy().chi2.sf(chi2, df)), df=df, expected=expected)
+
+
+def balance_test(table: Sequence[Sequence[int]], weights: Sequence[float]) -> SrmResult:
+    """Balance of a segment dimension: chi-square of the segment × branch ``table`` against ``weights``.
+
+    Row *s* holds the samples of segment *s* per branch (in ``weights`` order). Under correct
+    assignment every segment splits by the weights, so the expected count of a cell is
+    ``N_s * w_b / Σw``; the statistic is ``Σ (O - E)² / E`` over cells with ``E > 0`` and the degrees
+    of freedom ``Σ_s (branches with weight > 0 - 1)`` over segments with samples — the per-segment SRM
+    statistics pooled. A sample in a zero-weight branch gives p = 0. ``expected`` is flattened row
+    by row.
+    """
+    if not table or any(len(row) != len(weights) for row in table) or len(weights) < 2:
+        return SrmResult(error="invalid input: need one count per branch in every segment, two branches or more")
+    if any(o < 0 for row in table for o in row) or not _finite(*weights) or any(w < 0 for w in weights):
+        return SrmResult(error="invalid input: negative sample count or weight")
+    total_weight = sum(weights)
+    if total_weight <= 0:
+        return SrmResult(error="invalid input: weights sum to zero")
+    live = sum(1 for w in weights if w > 0)
+    chi2, df, impossible = 0.0, 0, False
+    expected: list[float] = []
+    for row in table:
+        n = sum(row)
+        cells = [(o, n * w / total_weight) for o, w in zip(row, weights, strict=True)]
+        expected.extend(e for _, e in cells)
+        if n == 0:
+            continue
+        impossible = impossible or any(o > 0 and e == 0 for o, e in cells)
+        chi2 += sum((o - e) ** 2 / e for o, e in cells if e > 0)
+        df += live - 1
+    if impossible:
+        return SrmResult(chi2=math.inf, p_value=0.0, df=df, expected=tuple(expected))
+    if df == 0:
+        return SrmResult(error="insufficient data: no segment with samples in two weighted branches")
+    return SrmResult(chi2=chi2, p_value=float(_scipy().chi2.sf(chi2, df)), df=df, expected=tuple(expected))
 
 
 def _validated(p_values: Sequence[float | None]) -> list[tuple[int, float]]:

@@ -10,6 +10,7 @@ import kopf
 from pydantic import ValidationError
 
 from controller.errors import StoplineError
+from controller.experiments.growthbook import growthbook_key
 from controller.experiments.reconcile import configmap_key
 from controller.experiments.runner import CONFIGMAP_LABELS, run_experiment
 from controller.handlers.startup import namespace_guard, runtime, serves
@@ -90,7 +91,9 @@ async def unpublish(
         return
     key = configmap_key(parsed)
     try:
-        await rt.objects.merge_configmap(namespace, rt.settings.experiments_configmap, {key: None}, CONFIGMAP_LABELS)
+        await rt.objects.merge_configmap(
+            namespace, rt.settings.experiments_configmap, {key: None, growthbook_key(key): None}, CONFIGMAP_LABELS
+        )
     except StoplineError as exc:
         if retry + 1 < UNPUBLISH_ATTEMPTS:
             raise kopf.TemporaryError(f"removing {key} from the published ConfigMap: {exc}", delay=2**retry) from exc

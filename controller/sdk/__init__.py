@@ -36,10 +36,66 @@ the same seed, hash version, weights and coverage puts each user in the same bra
 Counters: ``stopline_experiment_exposures_total{experiment,branch}`` and
 ``stopline_experiment_conversions_total{experiment,branch}`` in the given ``CollectorRegistry``
 (default: the global registry) — expose them with the app's usual ``/metrics`` endpoint.
+
+Forced branches (QA)
+--------------------
+The published ``"force": {"users": {id: branch}, "groups": {group: branch}}`` (from the
+Experiment's ``spec.force``) and a per-request override give QA a chosen branch::
+
+    forced = parse_forced(request.cookies.get(FORCE_COOKIE))   # "GDCEurope2011=enhanced"
+    branch = experiments.expose(user.id, "GDCEurope2011", groups=user.groups, forced=forced)
+
+The app names the cookie or header (and should only honour it for staff). Forced users get a
+``ForcedBranch`` (a ``str``) and are counted in ``stopline_experiment_forced_exposures_total`` /
+``..._forced_conversions_total``, never in the analysis counters: a chosen branch is not a random
+assignment and would bias the report.
+
+Segments and continuous metrics
+-------------------------------
+``expose(..., segments={"platform": "ios"})`` / ``convert(..., segments=...)`` also count in
+``stopline_experiment_segment_*_total{experiment,branch,dimension,segment}`` (the Experiment's
+``metric.segments`` reads them). ``record(key, branch, value, covariate=None)``, once per exposed
+user, adds to the sufficient statistics of a continuous metric (Σy, Σy² and, for CUPED, Σx, Σx²,
+Σxy of a pre-period covariate) that ``metric.value`` reads.
+
+Other languages
+---------------
+Beside each ``<key>.json`` the controller publishes ``<key>.growthbook.json``, a GrowthBook SDK
+payload (``controller.experiments.growthbook``) with which any GrowthBook SDK assigns users exactly
+as this one; this SDK ignores those files.
 """
 
 from controller.experiments.hashing import ExperimentConfig
-from controller.sdk.client import Experiments
-from controller.sdk.metrics import CONVERSIONS, EXPOSURES
+from controller.sdk.client import FORCE_COOKIE, Experiments, ForcedBranch, parse_forced
+from controller.sdk.metrics import (
+    CONVERSIONS,
+    COVARIATE_SUM,
+    COVARIATE_SUM_SQUARES,
+    EXPOSURES,
+    FORCED_CONVERSIONS,
+    FORCED_EXPOSURES,
+    SEGMENT_CONVERSIONS,
+    SEGMENT_EXPOSURES,
+    VALUE_COVARIATE_PRODUCTS,
+    VALUE_SUM,
+    VALUE_SUM_SQUARES,
+)
 
-__all__ = ["CONVERSIONS", "EXPOSURES", "ExperimentConfig", "Experiments"]
+__all__ = [
+    "CONVERSIONS",
+    "COVARIATE_SUM",
+    "COVARIATE_SUM_SQUARES",
+    "EXPOSURES",
+    "FORCED_CONVERSIONS",
+    "FORCED_EXPOSURES",
+    "FORCE_COOKIE",
+    "SEGMENT_CONVERSIONS",
+    "SEGMENT_EXPOSURES",
+    "VALUE_COVARIATE_PRODUCTS",
+    "VALUE_SUM",
+    "VALUE_SUM_SQUARES",
+    "ExperimentConfig",
+    "Experiments",
+    "ForcedBranch",
+    "parse_forced",
+]

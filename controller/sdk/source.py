@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from controller.experiments.growthbook import GROWTHBOOK_SUFFIX
 from controller.experiments.hashing import ExperimentConfig, loads_published
 
 __all__ = ["Signature", "load_path", "signature"]
@@ -26,7 +27,10 @@ def _files(path: Path) -> list[Path]:
         return sorted(
             Path(entry.path)
             for entry in os.scandir(path)
-            if entry.name.endswith(".json") and not entry.name.startswith(".") and entry.is_file()
+            if entry.name.endswith(".json")
+            and not entry.name.endswith(GROWTHBOOK_SUFFIX)  # GrowthBook SDK payloads beside the configs
+            and not entry.name.startswith(".")
+            and entry.is_file()
         )
     return [path] if path.is_file() else []
 

@@ -16,10 +16,12 @@ from controller.models.release import GaugeRow, PhaseStatus, ReleaseStatus
 from controller.web.present import (
     DASH,
     age,
+    chance,
     current_stuck,
     duration,
     failure_text,
     gauge_cells,
+    loss,
     num,
     p_value,
     percent,
@@ -491,9 +493,73 @@ def report_rows(x: ExperimentView) -> list[str]:
             f'<td class="n">{e(conversions)}</td><td class="n">{e(num(r.mean, 5))}</td>'
             f'<td class="n">{e(num(r.variance, 5))}</td><td class="n">{e(p_value(r.p_value))}</td>'
             f'<td class="n">{e(significance)}</td><td class="n">{e(percent(r.lift_percent))}</td>'
-            f'<td class="n">{e(ci)}</td></tr>'
+            f'<td class="n">{e(ci)}</td><td class="n">{e(chance(r.chance_to_win))}</td>'
+            f'<td class="n">{e(loss(r.expected_loss))}</td></tr>'
         )
     return rows
+
+
+SEGMENT_HEADERS = ("Dimension", "Segment", "Branch", "Samples", "Conversions", "Mean", "P-value", "Lift %", "CI", "SRM")
+
+
+def segment_rows(x: ExperimentView) -> list[str]:
+    """One row per (segment, branch): IMVU's buckets, each with its own comparison and sample ratio."""
+    rows = []
+    for seg in x.status.segments:
+        srm = DASH if seg.srm is None or seg.srm.p_value is None else p_value(seg.srm.p_value)
+        bad = seg.srm is not None and not seg.srm.ok
+        for i, r in enumerate(seg.report):
+            ci = f"[{r.ci[0]:+.2f}%, {r.ci[1]:+.2f}%]" if r.ci and len(r.ci) == 2 else DASH
+            conversions = DASH if r.conversions is None else f"{r.conversions:g}"
+            first = i == 0
+            srm_cell = (f"{srm} MISMATCH" if bad else srm) if first else ""
+            rows.append(
+                f'<tr class="segment-row{" bad" if bad else ""}" data-dimension="{e(seg.dimension)}"'
+                f' data-segment="{e(seg.segment)}" data-branch="{e(r.branch)}">'
+                f"<td>{e(seg.dimension) if first else ''}</td><td>{e(seg.segment) if first else ''}</td>"
+                f'<td>{e(r.branch)}</td><td class="n">{r.samples}</td><td class="n">{e(conversions)}</td>'
+                f'<td class="n">{e(num(r.mean, 5))}</td><td class="n">{e(p_value(r.p_value))}</td>'
+                f'<td class="n">{e(percent(r.lift_percent))}</td><td class="n">{e(ci)}</td>'
+                f'<td class="n">{e(srm_cell)}</td></tr>'
+            )
+    return rows
+
+
+CUPED_HEADERS = ("Branch", "Samples", "Adjusted mean", "Adjusted variance", "P-value", "Lift %", "CI", "Variance")
+
+
+def cuped_rows(x: ExperimentView) -> list[str]:
+    """The CUPED-adjusted comparison, with the share of variance removed per treatment."""
+    c = x.status.cuped
+    rows = []
+    for r in c.report if c is not None else []:
+        ci = f"[{r.ci[0]:+.2f}%, {r.ci[1]:+.2f}%]" if r.ci and len(r.ci) == 2 else DASH
+        reduced = c.variance_reduction.get(r.branch) if c is not None else None
+        rows.append(
+            f'<tr class="cuped-row" data-branch="{e(r.branch)}"><td>{e(r.branch)}</td><td class="n">{r.samples}</td>'
+            f'<td class="n">{e(num(r.mean, 5))}</td><td class="n">{e(num(r.variance, 5))}</td>'
+            f'<td class="n">{e(p_value(r.p_value))}</td><td class="n">{e(percent(r.lift_percent))}</td>'
+            f'<td class="n">{e(ci)}</td>'
+            f'<td class="n">{e(DASH if reduced is None else f"-{100 * reduced:.2f}%")}</td></tr>'
+        )
+    return rows
+
+
+def _cuped_section(x: ExperimentView) -> str:
+    c = x.status.cuped
+    if c is None:
+        return ""
+    title = "CUPED" if c.theta is None else f"CUPED (θ = {c.theta:.6g})"
+    return f"<h3>{e(title)}</h3>" + _table(CUPED_HEADERS, cuped_rows(x), cls="cuped", empty=c.error or "no adjustment")
+
+
+def balance_text(x: ExperimentView) -> list[tuple[str, bool]]:
+    """``platform: p=0.412 ok`` per segment dimension, and whether it is balanced."""
+    out = []
+    for b in x.status.balance:
+        verdict = "ok" if b.ok else "IMBALANCED" + (f" ({', '.join(b.imbalanced)})" if b.imbalanced else "")
+        out.append((f"{b.dimension}: p={p_value(b.p_value)} over {b.segments} segments {verdict}", b.ok))
+    return out
 
 
 def _experiment(x: ExperimentView, now: datetime) -> str:
@@ -513,6 +579,13 @@ def _experiment(x: ExperimentView, now: datetime) -> str:
         ("Sample ratio", e(srm_text)),
         ("Updated", f"{e(timestamp(x.status.updated_at))} ({e(age(x.status.updated_at, now))} ago)"),
     ]
+    if x.status.balance:
+        items = "".join(f'<li class="balance{"" if ok else " bad"}">{e(text)}</li>' for text, ok in balance_text(x))
+        facts.append(("Segment balance", f'<ul class="balance">{items}</ul>'))
+    forced = spec.force.forced_names() if spec else []
+    if forced:
+        items = "".join(f'<li class="forced">{e(f)}</li>' for f in forced)
+        facts.append(("Forced (not counted)", f'<ul class="forced">{items}</ul>'))
     if x.status.message:
         facts.append(("Message", e(x.status.message)))
     return (
@@ -521,10 +594,28 @@ def _experiment(x: ExperimentView, now: datetime) -> str:
         + "".join(f"<dt>{e(k)}</dt><dd>{v}</dd>" for k, v in facts)
         + "</dl>"
         + _table(
-            ("Branch", "Samples", "Conversions", "Mean", "Variance", "P-value", "Significance", "Lift %", "CI"),
+            (
+                "Branch",
+                "Samples",
+                "Conversions",
+                "Mean",
+                "Variance",
+                "P-value",
+                "Significance",
+                "Lift %",
+                "CI",
+                "Chance to win",
+                "Expected loss",
+            ),
             report_rows(x),
             cls="report",
             empty="no report yet",
+        )
+        + _cuped_section(x)
+        + (
+            "<h3>Segments</h3>" + _table(SEGMENT_HEADERS, segment_rows(x), cls="segments", empty="no segments")
+            if x.status.segments
+            else ""
         )
         + "</section>"
     )

@@ -44,6 +44,18 @@ def p_value(p: float | None) -> str:
     return f"{p:.6f}" if p >= 5e-7 else f"{p:.2e}"
 
 
+def chance(value: float | None) -> str:
+    """A chance to win as a percentage, ``97.31%``."""
+    return DASH if value is None or not math.isfinite(value) else f"{100 * value:.2f}%"
+
+
+def loss(value: float | None) -> str:
+    """An expected loss in metric units: 6 decimals, tiny ones in exponent form."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    return f"{value:.6f}" if value == 0 or abs(value) >= 5e-7 else f"{value:.2e}"
+
+
 def timestamp(at: datetime | None) -> str:
     """UTC time to the second, ``2024-05-01 12:03:04Z``."""
     if at is None:

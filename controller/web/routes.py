@@ -1,7 +1,7 @@
 """Thin aiohttp handlers for the status page and ``/metrics``; the HTML comes from :mod:`controller.web.page`.
 
     register_status_page(app, source)      # /, /namespaces/{ns}/releases/{name}, /namespaces/{ns}/tracks/{name},
-                                           # /experiments
+                                           # /experiments, /api/features/{ns} (GrowthBook SDK payload)
     register_metrics(app, metrics)         # /metrics (Prometheus text format)
 
 ``source`` is anything with the :class:`PageSource` methods, so tests (and the e2e page test) can hand
@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from controller.errors import StoplineError
+from controller.experiments.growthbook import growthbook_payload
+from controller.experiments.reconcile import published_config
 from controller.metrics import ControllerMetrics
 from controller.web import page
 from controller.web.views import (
@@ -119,7 +121,30 @@ def register_status_page(app: web.Application, source: PageSource, clock: Callab
     app.router.add_get("/", index)
     app.router.add_get("/namespaces/{namespace}/releases/{name}", release)
     app.router.add_get("/namespaces/{namespace}/tracks/{name}", track)
+
+    async def features(request: web.Request) -> web.Response:
+        ns = request.match_info["namespace"]
+        try:
+            raw = await source.list_all("experiments")
+        except StoplineError as exc:
+            return web.json_response({"error": f"cannot read Experiments: {exc}"}, status=502)
+        return web.json_response(features_payload(ns, raw))
+
     app.router.add_get("/experiments", experiments)
+    app.router.add_get("/api/features/{namespace}", features)
+
+
+def features_payload(namespace: str, experiments: list[dict[str, Any]]) -> dict[str, Any]:
+    """The GrowthBook SDK payload of every valid Experiment in ``namespace`` (what its ConfigMap publishes).
+
+    A GrowthBook SDK pointed at the controller (``apiHost`` = its HTTP URL, ``clientKey`` = the
+    namespace) loads it from ``/api/features/{namespace}``, read only.
+    """
+    configs = []
+    for view in sorted((ExperimentView.from_object(o) for o in experiments), key=lambda x: x.name):
+        if view.namespace == namespace and view.spec is not None:
+            configs.append(published_config(view.spec, view.status))
+    return growthbook_payload(configs)
 
 
 def register_metrics(app: web.Application, metrics: ControllerMetrics) -> None:

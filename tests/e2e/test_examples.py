@@ -60,7 +60,14 @@ def printer_table(plural: str, ns: str) -> list[list[str]]:
 
 def test_every_example_folder_has_a_readme_and_yaml() -> None:
     folders = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
-    assert [f.name for f in folders] == ["01-basic-release", "02-track", "03-experiment", "04-kustomize", "05-helm"]
+    assert [f.name for f in folders] == [
+        "01-basic-release",
+        "02-track",
+        "03-experiment",
+        "04-kustomize",
+        "05-helm",
+        "06-experiment-growth",
+    ]
     for folder in folders:
         assert (folder / "README.md").is_file(), folder
         assert list(folder.glob("*.yaml")), folder
@@ -207,6 +214,31 @@ def test_03_experiment_is_published(controller: Controller, ns: str) -> None:
         status["decision"],
     )
     assert stopline("experiment", "report", "gdc-europe-2011", "-n", ns)  # the table form runs too
+
+
+def test_06_growth_experiment_publishes_both_payloads_and_reports(controller: Controller, ns: str) -> None:
+    apply_doc(in_namespace(example("06-experiment-growth/experiment.yaml"), ns))
+
+    def data() -> dict[str, str] | None:
+        proc = kubectl("get", "configmap", "stopline-experiments", "-n", ns, "-o", "json", check=False)
+        found = dict(json.loads(proc.stdout).get("data") or {}) if proc.returncode == 0 else {}
+        return found if "CheckoutRedesign.growthbook.json" in found else None
+
+    published = wait_for(data, timeout=90, message="CheckoutRedesign payloads in ConfigMap stopline-experiments")
+    config = json.loads(published["CheckoutRedesign.json"])
+    assert config["force"] == {"users": {"qa-alice": "redesign", "qa-bob": "control"}, "groups": {"qa": "redesign"}}
+    rules = json.loads(published["CheckoutRedesign.growthbook.json"])["features"]["CheckoutRedesign"]["rules"]
+    assert [r["id"] for r in rules] == ["force-users-redesign", "force-users-control", "force-group-qa", "experiment"]
+    status = until(
+        lambda: dict(kubectl_json("get", "experiment", "checkout-redesign", "-n", ns).get("status") or {}),
+        lambda s: bool(s.get("report")),
+        90,
+        "the example's report",
+    )
+    assert status["decision"] == "Running"  # no counts yet: collecting samples
+    assert status["cuped"]["error"] is not None  # nothing to adjust yet, said rather than NaN
+    out = stopline("experiment", "report", "checkout-redesign", "-n", ns)
+    assert "Forced (not counted): user qa-alice → redesign, user qa-bob → control, group qa → redesign" in out
 
 
 def push_example_repo(folder: str, name: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from operator_proc import Controller
 from prometheus_client import CollectorRegistry
 
 from controller.experiments.hashing import ExperimentConfig, get_branch
+from controller.experiments.stats import two_proportion_ztest
 from controller.sdk import Experiments
 
 CONFIGMAP = "stopline-experiments"
@@ -126,6 +127,9 @@ def test_report_from_prometheus_counts(controller: Controller, ns: str) -> None:
     assert enhanced["variance"] == pytest.approx(0.24686, abs=1e-5)
     assert enhanced["pValue"] == pytest.approx(0.00001, abs=1e-6)
     assert enhanced["significance"] == pytest.approx(99.999, abs=1e-4)
+    # status.report carries full precision (9.5934e-06), not the display rounding (1e-05)
+    exact_p = two_proportion_ztest(64630, 148266, 66903, 150702).p_value
+    assert enhanced["pValue"] == pytest.approx(exact_p, rel=1e-12)
     assert enhanced["liftPercent"] == pytest.approx(1.84, abs=0.01)
     assert status["srm"]["ok"] is True and status["srm"]["pValue"] > 0.5
     assert status["decision"] == "Winner:enhanced"
@@ -245,7 +249,7 @@ def test_deleting_an_experiment_unpublishes_only_its_key(controller: Controller,
     data = until(
         lambda: configmap_data(ns), lambda d: "First.json" not in d, 60, "First.json removed from the ConfigMap"
     )
-    assert set(data) == {"Second.json"}
+    assert set(data) == {"Second.json", "Second.growthbook.json"}  # First's GrowthBook payload went too
     assert json.loads(data["Second.json"])["branches"] == {"a": 0.2, "b": 0.8}
 
 

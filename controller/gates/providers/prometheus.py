@@ -124,6 +124,9 @@ class PrometheusProvider:
         return parse_result(result, at)
 
     def _vector_blocking(self, url: str, query: str, label: str) -> dict[str, float]:
+        return {key[0]: value for key, value in self._table_blocking(url, query, (label,)).items()}
+
+    def _table_blocking(self, url: str, query: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]:
         try:
             result = self._client(url).custom_query(query)
         except PrometheusApiClientException as exc:
@@ -132,21 +135,30 @@ class PrometheusProvider:
             raise MetricsError(f"unexpected answer from prometheus: {type(exc).__name__}") from exc
         except (requests.RequestException, OSError) as exc:
             raise MetricsError(_unreachable(exc, math.ceil(self._timeout))) from exc
-        out: dict[str, float] = {}
+        out: dict[tuple[str, ...], float] = {}
         for series in result if isinstance(result, list) else []:
             if not isinstance(series, dict):
                 continue
-            key = (series.get("metric") or {}).get(label)
+            metric = series.get("metric") or {}
             value = series.get("value")
-            if key is None or not isinstance(value, list) or len(value) != 2:
+            if metric.get(labels[0]) is None or not isinstance(value, list) or len(value) != 2:
                 continue
+            key = tuple(str(metric.get(label) or "") for label in labels)
             try:
                 number = float(value[1])
             except (TypeError, ValueError):
                 continue
             if math.isfinite(number):
-                out[str(key)] = out.get(str(key), 0.0) + number
+                out[key] = out.get(key, 0.0) + number
         return out
+
+    async def query_table(self, url: str, query: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+        """An instant vector as ``{(value of each label): number}``, series summed per key.
+
+        Series without the first label are skipped; a missing later label reads as ``""``.
+        """
+        self.requests += 1
+        return await asyncio.to_thread(self._table_blocking, url, query, labels)
 
     async def query_by(self, url: str, query: str, label: str) -> dict[str, float]:
         """An instant vector as ``{value of label: number}``; raises MetricsError when it cannot be read."""

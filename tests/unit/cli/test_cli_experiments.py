@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from typer.testing import CliRunner
+from web import samples
 
 from cli.conftest import FakeApi
 from controller import cli
@@ -55,6 +56,29 @@ def test_report_name_shows_the_controller_report(fake: FakeApi) -> None:
     assert "Sample ratio: p=0.410000 ok" in out
 
 
+def test_report_name_shows_segment_rows_and_balance(fake: FakeApi) -> None:
+    fake.objects["experiments"]["seg"] = samples.experiment_object("seg", segmented=True)
+    code, out = invoke("report", "seg")
+    assert code == 0, out
+    de = line_with(out, "│ country", " de ")
+    for text in ("control", "300", "120", "0.40000", "2.90e-36 MISMATCH"):
+        assert text in de
+    assert "Balance by country: p=1.40e-35 over 2 segments IMBALANCED (segments de)" in out
+    code, out = invoke("report", "seg", "-o", "json")
+    data = json.loads(out)["status"]
+    assert data["balance"][0]["chiSquare"] == 160.2 and data["segments"][0]["srm"]["pValue"] == 2.9e-36
+
+
+def test_report_name_shows_the_cuped_table(fake: FakeApi) -> None:
+    fake.objects["experiments"]["c"] = samples.experiment_object("c", cuped=True)
+    code, out = invoke("report", "c")
+    assert code == 0, out
+    assert "CUPED (θ = 0.801235)" in out
+    row = line_with(out, "│ enhanced", "3.53311")
+    for text in ("1500", "0.99000", "0.001200", "+3.54%", "-67.12%"):
+        assert text in row
+
+
 def test_report_name_json(fake: FakeApi) -> None:
     code, out = invoke("report", "done", "-o", "json", "-n", "shop")
     assert code == 0, out
@@ -78,5 +102,5 @@ def test_report_name_and_branches_are_exclusive(fake: FakeApi) -> None:
 def test_offline_report_still_works_through_the_main_cli(fake: FakeApi) -> None:
     code, out = invoke("report", "-b", "control=64630/148266", "-b", "enhanced=66903/150702", "-o", "json")
     assert code == 0, out
-    assert json.loads(out)["report"][1]["pValue"] == 0.00001
+    assert f"{json.loads(out)['report'][1]['pValue']:.6f}" == "0.000010"
     assert fake.connected == []

@@ -6,8 +6,10 @@ import json
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
+from controller.experiments import stats
 from controller.experiments.cli import app
 from controller.experiments.report import BranchCounts, build_report
 
@@ -50,8 +52,17 @@ def test_json_is_report_to_dict() -> None:
     ).to_dict()
     assert data == expected
     enhanced = data["report"][1]
-    assert (enhanced["pValue"], enhanced["significance"], enhanced["liftPercent"]) == (0.00001, 99.999, 1.84)
-    assert enhanced["ci"] == [1.02, 2.67]
+    p = stats.two_proportion_ztest(64630, 148266, 66903, 150702).p_value
+    assert p is not None
+    assert (enhanced["pValue"], enhanced["significance"]) == (p, 100 * (1 - p))  # not 1e-05 and 99.999
+    assert enhanced["pValue"] != 0.00001
+
+
+def test_yaml_carries_full_precision_too() -> None:
+    code, out = invoke(*IMVU, "--output", "yaml")
+    assert code == 0, out
+    p = stats.two_proportion_ztest(64630, 148266, 66903, 150702).p_value
+    assert yaml.safe_load(out)["report"][1]["pValue"] == p
 
 
 def test_continuous_branches_and_alpha() -> None:
@@ -78,7 +89,7 @@ def test_three_branches_note_holm() -> None:
 def test_sequential_flag() -> None:
     code, out = invoke(*IMVU, "--sequential", "-o", "json")
     assert code == 0, out
-    assert json.loads(out)["report"][1]["pValue"] == 0.001239
+    assert f"{json.loads(out)['report'][1]['pValue']:.6f}" == "0.001239"
 
 
 @pytest.mark.parametrize(
@@ -97,7 +108,7 @@ def test_sequential_flag() -> None:
         ([*IMVU, "--weights", "control=0.5,other=0.5"], "the branches are"),
         ([*IMVU, "--weights", "control=half,enhanced=0.5"], "NAME=WEIGHT"),
         ([*IMVU, "--alpha", "1.5"], "alpha must be between 0 and 1"),
-        ([*IMVU, "--output", "yaml"], "--output"),
+        ([*IMVU, "--output", "csv"], "--output"),
     ],
     ids=[
         "not-a-count",
@@ -132,4 +143,4 @@ def test_mounts_as_the_experiment_subcommand() -> None:
     main_app.add_typer(app, name="experiment")
     result = runner.invoke(main_app, ["experiment", "report", *IMVU, "-o", "json"], env=ENV)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["report"][1]["pValue"] == 0.00001
+    assert f"{json.loads(result.output)['report'][1]['pValue']:.6f}" == "0.000010"

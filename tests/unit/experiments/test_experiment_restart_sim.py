@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from test_experiment_runner import CONFIGMAP, HARM, IMVU, PROM, T0, FakeCounts, FakePublisher, experiment_body
 
+from controller.experiments.growthbook import GROWTHBOOK_SUFFIX
 from controller.experiments.runner import run_experiment
 
 TICKS = 12
@@ -71,7 +72,12 @@ class Sim:
 
 
 def published(sim: Sim) -> list[str | None]:
-    return [json.loads(v)["closeOn"] if v else None for _, _, data, _ in sim.publisher.calls for v in data.values()]
+    return [
+        json.loads(v)["closeOn"] if v else None
+        for _, _, data, _ in sim.publisher.calls
+        for k, v in data.items()
+        if not k.endswith(GROWTHBOOK_SUFFIX)
+    ]
 
 
 def stable(status: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.errors import ClusterError, MetricsError
+from controller.experiments.growthbook import GROWTHBOOK_SUFFIX, growthbook_json
+from controller.experiments.hashing import ExperimentConfig
 from controller.experiments.runner import CONFIGMAP_LABELS, run_experiment
 
 CONFIGMAP = "stopline-experiments"
@@ -44,12 +46,19 @@ class FakeCounts:
     def __init__(self, answers: dict[str, dict[str, float]] | Exception) -> None:
         self.answers = answers
         self.calls: list[tuple[str, str, str]] = []
+        self.tables: dict[str, dict[tuple[str, ...], float]] = {}
 
     async def query_by(self, url: str, query: str, label: str) -> dict[str, float]:
         self.calls.append((url, query, label))
         if isinstance(self.answers, Exception):
             raise self.answers
         return dict(self.answers[query])
+
+    async def query_table(self, url: str, query: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+        self.calls.append((url, query, ",".join(labels)))
+        if isinstance(self.answers, Exception):
+            raise self.answers
+        return dict(self.tables[query])
 
 
 class FakePublisher:
@@ -66,7 +75,12 @@ class FakePublisher:
             raise ClusterError("patch ConfigMap shop/stopline-experiments: 503 Service Unavailable")
 
     def configs(self) -> list[dict[str, Any]]:
-        return [json.loads(value) for _, _, data, _ in self.calls for value in data.values() if value is not None]
+        return [
+            json.loads(value)
+            for _, _, data, _ in self.calls
+            for key, value in data.items()
+            if value is not None and not key.endswith(GROWTHBOOK_SUFFIX)
+        ]
 
 
 @dataclass
@@ -144,7 +158,15 @@ async def test_first_loop_publishes_the_config_and_writes_the_report() -> None:
                         "enabled": True,
                     },
                     separators=(",", ":"),
-                )
+                ),
+                "GDCEurope2011.growthbook.json": growthbook_json(
+                    ExperimentConfig(
+                        key="GDCEurope2011",
+                        seed="GDCEurope2011",
+                        rollout=10,
+                        branches=(("control", 0.496), ("enhanced", 0.504)),
+                    )
+                ),
             },
             CONFIGMAP_LABELS,
         )
@@ -155,7 +177,7 @@ async def test_first_loop_publishes_the_config_and_writes_the_report() -> None:
         ("control", 148266, 64630),
         ("enhanced", 150702, 66903),
     ]
-    assert status["report"][1]["pValue"] == 0.00001
+    assert f"{status['report'][1]['pValue']:.6f}" == "0.000010"
     assert status["decision"] == "Winner:enhanced"
     assert status["srm"]["ok"] is True
     assert status["configMap"] == CONFIGMAP
@@ -306,3 +328,27 @@ async def test_resumes_from_the_persisted_status_without_repatching() -> None:
     await resumed.run()
     assert resumed.patches == []
     assert len(resumed.publisher.calls) == 1  # it cannot know what is in the ConfigMap: publish once
+
+
+async def test_segment_queries_feed_segment_rows_and_balance() -> None:
+    seg_e, seg_c = "sum by (branch, dimension, segment) (e)", "sum by (branch, dimension, segment) (c)"
+    counts = FakeCounts(IMVU)
+    counts.tables = {
+        seg_e: {("control", "platform", "ios"): 100.0, ("enhanced", "platform", "ios"): 300.0},
+        seg_c: {("control", "platform", "ios"): 10.0, ("enhanced", "platform", "ios"): 60.0},
+    }
+    metric = {
+        "exposures": EXPOSURES,
+        "conversions": CONVERSIONS,
+        "segments": {"exposures": seg_e, "conversions": seg_c},
+    }
+    h = Harness(experiment_body(metric=metric), counts, loops=1)
+    await h.run()
+    assert (PROM, seg_e, "branch,dimension,segment") in counts.calls
+    status = h.status
+    assert [(r["branch"], r["samples"], r["conversions"]) for r in status["segments"][0]["report"]] == [
+        ("control", 100, 10),
+        ("enhanced", 300, 60),
+    ]
+    assert status["balance"][0]["dimension"] == "platform" and status["balance"][0]["ok"] is False
+    assert any(reason == "SegmentImbalance" for _, reason, _ in h.events)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from controller.experiments import stats
 from controller.experiments.hashing import ExperimentConfig
 from controller.experiments.reconcile import (
     configmap_key,
@@ -172,17 +173,22 @@ def test_with_report_writes_report_rows_srm_decision_and_p_value() -> None:
         "branch": "control",
         "samples": 148266,
         "conversions": 64630,
-        "mean": 0.43591,
-        "variance": 0.24589,
+        "mean": 64630 / 148266,
+        "variance": (64630 / 148266) * (1 - 64630 / 148266),
         "pValue": None,
         "significance": None,
         "lift": None,
         "liftPercent": None,
         "ci": None,
+        "chanceToWin": None,
+        "expectedLoss": None,
+        "riskControl": None,
+        "credibleInterval": None,
     }
-    assert rows[1]["pValue"] == pytest.approx(0.00001)
-    assert rows[1]["significance"] == pytest.approx(99.999)
-    assert rows[1]["liftPercent"] == pytest.approx(1.84)
+    p = stats.two_proportion_ztest(64630, 148266, 66903, 150702).p_value
+    assert rows[1]["pValue"] == p  # full precision in status.report, not rounded to 1e-05
+    assert rows[1]["significance"] == 100 * (1 - p)
+    assert f"{rows[1]['liftPercent']:.2f}" == "1.84"
     assert status.srm is not None and status.srm.ok is True
     assert status.decision == "Winner:enhanced"
     assert status.p_value == pytest.approx(0.00001, abs=5e-7)

@@ -22,6 +22,10 @@ ROW_KEYS = {
     "lift",
     "liftPercent",
     "ci",
+    "chanceToWin",
+    "expectedLoss",
+    "riskControl",
+    "credibleInterval",
 }
 
 
@@ -29,32 +33,24 @@ def test_imvu_report_comes_out_exactly() -> None:
     data = build_report(IMVU).to_dict()
     assert set(data) == {"report", "srm"}
     control, enhanced = data["report"]
-    assert control == {
-        "branch": "control",
-        "samples": 148266,
-        "conversions": 64630,
-        "mean": 0.43591,
-        "variance": 0.24589,
-        "pValue": None,
-        "significance": None,
-        "lift": None,
-        "liftPercent": None,
-        "ci": None,
+    assert set(control) == set(enhanced) == ROW_KEYS
+    assert (control["branch"], control["samples"], control["conversions"]) == ("control", 148266, 64630)
+    assert [control[k] for k in ROW_KEYS - {"branch", "samples", "conversions", "mean", "variance"}] == [None] * 9
+    # the IMVU report's printed digits, from the full-precision values
+    printed = {
+        "mean": (f"{control['mean']:.5f}", f"{enhanced['mean']:.5f}"),
+        "variance": (f"{control['variance']:.5f}", f"{enhanced['variance']:.5f}"),
     }
-    assert enhanced == {
-        "branch": "enhanced",
-        "samples": 150702,
-        "conversions": 66903,
-        "mean": 0.44394,
-        "variance": 0.24686,
-        "pValue": 0.00001,
-        "significance": 99.999,
-        "lift": 0.00804,
-        "liftPercent": 1.84,
-        "ci": [1.02, 2.67],
-    }
+    assert printed == {"mean": ("0.43591", "0.44394"), "variance": ("0.24589", "0.24686")}
     assert f"{enhanced['pValue']:.6f}" == "0.000010"
     assert f"{enhanced['significance']:.4f}" == "99.9990"
+    assert f"{enhanced['liftPercent']:.2f}" == "1.84"
+    assert [f"{x:.2f}" for x in enhanced["ci"]] == ["1.02", "2.67"]
+    # ...but the machine shape is not rounded: the IMVU p-value is 9.5934e-06, not "1e-05"
+    z = stats.two_proportion_ztest(64630, 148266, 66903, 150702)
+    assert enhanced["pValue"] == z.p_value and enhanced["pValue"] != 0.00001
+    assert enhanced["mean"] == 66903 / 150702
+    assert enhanced["significance"] == 100 * (1 - z.p_value)
     assert data["srm"] == {"pValue": None, "ok": True}  # no weights: not checked
 
 
@@ -83,7 +79,7 @@ def test_srm_against_configured_weights() -> None:
     equal = build_report(IMVU, {"control": 0.5, "enhanced": 0.5})
     assert equal.srm.p_value == pytest.approx(8.382413725681093e-06, rel=1e-8)  # scipy chisquare
     assert not equal.srm.ok
-    assert equal.to_dict()["srm"] == {"pValue": 0.000008, "ok": False}
+    assert equal.to_dict()["srm"] == {"pValue": equal.srm.p_value, "ok": False}
     matching = build_report(IMVU, {"control": 148266 / 298968, "enhanced": 150702 / 298968})
     assert matching.srm.ok and matching.srm.p_value == pytest.approx(1.0)
 
@@ -175,12 +171,23 @@ def test_every_row_has_exactly_the_status_keys() -> None:
             assert set(row) == ROW_KEYS
 
 
-def test_tiny_p_values_keep_significant_digits() -> None:
+def test_tiny_p_values_keep_full_precision_through_json() -> None:
     report = build_report([BranchCounts.binomial("control", 1000, 10000), BranchCounts.binomial("b", 1600, 10000)])
-    row = report.to_dict()["report"][1]
-    assert 0 < row["pValue"] < 1e-20
-    assert len(f"{row['pValue']:e}".split("e")[0].rstrip("0")) <= 5  # three significant digits
+    row = json.loads(json.dumps(report.to_dict()))["report"][1]
+    p = report.row("b").p_value
+    assert p is not None and 0 < p < 1e-20
+    assert row["pValue"] == p  # bit for bit, not 3 significant digits
     assert row["significance"] == 100.0
+
+
+@pytest.mark.parametrize("p", [3e-7, 1.234567890123e-12, 0.049999999999, 0.123456789012345])
+def test_json_keeps_1e_12(p: float) -> None:
+    from controller.experiments.report import ReportRow
+
+    row = ReportRow("b", 10, 1, 0.1, 0.09, p_value=p, significance=100 * (1 - p))
+    back = json.loads(json.dumps(row.to_dict()))
+    assert back["pValue"] == pytest.approx(p, rel=1e-12, abs=0)
+    assert back["significance"] == pytest.approx(100 * (1 - p), rel=1e-12)
 
 
 def test_zero_control_mean_keeps_p_value_and_absolute_lift() -> None:

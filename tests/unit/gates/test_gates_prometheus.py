@@ -246,3 +246,15 @@ async def test_query_by_sums_series_per_label(prom: FakePrometheus) -> None:
     prom.answers["bad"] = (400, b'{"status":"error","errorType":"bad_data"}')
     with pytest.raises(MetricsError, match="query rejected: HTTP Status Code 400"):
         await provider().query_by(prom.url, "bad", "branch")
+
+
+async def test_query_table_keys_series_by_several_labels(prom: FakePrometheus) -> None:
+    series = [
+        {"metric": {"branch": "control", "dimension": "platform", "segment": "ios"}, "value": [1, "10"]},
+        {"metric": {"branch": "control", "dimension": "platform", "segment": "ios"}, "value": [1, "2"]},
+        {"metric": {"branch": "enhanced", "segment": "web"}, "value": [1, "7"]},
+        {"metric": {"dimension": "platform", "segment": "ios"}, "value": [1, "9"]},
+    ]
+    prom.answers["segments"] = success("vector", series)
+    table = await provider().query_table(prom.url, "segments", ("branch", "dimension", "segment"))
+    assert table == {("control", "platform", "ios"): 12.0, ("enhanced", "", "web"): 7.0}

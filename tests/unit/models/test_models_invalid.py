@@ -523,6 +523,20 @@ CASES: list[Bad] = [
         r"closeOn 'treatment' is not one of the branches \(control, enhanced\)",
     ),
     Bad(
+        "force-user-to-no-branch",
+        E,
+        patched(EXPERIMENT, force={"users": {"alice": "treatment"}}),
+        "",
+        r"force.users names treatment, not one of the branches \(control, enhanced\)",
+    ),
+    Bad(
+        "force-group-to-no-branch",
+        E,
+        patched(EXPERIMENT, force={"groups": {"qa": "beta"}}),
+        "",
+        r"force.groups names beta, not one of the branches",
+    ),
+    Bad(
         "control-not-a-branch",
         E,
         patched(EXPERIMENT, control="baseline"),

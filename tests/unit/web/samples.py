@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.models.common import Condition
-from controller.models.experiment import ExperimentStatus, ReportRow, SrmStatus
+from controller.models.experiment import (
+    BalanceStatus,
+    CupedStatus,
+    ExperimentStatus,
+    ReportRow,
+    SegmentReportStatus,
+    SrmStatus,
+)
 from controller.models.release import (
     FailureStatus,
     GaugeRow,
@@ -287,7 +294,14 @@ def track_object(name: str, status: TrackStatus | None) -> dict[str, Any]:
 
 
 def experiment_object(
-    name: str, *, rollout: float = 10, audience: list[str] | None = None, close_on: str | None = None
+    name: str,
+    *,
+    rollout: float = 10,
+    audience: list[str] | None = None,
+    close_on: str | None = None,
+    force: dict[str, dict[str, str]] | None = None,
+    segmented: bool = False,
+    cuped: bool = False,
 ) -> dict[str, Any]:
     """An Experiment with the IMVU report in its status."""
     spec: dict[str, Any] = {
@@ -299,6 +313,8 @@ def experiment_object(
         spec["audience"] = audience
     if close_on:
         spec["closeOn"] = close_on
+    if force:
+        spec["force"] = force
     status = ExperimentStatus(
         report=[
             ReportRow(branch="control", samples=148266, conversions=64630, mean=0.43591, variance=0.24589),
@@ -320,6 +336,45 @@ def experiment_object(
         closed_on=close_on,
         updated_at=NOW,
     )
+    if cuped:
+        status.cuped = CupedStatus(
+            theta=0.801234567,
+            report=[
+                ReportRow(branch="control", samples=1500, mean=3.41234, variance=1.02),
+                ReportRow(
+                    branch="enhanced", samples=1500, mean=3.53311, variance=0.99, p_value=0.0012, lift_percent=3.54
+                ),
+            ],
+            variance_reduction={"enhanced": 0.6712},
+        )
+    if segmented:
+        status.segments = [
+            SegmentReportStatus(
+                dimension="country",
+                segment="de",
+                report=[
+                    ReportRow(branch="control", samples=300, conversions=120, mean=0.4),
+                    ReportRow(
+                        branch="enhanced", samples=700, conversions=300, mean=3 / 7, p_value=0.3521, lift_percent=7.14
+                    ),
+                ],
+                srm=SrmStatus(p_value=2.9e-36, ok=False),
+            ),
+            SegmentReportStatus(
+                dimension="country",
+                segment="fr",
+                report=[
+                    ReportRow(branch="control", samples=1010, conversions=400, mean=400 / 1010),
+                    ReportRow(branch="enhanced", samples=990, conversions=410, mean=410 / 990, p_value=0.41),
+                ],
+                srm=SrmStatus(p_value=0.654721, ok=True),
+            ),
+        ]
+        status.balance = [
+            BalanceStatus(
+                dimension="country", segments=2, p_value=1.4e-35, chi_square=160.2, df=2, ok=False, imbalanced=["de"]
+            )
+        ]
     return {
         "apiVersion": "stopline.dev/v1alpha1",
         "kind": "Experiment",

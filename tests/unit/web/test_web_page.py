@@ -328,8 +328,51 @@ def test_experiments_page_rollout_closed_on_decision_and_report() -> None:
         "99.9990%",
         "+1.84%",
         "[+1.02%, +2.67%]",
+        "—",  # no Bayesian read-out in this sample status
+        "—",
     ]
     assert dom.text("span", class_="closed-on") == ["—", "enhanced", "—"]
+
+
+def test_experiment_section_lists_who_is_forced() -> None:
+    obj = samples.experiment_object("qa", force={"users": {"alice": "enhanced"}, "groups": {"qa": "control"}})
+    html = page.render_experiments([ExperimentView.from_object(obj)], samples.NOW)
+    assert Dom(html).text("li", class_="forced") == ["user alice → enhanced", "group qa → control"]
+    assert "Forced (not counted)" in html
+    plain = page.render_experiments([ExperimentView.from_object(samples.experiment_object("p"))], samples.NOW)
+    assert 'class="forced"' not in plain
+
+
+def test_experiment_section_shows_segment_rows_and_flags_the_imbalanced_segment() -> None:
+    obj = samples.experiment_object("seg", segmented=True)
+    html = page.render_experiments([ExperimentView.from_object(obj)], samples.NOW)
+    dom = Dom(html)
+    assert len(dom.find("tr", class_="segment-row")) == 4
+    de = row_cells(html, {"data-segment": "de", "data-branch": "control"})
+    assert de[:4] == ["country", "de", "control", "300"]
+    assert de[-1] == "2.90e-36 MISMATCH"
+    assert 'class="segment-row bad"' in html and 'data-segment="fr"' in html
+    assert dom.text("li", class_="balance") == ["country: p=1.40e-35 over 2 segments IMBALANCED (de)"]
+    assert '<li class="balance bad">' in html
+    plain = page.render_experiments([ExperimentView.from_object(samples.experiment_object("p"))], samples.NOW)
+    assert "segment-row" not in plain and "Segment balance" not in plain
+
+
+def test_experiment_section_shows_the_cuped_comparison() -> None:
+    html = page.render_experiments(
+        [ExperimentView.from_object(samples.experiment_object("c", cuped=True))], samples.NOW
+    )
+    assert "CUPED (θ = 0.801235)" in html
+    assert row_cells(html, {"class": "cuped-row", "data-branch": "enhanced"}) == [
+        "enhanced",
+        "1500",
+        "3.53311",
+        "0.99000",
+        "0.001200",
+        "+3.54%",
+        "—",
+        "-67.12%",
+    ]
 
 
 def test_events_in_the_same_second_keep_the_api_servers_order() -> None:

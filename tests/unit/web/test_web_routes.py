@@ -12,9 +12,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from kubernetes import client as k8s
 
 from controller.errors import ClusterError
+from controller.experiments.growthbook import growthbook_payload
+from controller.experiments.reconcile import published_config
 from controller.metrics import ControllerMetrics
 from controller.web import routes
+from controller.web.routes import features_payload
 from controller.web.source import KubePageSource
+from controller.web.views import ExperimentView
 from web import samples
 from web.fake_apiserver import GROUP, FakeApiServer, serve
 
@@ -111,6 +115,26 @@ async def test_experiments_page(http: TestClient[web.Request, web.Application]) 
     status, _, body = await get(http, "/experiments")
     assert status == 200
     assert "To Users 10%" in body and "QA and Admin only" in body and "Closed:enhanced" in body
+
+
+async def test_growthbook_features_payload(http: TestClient[web.Request, web.Application]) -> None:
+    resp = await http.get("/api/features/shop")
+    assert resp.status == 200 and resp.content_type == "application/json"
+    payload = await resp.json()
+    assert set(payload["features"]) == {"GDCEurope2011"}  # the three samples share the key; last by name wins
+    rules = payload["features"]["GDCEurope2011"]["rules"]
+    assert [(r["id"], r["coverage"]) for r in rules] == [("experiment", 0.1)]  # gdc, rollout 10 %
+    empty = await (await http.get("/api/features/elsewhere")).json()
+    assert empty == {"features": {}}
+
+
+async def test_growthbook_features_payload_matches_what_is_published() -> None:
+    obj = samples.experiment_object("qa", rollout=20, force={"users": {"alice": "enhanced"}})
+    view = ExperimentView.from_object(obj)
+    assert view.spec is not None
+    expected = growthbook_payload([published_config(view.spec, view.status)])
+    assert features_payload("shop", [obj]) == expected
+    assert expected["features"]["GDCEurope2011"]["rules"][0]["condition"] == {"id": {"$in": ["alice"]}}
 
 
 @pytest.mark.parametrize(
