@@ -19,6 +19,7 @@ from controller.kube.client import api_client
 from controller.kube.cluster import Cluster
 from controller.kube.leases import Leases
 from controller.kube.objects import Objects
+from controller.kube.watched import WorkloadCache
 from controller.models.common import SecretRef
 from controller.models.release import GitSource, ReleaseSource, ReleaseSpec
 from controller.models.track import TrackSpec
@@ -189,6 +190,7 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     )
     rt = Runtime(settings, objects, cluster, git, prometheus, executor, clock)
     rt.scope = Scope(settings.namespaces)
+    cluster.watched = WorkloadCache()  # fed by controller.handlers.workloads
     leases = (
         Leases(client, settings.lease_namespace, settings.lease_name, settings.shards)
         if settings.leader_election

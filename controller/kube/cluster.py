@@ -26,6 +26,7 @@ from controller.kube import causes
 from controller.kube import snapshots as snap
 from controller.kube.apierrors import api_error
 from controller.kube.discovery import Mapper, Resource
+from controller.kube.watched import WORKLOAD_KINDS, WorkloadCache
 from controller.kube.workloads import live_state
 from controller.release.actions import Cause, LiveDeployment
 from controller.release.assign import (
@@ -123,6 +124,8 @@ class Cluster:
         self.mapper = mapper or Mapper(self.rest.discovery)
         self.clock = clock
         self.monotonic = monotonic
+        self.watched: WorkloadCache | None = None  # workload state from the watch (set when it is wired)
+        self.api_reads = 0  # workload GETs made because the watch's copy was missing or older than our write
         # (namespace, key, uid, resourceVersion) → (read at, cause): a stuck workload's pods are read at
         # most every DIAGNOSE_EVERY seconds, and again as soon as the workload itself changes.
         self._diagnosed: dict[tuple[str, str, str, str], tuple[float, Cause | None]] = {}
@@ -163,6 +166,19 @@ class Cluster:
         """The live object as a plain dict, or None."""
         return await asyncio.to_thread(self._get, namespace, key)
 
+    async def workload(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """A workload from the watch when its copy is at least as new as our last write, else read fresh."""
+        if self.watched is not None:
+            known, obj = self.watched.get(namespace, key)
+            if known:
+                return obj
+        self.api_reads += 1
+        return await self.get(namespace, key)
+
+    def _wrote(self, namespace: str, key: str, response: Mapping[str, Any]) -> None:
+        if self.watched is not None and split_key(key)[0] in WORKLOAD_KINDS:
+            self.watched.wrote(namespace, key, response)
+
     async def states(self, namespace: str, names: Iterable[str]) -> dict[str, LiveDeployment]:
         """Rollout state of each workload (by key; a bare name is a Deployment), read fresh.
 
@@ -172,7 +188,7 @@ class Cluster:
         every :data:`DIAGNOSE_EVERY` seconds per workload).
         """
         keys = list(names)
-        objs = await asyncio.gather(*(self.get(namespace, k) for k in keys))
+        objs = await asyncio.gather(*(self.workload(namespace, k) for k in keys))
         states = {k: live_state(split_key(k)[0], k, o) for k, o in zip(keys, objs, strict=True)}
         now = self.monotonic()
         read: list[tuple[str, dict[str, Any]]] = []  # stuck long enough: read ReplicaSets / pods
@@ -289,6 +305,7 @@ class Cluster:
             if exc.status in (400, 422):  # the manifest itself is invalid: retrying cannot help
                 raise ManifestError(str(error)) from exc
             raise error from exc
+        self._wrote(namespace, key, out)
         return key, str((out.get("metadata") or {}).get("uid") or "")
 
     async def apply(
@@ -504,11 +521,11 @@ class Cluster:
             body["metadata"]["namespace"] = namespace
             try:
                 if live is None:
-                    self.rest.call("POST", r.path(namespace), body=snap.for_create(body))
+                    self._wrote(namespace, key, self.rest.call("POST", r.path(namespace), body=snap.for_create(body)))
                 else:
                     body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
                     body["metadata"]["ownerReferences"] = live["metadata"].get("ownerReferences")
-                    self.rest.call("PUT", r.path(namespace, quote(name)), body=body)
+                    self._wrote(namespace, key, self.rest.call("PUT", r.path(namespace, quote(name)), body=body))
                 return
             except ApiException as exc:
                 if exc.status == 409 and attempt < RESTORE_ATTEMPTS:

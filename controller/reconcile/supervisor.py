@@ -228,6 +228,15 @@ class Supervisor:
         run.wake()
         return True
 
+    def wake_namespace(self, namespace: str) -> int:
+        """Wake every loop in ``namespace`` (something its objects depend on changed); how many."""
+        woken = 0
+        for run in self._runs.values():
+            if run.namespace == namespace and run.alive():
+                run.wake()
+                woken += 1
+        return woken
+
     def running(self, namespace: str, name: str) -> Run | None:
         """The loop of ``namespace/name``, if one runs."""
         uid = self._by_name.get((namespace, name))

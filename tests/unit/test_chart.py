@@ -59,6 +59,8 @@ CLUSTER_RULES: dict[tuple[str, str], set[str]] = {
     **{("stopline.dev", r): {"get", "list", "watch"} for r in ("releases", "tracks", "experiments")},
     **{("stopline.dev", f"{r}/status"): {"get"} for r in ("releases", "tracks", "experiments")},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    # rollout state from one watch per workload kind
+    **{("apps", r): {"list", "watch"} for r in ("deployments", "statefulsets", "daemonsets")},
 }
 # The shard Leases, in the release namespace only.
 LEASE_RULES: dict[tuple[str, str], set[str]] = {

@@ -153,6 +153,10 @@ served namespaces (writes stay in the served namespaces' Roles).
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# Rollout state from one watch per workload kind (filtered to the watched namespaces by the controller).
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/* The shard Leases, in the release namespace (POD_NAMESPACE). */}}

@@ -286,3 +286,40 @@ async def test_restore_recreates_a_deleted_object(api: FakeApiClient) -> None:
     assert restored == ["ConfigMap/settings"]
     assert ("POST", "/api/v1/namespaces/shop/configmaps") in api.calls
     assert api.get("configmaps", "settings")["data"] == {"mode": "old"}  # type: ignore[index]
+
+
+def rolled_out(name: str, generation: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop", "generation": generation},
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "web:v1"}]}}},
+        "status": {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1},
+    }
+
+
+async def test_rollout_state_comes_from_the_watch_except_right_after_our_own_write(api: FakeApiClient) -> None:
+    from controller.kube.watched import WorkloadCache
+
+    c = cluster(api)
+    c.watched = WorkloadCache()
+    api.put(rolled_out("web", 1), "deployments")
+    c.watched.on_event(None, rolled_out("web", 1))
+    gets = ("GET", "/apis/apps/v1/namespaces/shop/deployments/web")
+    states = await c.states("shop", ["Deployment/web"])
+    assert states["Deployment/web"].available and api.calls.count(gets) == 0 and c.api_reads == 0
+
+    pushed = rolled_out("web", 1)
+    pushed["spec"]["template"]["spec"]["containers"][0]["image"] = "web:v2"
+    del pushed["status"]
+    await c.apply("shop", [pushed], "web-2")  # the fake bumps nothing: pretend the server set generation 2
+    c.watched.wrote("shop", "Deployment/web", {"metadata": {"generation": 2}})
+    api.objects[("deployments", "shop", "web")]["metadata"]["generation"] = 2
+    states = await c.states("shop", ["Deployment/web"])
+    assert not states["Deployment/web"].available, "the watch's pre-push copy must not count as rolled out"
+    assert c.api_reads == 1 and api.calls.count(gets) >= 1
+
+    c.watched.on_event("MODIFIED", rolled_out("web", 2))  # the watch caught up: rolled out at generation 2
+    before = api.calls.count(gets)
+    states = await c.states("shop", ["Deployment/web"])
+    assert states["Deployment/web"].available and api.calls.count(gets) == before
