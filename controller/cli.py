@@ -322,6 +322,7 @@ def _release_view(console: Console, r: ReleaseView) -> None:
         *_stuck_fact(s),
         ("Current phase", current),
         ("Revision", f"{r.revision or DASH} ({r.branch or DASH})"),
+        ("Pushed by", s.author or DASH),
         ("Track", r.track or DASH),
         ("Started", timestamp(s.started_at)),
         ("Completed", timestamp(s.completed_at)),

@@ -15,6 +15,7 @@ from controller.gitops.credentials import GitCredentials
 from controller.gitops.manifests import normalize_path
 from controller.gitops.render import RenderOptions, Tools, render_options
 from controller.gitops.repo import RepoCache
+from controller.gitops.results import CommitInfo
 from controller.kube.client import api_client
 from controller.kube.cluster import Cluster
 from controller.kube.leases import Leases
@@ -55,6 +56,7 @@ class GitAdapter:
         self.objects = objects
         self._manifests: OrderedDict[ManifestKey, list[dict[str, Any]]] = OrderedDict()
         self._max = max_manifest_sets
+        self._commits: dict[tuple[str, str], CommitInfo] = {}
 
     async def credentials(self, namespace: str, ref: SecretRef | None) -> GitCredentials | None:
         """Credentials from ``secretRef`` (None when unset)."""
@@ -85,6 +87,16 @@ class GitAdapter:
         while len(self._manifests) > self._max:
             self._manifests.popitem(last=False)
         return docs
+
+    async def commit(self, namespace: str, spec: ReleaseSpec) -> CommitInfo:
+        """Who wrote (and committed) the revision, and its subject; cached (a revision never changes)."""
+        key = (spec.source.repo, spec.source.revision)
+        if key not in self._commits:
+            creds = await self.credentials(namespace, spec.source.secret_ref)
+            self._commits[key] = await self._call(self.cache.commit, spec.source.repo, spec.source.revision, creds)
+            while len(self._commits) > self._max:
+                self._commits.pop(next(iter(self._commits)))
+        return self._commits[key]
 
     async def revert(
         self,

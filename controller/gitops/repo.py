@@ -362,6 +362,20 @@ class _Session:
         commits.reverse()
         return commits
 
+    def commit_info(self, rev: str) -> CommitInfo:
+        """Author, committer and subject of one commit present in the cache."""
+        fmt = _US.join(("%H", "%P", "%an <%ae>", "%cn <%ce>", "%cI", "%s"))
+        r = self.run("log", "-1", f"--format={fmt}", f"{rev}^{{commit}}", "--")
+        sha, parents, author, committer, date, subject = r.out.rstrip("\n").split(_US)
+        return CommitInfo(
+            sha=sha,
+            subject=subject,
+            author=author,
+            committed_at=datetime.fromisoformat(date),
+            parents=tuple(parents.split()),
+            committer=committer,
+        )
+
     def commit_meta(self, rev: str) -> tuple[str, tuple[str, ...], str] | None:
         """``(full sha, parents, subject)`` of a commit present in the cache, else None."""
         r = self.run("log", "-1", f"--format=%H{_US}%P{_US}%s", f"{rev}^{{commit}}", "--", check=False)
@@ -478,6 +492,12 @@ class RepoCache:
             return render_tree(self.tools, render, tree, path, where)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def commit(self, url: str, revision: str, creds: GitCredentials | None = None) -> CommitInfo:
+        """Author, committer and subject of ``revision`` (fetched when missing)."""
+        revision = _validate_revision(revision)
+        with self._session(url, creds) as s:
+            return s.commit_info(s.ensure(revision, None))
 
     def commits_between(
         self,

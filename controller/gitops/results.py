@@ -26,6 +26,8 @@ class CommitInfo:
     parents: tuple[str, ...]
     trailers: dict[str, str] = field(default_factory=dict)
     """Git trailers of the message; a key given several times keeps its last value."""
+    committer: str = ""
+    """``Name <email>`` of the committer (who merged it, for a merge commit) when read."""
 
 
 @dataclass(frozen=True)

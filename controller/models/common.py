@@ -279,3 +279,10 @@ def valid_branch_name(name: str) -> bool:
         or any(c in name for c in " ~^:?*[\\")
         or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
     )
+
+
+def person_name(person: str | None) -> str:
+    """``Ada Lovelace`` of ``Ada Lovelace <ada@example.org>`` (the text itself when there is no address)."""
+    if not person:
+        return ""
+    return person.split("<", 1)[0].strip() or person.strip("<> ")

@@ -690,6 +690,10 @@ class ReleaseStatus(StatusModel):
     )
     promoted: str | None = Field(default=None, description="Last promote token acted on.")
     skipped_commits: list[str] = Field(default_factory=list, description="Commits batched into this push by a Track.")
+    author: str | None = Field(default=None, description="Who wrote the revision (git author, 'Name <email>').")
+    committer: str | None = Field(
+        default=None, description="Who committed the revision (git committer, 'Name <email>'; for a merge, who merged)."
+    )
     action_error: ActionError | None = Field(default=None, description="The latest action that failed, if any.")
     message: str | None = Field(default=None, description="Latest human-readable message.")
     conditions: list[Condition] = Field(

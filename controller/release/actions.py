@@ -43,6 +43,8 @@ class Manifests:
     ignored: tuple[str, ...] = ()  # "Kind/name" of objects that are not pushed
     objects: tuple[ManifestObject, ...] = ()  # every object of the revision (``deployments`` is the older form)
     prune: Mapping[str, str] = field(default_factory=dict)  # live keys to prune → the phase that held them
+    author: str | None = None  # who wrote the revision: "Name <email>" (None: not known)
+    committer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ class Begin:
     skipped: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
     contents: tuple[PhaseContents, ...] = ()  # per phase: workloads, objects, prune (Kind/name keys)
+    author: str | None = None
+    committer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ The adapters are small protocols so unit tests can hand in fakes; the real ones 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from controller.errors import ApplyIncomplete, StoplineError
 from controller.gates.evaluate import Measurement, render_query
 from controller.gates.providers.base import MetricsProvider
+from controller.gitops.results import CommitInfo
 from controller.models.release import ReleaseSpec, ReleaseStatus
 from controller.release.actions import (
     Action,
@@ -55,6 +57,8 @@ from controller.release.assign import (
 from controller.release.messages import revert_message
 from controller.release.plan import gates_for, machine_state, needs_manifests
 from controller.release.status import snapshot_configmap_name
+
+log = logging.getLogger("stopline.release")
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class GitPort(Protocol):
     """Git operations a Release needs (credentials resolved by the adapter)."""
 
     async def manifests(self, namespace: str, spec: ReleaseSpec) -> list[dict[str, Any]]: ...
+
+    async def commit(self, namespace: str, spec: ReleaseSpec) -> CommitInfo: ...
 
     async def revert(
         self,
@@ -245,6 +251,12 @@ class Executor:
         """The revision's objects, checked against the cluster (scopes), and what a prune would delete."""
         docs = flatten(await self.git.manifests(ref.namespace, spec))
         manifests = objects_in(docs, ref.namespace, await self.cluster.scopes(_kinds(docs)))
+        if not manifests.error:
+            try:  # who pushed: shown in status and the revert message; never a reason to fail the push
+                commit = await self.git.commit(ref.namespace, spec)
+                manifests = replace(manifests, author=commit.author, committer=commit.committer or None)
+            except StoplineError as exc:
+                log.warning("%s/%s: author of %s unknown: %s", ref.namespace, ref.name, spec.source.revision[:7], exc)
         if manifests.error or not spec.prune:
             return manifests
         app = app_id(spec.source.repo, spec.source.path)

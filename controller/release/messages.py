@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.models.common import REVERT_TRAILER
+from controller.models.common import REVERT_TRAILER, person_name
 from controller.models.release import GaugeRow, ReleaseSpec, ReleaseStatus
 
 TRAILER_RELEASE = "Stopline-Release"
@@ -38,11 +38,19 @@ def revert_message(spec: ReleaseSpec, status: ReleaseStatus, namespace: str, nam
         subject = f"stopline: revert {short} — {failure.reason}: {failure.message}"
     else:
         subject = f"stopline: revert {short}"
+    if status.author:  # as IMVU's immune system did: "reverting r107657 for mey"
+        subject = f"{subject} for {person_name(status.author)}" if len(subject) < 170 else subject
     lines = [
         subject[:200],
         "",
         f"Release {namespace}/{name} pushed {spec.source.revision} to {spec.source.branch}; stopline rolled it back.",
     ]
+    if status.author:
+        lines.append(
+            f"Pushed by {status.author}"
+            + (f", committed by {status.committer}" if status.committer and status.committer != status.author else "")
+            + "."
+        )
     if failure is not None:
         lines += ["", f"Reason: {failure.reason}: {failure.message}"]
     rows = [r for r in status.gauges if failure is None or r.phase == failure.phase]

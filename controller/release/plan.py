@@ -188,7 +188,14 @@ def resolve_phases(spec: ReleaseSpec, manifests: Manifests) -> Begin | FailPush:
         return FailPush("ManifestError", out.error, phase=out.error_phase)
     phases = tuple((p.name, p.deployments) for p in out.phases)
     unassigned = tuple(split_key(k)[1] if legacy else k for k in out.unassigned)
-    return Begin(phases, unassigned, ignored=manifests.ignored, contents=() if legacy else out.phases)
+    return Begin(
+        phases,
+        unassigned,
+        ignored=manifests.ignored,
+        contents=() if legacy else out.phases,
+        author=manifests.author,
+        committer=manifests.committer,
+    )
 
 
 def _current(status: ReleaseStatus) -> PhaseStatus | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from controller.gates.evaluate import judge, judge_experiment, new_row, outage, record
-from controller.models.common import ConditionStatus, format_duration, set_condition
+from controller.models.common import ConditionStatus, format_duration, person_name, set_condition
 from controller.models.release import (
     REVERT_LANDED,
     ActionError,
@@ -198,7 +198,9 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
         s.started_at = s.started_at or now
         s.current_phase = action.phases[0][0]
         s.skipped_commits = list(action.skipped)
-        s.message = f"pushing {spec.source.revision[:7]} in {len(action.phases)} phase(s)"
+        s.author, s.committer = action.author or s.author, action.committer or s.committer
+        by = f" by {person_name(s.author)}" if s.author else ""
+        s.message = f"pushing {spec.source.revision[:7]}{by} in {len(action.phases)} phase(s)"
         if action.unassigned:
             s.message += f"; not in any phase: {', '.join(action.unassigned)}"
         if action.ignored:

@@ -330,6 +330,7 @@ def render_release(
         ("Current phase", e(s.current_phase or DASH)),
         ("Revision", f"<code>{e(r.revision or DASH)}</code>"),
         ("Branch", e(r.branch or DASH)),
+        ("Pushed by", e(s.author or DASH)),
         ("Track", track),
         ("Started", e(timestamp(s.started_at))),
         ("Completed", e(timestamp(s.completed_at))),

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from controller.gates.evaluate import Measurement
+from controller.gitops.results import CommitInfo
 from controller.metrics import ControllerMetrics
 from controller.models.release import FailureStatus, GaugeRow, ReleaseSpec, ReleaseStatus, RevertStatus, UndoStatus
 from controller.release.actions import (
@@ -325,6 +326,16 @@ class Cluster:
 
 
 class Git:
+    async def commit(self, namespace: str, spec: ReleaseSpec) -> CommitInfo:
+        return CommitInfo(
+            sha=spec.source.revision,
+            subject="app v2",
+            author="Ada Lovelace <ada@example.org>",
+            committed_at=datetime(2026, 1, 1, tzinfo=UTC),
+            parents=(),
+            committer="Grace Hopper <grace@example.org>",
+        )
+
     async def manifests(self, namespace: str, spec: ReleaseSpec) -> list[dict[str, Any]]:
         return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {}}]
 

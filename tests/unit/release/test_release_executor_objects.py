@@ -9,6 +9,7 @@ from typing import Any
 
 from sim import make_spec
 
+from controller.gitops.results import CommitInfo
 from controller.models.release import ReleaseSpec, ReleaseStatus, SnapshotStatus
 from controller.release.actions import Applied, ApplyPhase, Facts, FailPush, Snapshot, SnapshotTaken, Undo, Undone
 from controller.release.assign import ANNOTATION_PHASE, ANNOTATION_RELEASE, LABEL_APP, LiveObject, app_id
@@ -72,6 +73,16 @@ class Cluster:
 
 
 class Git:
+    async def commit(self, namespace: str, spec: ReleaseSpec) -> CommitInfo:
+        return CommitInfo(
+            sha=spec.source.revision,
+            subject="app v2",
+            author="Ada Lovelace <ada@example.org>",
+            committed_at=datetime(2026, 1, 1, tzinfo=UTC),
+            parents=(),
+            committer="Grace Hopper <grace@example.org>",
+        )
+
     async def manifests(self, namespace: str, spec: ReleaseSpec) -> list[dict[str, Any]]:
         return DOCS
 
