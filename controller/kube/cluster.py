@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from controller.errors import ApplyIncomplete, ClusterError, ManifestError, StoplineError
 from controller.kube import snapshots as snap
 from controller.kube.discovery import Mapper, Resource
-from controller.kube.workloads import live_state
+from controller.kube.workloads import fast_strategy, live_state
 from controller.release.actions import LiveDeployment
 from controller.release.assign import (
     ANNOTATION_PHASE,
@@ -379,15 +379,19 @@ class Cluster:
         return [k for k in keys if not stored[k]], [k for k in keys if stored[k]]
 
     # ---------------------------------------------------------------- restore
-    def _restore_one(self, namespace: str, key: str, saved: dict[str, Any]) -> None:
+    def _restore_one(self, namespace: str, key: str, saved: dict[str, Any], fast: bool = False) -> None:
         """Replace the live object with its snapshot (create it when gone). A 409 (it changed or
-        appeared under us) reads it again and retries, :data:`RESTORE_ATTEMPTS` times in all."""
+        appeared under us) reads it again and retries, :data:`RESTORE_ATTEMPTS` times in all.
+
+        ``fast``: a workload is written with the temporary strategy of
+        :func:`~controller.kube.workloads.fast_strategy` (its own is put back by a later exact restore)."""
         kind = split_key(key)[0]
         r = self._resource(kind, str(saved.get("apiVersion") or "") or None)
         name = str(saved["metadata"]["name"])
+        source = (fast_strategy(kind, saved) if fast else None) or saved
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
             live = self._get(namespace, key)
-            body = copy.deepcopy(saved)
+            body = copy.deepcopy(source)
             body["metadata"]["namespace"] = namespace
             try:
                 if live is None:
@@ -423,9 +427,11 @@ class Cluster:
         delete: Iterable[str],
         release: str,
         created: Mapping[str, str] | None = None,
+        fast: Iterable[str] = (),
     ) -> tuple[list[str], list[str]]:
         """Put every snapshotted object back exactly (recreating pruned ones) and delete the objects the
-        push created; all concurrently."""
+        push created; all concurrently. Workloads in ``fast`` are written with a surge-all strategy (the
+        pushed version stops serving in one step); restoring them again without ``fast`` makes them exact."""
         stores = await asyncio.gather(
             asyncio.to_thread(self._read_parts, namespace, configmap, False),
             asyncio.to_thread(self._read_parts, namespace, configmap, True),
@@ -442,8 +448,12 @@ class Cluster:
         saved = {k: saved_all[snap.entry_name(normal_key(k))] for k in restore}
         delete = list(delete)
         uids = {normal_key(k): v for k, v in (created or {}).items()}
+        quick = {normal_key(k) for k in fast}
         results = await asyncio.gather(
-            *(asyncio.to_thread(self._restore_one, namespace, normal_key(k), saved[k] or {}) for k in restore),
+            *(
+                asyncio.to_thread(self._restore_one, namespace, normal_key(k), saved[k] or {}, normal_key(k) in quick)
+                for k in restore
+            ),
             *(
                 asyncio.to_thread(self._delete_created, namespace, normal_key(k), release, uids.get(normal_key(k)))
                 for k in delete

@@ -23,6 +23,7 @@ from controller.models.release import (
     ReleasePhase,
     ReleaseSpec,
     ReleaseStatus,
+    SnapshotStatus,
 )
 from controller.release.actions import (
     ANNOTATION_ABORT,
@@ -43,6 +44,7 @@ from controller.release.actions import (
     MarkAvailable,
     MarkRolledBack,
     RecordRevert,
+    RestoreStrategy,
     SetPause,
     Snapshot,
     StartRevert,
@@ -442,20 +444,40 @@ def _plan_gates(
     return Wait(min(wake, default=None), why)
 
 
+def undo_action(spec: ReleaseSpec, snap: SnapshotStatus | None) -> Undo:
+    """Restore every snapshotted object and delete what the push created; with ``onFailure.undo: fast`` the
+    restored workloads are written with a surge-all strategy first (put back by :class:`RestoreStrategy`)."""
+    if not spec.on_failure.rollback or snap is None:
+        return Undo((), ())
+    restore = snapshot_keys(snap)
+    absent = {normal_key(k) for k in snap.absent}
+    fast = (
+        tuple(k for k in restore if is_workload_key(k) and normal_key(k) not in absent)
+        if spec.on_failure.undo == "fast"
+        else ()
+    )
+    return Undo(restore, tuple(snap.absent), fast)
+
+
 def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
-    """The cluster side of a failed push: restore, then wait for the restored workloads to be Available."""
+    """The cluster side of a failed push: restore, wait for the restored workloads to be Available, put
+    back the strategies a fast undo replaced, then mark the Release rolled back."""
     now = facts.now
     snap = status.snapshot
     if status.undo is None:
-        restore = snapshot_keys(snap) if spec.on_failure.rollback and snap else ()
-        delete = tuple(snap.absent) if spec.on_failure.rollback and snap else ()
-        return Undo(restore, delete)
+        return undo_action(spec, snap)
     undo = status.undo
+    failed = status.action_error
+    gave_up = failed is not None and failed.action == "RestoreStrategy" and failed.attempts >= MAX_RESTORE_ATTEMPTS
+    if undo.strategy_pending and failed is not None and gave_up:
+        return MarkRolledBack(
+            f"could not put back the strategy of {', '.join(undo.strategy_pending)}: {failed.message}"
+        )
     restore_again = bool(undo.error) and undo.attempts < MAX_RESTORE_ATTEMPTS and spec.on_failure.rollback
     if restore_again:
         restore_at = (undo.at or now) + RESTORE_RETRY
         if now >= restore_at:
-            return Undo(snapshot_keys(snap), tuple(snap.absent) if snap else ())
+            return undo_action(spec, snap)
         return Wait(restore_at, f"retrying the restore: {undo.error}")
     restored = restored_keys(undo)
     if restored and not undo.error:
@@ -463,8 +485,13 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
         deadline = (undo.at or now) + spec.progress_deadline
         if pending and now < deadline:
             return Wait(deadline, f"waiting for restored {', '.join(pending)} to become Available")
+        if undo.strategy_pending:
+            # exactness: the temporary strategy never stays, even when the rollout missed its deadline
+            return RestoreStrategy(tuple(undo.strategy_pending))
         if pending:
             return MarkRolledBack(
                 f"restored, but {', '.join(pending)} not Available after {format_duration(spec.progress_deadline)}"
             )
+    elif undo.strategy_pending:
+        return RestoreStrategy(tuple(undo.strategy_pending))
     return MarkRolledBack()

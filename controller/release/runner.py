@@ -30,6 +30,7 @@ from controller.release.actions import (
     MarkRolledBack,
     Outcome,
     RecordRevert,
+    RestoreStrategy,
     SetPause,
     Snapshot,
     StartRevert,
@@ -45,7 +46,7 @@ from controller.release.status import reduce
 log = logging.getLogger("stopline.release")
 
 # Status is written before these (they change the world); reads (gates, baselines) need no write first.
-SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, StartRevert)
+SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, RestoreStrategy, StartRevert)
 # A new gate reading that changes no verdict or counter is written at most this often (one PATCH per
 # Release per gate interval otherwise); a restart in between only re-reads the gate.
 READINGS_PERSIST_SECONDS = 5.0
@@ -293,6 +294,8 @@ def release_events(before: ReleaseStatus, after: ReleaseStatus, action: Action, 
             out.append(("Warning", "RollbackFailed", outcome.restore_error))
         else:
             out.append(("Normal", "Restored", f"restored {', '.join(outcome.restored + outcome.deleted)}"))
+    elif isinstance(action, RestoreStrategy) and not isinstance(outcome, ActionFailed):
+        out.append(("Normal", "StrategyRestored", after.message or "strategy put back"))
     elif isinstance(action, RecordRevert):
         r = action.result
         if r.state in ("Pushed", "AlreadyReverted"):

@@ -34,6 +34,7 @@ from controller.release.actions import (
     Outcome,
     Readings,
     RecordRevert,
+    RestoreStrategy,
     RevertResult,
     SetPause,
     Snapshot,
@@ -241,6 +242,10 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
         _fail(spec, s, action, now)
     elif isinstance(action, Undo) and isinstance(outcome, Undone):
         _undone(spec, s, action, outcome, now)
+    elif isinstance(action, RestoreStrategy) and s.undo is not None:
+        left = [k for k in s.undo.strategy_pending if k not in action.keys]
+        s.undo = s.undo.model_copy(update={"strategy_pending": left, "strategy_restored_at": now})
+        s.message = f"put back the own strategy of {', '.join(map(short_key, action.keys))}"
     elif isinstance(action, StartRevert):
         _revert_started(spec, s, now)
     elif isinstance(action, RecordRevert):
@@ -364,8 +369,15 @@ def _fail(spec: ReleaseSpec, s: ReleaseStatus, action: FailPush, now: datetime) 
 
 def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now: datetime) -> None:
     tries = (s.undo.attempts if s.undo else 0) + (1 if action.restore or action.delete else 0)
+    # Every workload a fast restore may have written (even when the write as a whole failed) gets its own
+    # strategy put back: writing the exact snapshot again is harmless, a temporary strategy left is not.
+    pending = sorted({*(s.undo.strategy_pending if s.undo else ()), *action.fast})
+    first = s.undo.started_at if s.undo and s.undo.started_at else out.started_at
     s.undo = UndoStatus(
         at=out.restored_at or now,
+        mode=spec.on_failure.undo,
+        started_at=first,
+        strategy_pending=pending,
         restored=deployment_names(out.restored),
         deleted=deployment_names(out.deleted),
         objects=list(out.restored),  # keys as the snapshot lists them (bare names in older statuses)

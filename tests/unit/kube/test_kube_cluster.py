@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import random
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from controller.errors import ClusterError, ManifestError
 from controller.kube import snapshots as snap
 from controller.kube.cluster import RESTORE_ATTEMPTS, Cluster
+from controller.kube.workloads import SURGE_ALL
 from controller.release.assign import ANNOTATION_RELEASE, LABEL_APP
 from tests.unit.kube.fake_kube import FakeApiClient
 
@@ -286,3 +288,56 @@ async def test_restore_recreates_a_deleted_object(api: FakeApiClient) -> None:
     assert restored == ["ConfigMap/settings"]
     assert ("POST", "/api/v1/namespaces/shop/configmaps") in api.calls
     assert api.get("configmaps", "settings")["data"] == {"mode": "old"}  # type: ignore[index]
+
+
+def deployment(name: str, image: str, strategy: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "replicas": 4,
+            "strategy": strategy
+            or {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "template": {"spec": {"containers": [{"name": "c", "image": image}]}},
+        },
+    }
+
+
+async def test_fast_restore_writes_surge_all_then_an_exact_restore_puts_the_strategy_back(api: FakeApiClient) -> None:
+    api.put(deployment("web", "web:v1"), "deployments")
+    c = cluster(api)
+    keys = ["Deployment/web", "ConfigMap/settings", "StatefulSet/db"]
+    taken, _ = await c.snapshot("shop", BASE, OWNER, keys)
+    before = {k: copy.deepcopy(api.get(p, n)["spec"]) for k, p, n in PLURALS}  # type: ignore[index]
+    await c.apply("shop", [deployment("web", "web:v2"), cm("settings", mode="new"), sts("db", "db:v2")], "web-1")
+
+    restored, _ = await c.restore("shop", BASE, taken, [], "web-1", {}, fast=["Deployment/web", "StatefulSet/db"])
+    assert restored == taken
+    web = api.get("deployments", "web")["spec"]  # type: ignore[index]
+    assert web["template"] == before["Deployment/web"]["template"]  # the old version at once ...
+    assert web["strategy"] == SURGE_ALL  # ... with every old pod allowed up and every new pod down
+    db = api.get("statefulsets", "db")["spec"]  # type: ignore[index]
+    assert db["template"] == before["StatefulSet/db"]["template"]
+    assert db["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}}
+    assert api.get("configmaps", "settings")["data"] == {"mode": "old"}  # type: ignore[index]
+
+    await c.restore("shop", BASE, ["Deployment/web", "StatefulSet/db"], [], "web-1", {})
+    for key, plural, name in PLURALS:
+        assert api.get(plural, name)["spec"] == before[key], key  # type: ignore[index]
+
+
+async def test_fast_restore_leaves_a_recreate_deployment_as_its_snapshot(api: FakeApiClient) -> None:
+    api.put(deployment("web", "web:v1", {"type": "Recreate"}), "deployments")
+    c = cluster(api)
+    taken, _ = await c.snapshot("shop", BASE, OWNER, ["Deployment/web"])
+    saved = copy.deepcopy(api.get("deployments", "web")["spec"])  # type: ignore[index]
+    await c.apply("shop", [deployment("web", "web:v2", {"type": "Recreate"})], "web-1")
+    await c.restore("shop", BASE, taken, [], "web-1", {}, fast=taken)
+    assert api.get("deployments", "web")["spec"] == saved  # type: ignore[index]
+
+
+PLURALS = [
+    ("Deployment/web", "deployments", "web"),
+    ("StatefulSet/db", "statefulsets", "db"),
+]
