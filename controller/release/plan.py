@@ -164,6 +164,29 @@ def gates_for(spec: ReleaseSpec, phase: str) -> list[Gate]:
     return [g for g in spec.gates if g.phases is None or phase in g.phases]
 
 
+def reading_interval(gate: Gate, status: ReleaseStatus, phase: str, now: datetime) -> timedelta:
+    """The gate's reading interval now: ``earlyInterval`` during the first ``earlyFor`` after the phase
+    became Available (never in the watch window), ``interval`` otherwise."""
+    early = gate.early_interval
+    if early is None or gate.early_for <= timedelta(0) or phase == WATCH_PHASE:
+        return gate.interval
+    current = next((p for p in status.phases if p.name == phase), None)
+    if current is None or current.available_at is None or now >= current.available_at + gate.early_for:
+        return gate.interval
+    return min(early, gate.interval)
+
+
+def reading_due(gate: Gate, row: GaugeRow, status: ReleaseStatus, phase: str, now: datetime) -> datetime | None:
+    """When the gate's next reading is due (None: now — it has not read yet in this phase).
+
+    ``row.nextAt`` when the reducer scheduled it (scrape-aligned), else one reading interval after the last."""
+    if row.at is None or row.readings == 0:
+        return None
+    if row.next_at is not None:
+        return row.next_at
+    return row.at + reading_interval(gate, status, phase, now)
+
+
 def row_for(status: ReleaseStatus, gate: str, phase: str) -> GaugeRow | None:
     """The gauges row of a gate in a phase."""
     return next((r for r in status.gauges if r.gate == gate and r.phase == phase), None)
@@ -409,10 +432,11 @@ def _plan_gates(
     next_due: list[datetime] = []
     for g in gates:
         row = rows[g.name]
-        if row is None or row.at is None or row.readings == 0 or row.at + g.interval <= now:
+        when = reading_due(g, row, status, phase, now) if row is not None else None
+        if when is None or when <= now:
             due.append(g.name)
         else:
-            next_due.append(row.at + g.interval)
+            next_due.append(when)
     if due:
         return EvaluateGates(phase, tuple(due))
     token = facts.annotations.get(ANNOTATION_PROMOTE, "").strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from controller.gates.evaluate import judge, judge_experiment, new_row, outage, record
+from controller.gates.schedule import next_reading
 from controller.models.common import ConditionStatus, format_duration, set_condition
 from controller.models.release import (
     REVERT_LANDED,
@@ -60,6 +61,7 @@ from controller.release.plan import (
     observed_cap,
     observed_seconds,
     pause_reason,
+    reading_interval,
     required_hold,
     revert_backoff,
     revert_wanted,
@@ -293,8 +295,17 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
         m = out.values.get(gate.name)
         if m is not None:
             # ``at`` is when the reading was taken into account, not when the query started: the next
-            # reading is due one interval later, even if the provider answered from its short cache.
-            _upsert_row(s, record(gate, row, m.value, judge(gate, row.pre_push, m), max(now, m.at)))
+            # reading is due one interval later, even if the provider answered from its short cache —
+            # or, when the provider knows the scrape grid, just after the next sample lands.
+            taken = max(now, m.at)
+            interval = reading_interval(gate, s, action.phase, now).total_seconds()
+            due = next_reading(taken.timestamp(), interval, m.scrape)
+            recorded = record(gate, row, m.value, judge(gate, row.pre_push, m), taken)
+            schedule = {
+                "next_at": datetime.fromtimestamp(due, UTC),
+                "scrape_period": m.scrape.period if m.scrape else None,
+            }
+            _upsert_row(s, recorded.model_copy(update=schedule))
     _tick_hold(spec, s, action.phase, now)
     _gate_conditions(spec, s, action.phase, now)
 
