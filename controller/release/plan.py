@@ -265,6 +265,10 @@ def _user_pause(status: ReleaseStatus, facts: Facts) -> SetPause | None:
 def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
     """The next action for this Release."""
     state = machine_state(status)
+    if state == "RollingBack" and status.undo is None:
+        # the restore goes out first: the cluster stops serving the pushed version before anything else
+        # (the revert attempt is started right after it, beside the wait for the restored workloads)
+        return _plan_rollback(spec, status, facts)
     if state in FINAL or state == "RollingBack":
         git = _plan_revert(spec, status, facts)
         if git is not None:

@@ -949,7 +949,20 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
 
 
 @cases(
-    Case("revert-starts-beside-the-rollback", SPEC, rolling_back(revert=NOT_TRIED), facts(100), StartRevert()),
+    Case(
+        "restore-goes-out-before-the-revert",
+        SPEC,
+        rolling_back(revert=NOT_TRIED),
+        facts(100),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), FAST),
+    ),
+    Case(
+        "revert-starts-right-after-the-restore",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=NOT_TRIED),
+        facts(100),
+        StartRevert(),
+    ),
     Case(
         "undo-restores-every-snapshot-and-deletes-created",
         SPEC,

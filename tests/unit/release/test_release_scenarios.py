@@ -181,14 +181,15 @@ def test_breach_rolls_back_everything_pushed_and_reverts(
     assert fail == FailPush("GateFailed", expected, gate="load", phase=phase)
     i = trace.actions.index(fail)
     after = [(st.at, st.action) for st in trace.steps[i + 1 :] if not isinstance(st.action, Wait)]
-    # the revert starts beside the restore; it lands (1 s) before the restored Deployments are Available (3 s)
+    # the restore goes out first, the revert starts right beside it; it lands (1 s) before the restored
+    # Deployments are Available (3 s)
     assert [(t, describe(a)) for t, a in after] == [
-        (at(breach_at), "StartRevert"),
         (at(breach_at), describe(Undo(restore, ()))),
+        (at(breach_at), "StartRevert"),
         (at(breach_at + 1), "RecordRevert Pushed"),
         (at(breach_at + 3), "MarkRolledBack"),
     ]
-    assert after[1][1] == Undo(restore, ()) and after[3][1] == MarkRolledBack()
+    assert after[0][1] == Undo(restore, ()) and after[3][1] == MarkRolledBack()
     waits = [st.action for st in trace.steps[i + 1 :] if isinstance(st.action, Wait)]
     assert waits and all(w.reason.startswith("waiting for restored") for w in waits)
     assert trace.steps[i].at == at(breach_at)
@@ -404,7 +405,7 @@ def test_abort_rolls_back(where: str, stop: Any, restore: tuple[str, ...]) -> No
     trace = run(s, first.status, w, clock)
     current = first.status.current_phase
     assert trace.actions[0] == FailPush("Aborted", "aborted by user: numbers look wrong", phase=current)
-    assert trace.actions[1:3] == [StartRevert(), Undo(restore, ())]
+    assert trace.actions[1:3] == [Undo(restore, ()), StartRevert()]
     st = trace.status
     assert (st.phase, st.failure and st.failure.reason) == ("RolledBack", "Aborted")
     assert cond(st, "Ready") == ("False", "Aborted") and cond(st, "GitReverted") == ("True", "Pushed")
@@ -677,8 +678,8 @@ def test_side_effects_of_the_breach_path() -> None:
         "ApplyPhase canary web-canary",
         "Snapshot chat chat-a,chat-b",
         "ApplyPhase chat chat-a,chat-b",
-        "StartRevert",
         "Undo restore=chat-a,chat-b,web-canary delete=",
+        "StartRevert",
     ]
 
 
@@ -727,8 +728,8 @@ def test_fast_undo_puts_the_strategy_back_once_the_old_version_is_available(rest
     after = [(x.at, describe(x.action)) for x in trace.steps[i + 1 :] if not isinstance(x.action, Wait)]
     restore = ("chat-a", "chat-b", "web-canary")
     assert after == [
-        (at(80), "StartRevert"),
         (at(80), describe(Undo(restore, ()))),
+        (at(80), "StartRevert"),
         (at(81), "RecordRevert Pushed"),
         (at(83), f"RestoreStrategy {','.join(restore)}"),
         (at(83), "MarkRolledBack"),
