@@ -52,6 +52,14 @@ def api_error(what: str, exc: ApiException) -> ClusterError:
     return ClusterError(f"{what}: {exc.status} {exc.reason or ''} {_detail(exc)}".strip())
 
 
+def same_template(rs_template: Any, deployment_spec: Mapping[str, Any]) -> bool:
+    """Whether a ReplicaSet runs the Deployment's pods: the same pod spec (metadata is left out, so a
+    ReplicaSet that differs only in labels or annotations counts as the same: never scaled by us)."""
+    if not isinstance(rs_template, Mapping):
+        return True
+    return bool(rs_template.get("spec") == (deployment_spec.get("template") or {}).get("spec"))
+
+
 class Rest:
     """Raw JSON requests through an ApiClient (blocking)."""
 
@@ -399,12 +407,46 @@ class Cluster:
                 else:
                     body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
                     body["metadata"]["ownerReferences"] = live["metadata"].get("ownerReferences")
-                    self.rest.call("PUT", r.path(namespace, quote(name)), body=body)
+                    written = self.rest.call("PUT", r.path(namespace, quote(name)), body=body)
+                    if fast and kind == "Deployment" and source is not saved:
+                        self._scale_down_pushed(namespace, written, saved)
                 return
             except ApiException as exc:
                 if exc.status == 409 and attempt < RESTORE_ATTEMPTS:
                     continue
                 raise api_error(f"restore {key} in {namespace}", exc) from exc
+
+    def _scale_down_pushed(self, namespace: str, deployment: Mapping[str, Any], saved: Mapping[str, Any]) -> None:
+        """Scale the Deployment's ReplicaSets of other pod templates (the pushed version) to zero at once.
+
+        kube-controller-manager would do the same in its next sync under the surge-all strategy (its first
+        sync only scales the re-adopted old ReplicaSet up); doing it right after the Deployment write saves
+        that sync. Only ReplicaSets the Deployment controls (owner UID) whose template is not the
+        snapshot's; best effort: any failure leaves it to the controller-manager."""
+        spec = saved.get("spec") or {}
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        uid = (deployment.get("metadata") or {}).get("uid")
+        if not selector or (spec.get("selector") or {}).get("matchExpressions") or not uid:
+            return
+        try:
+            r = self._resource("ReplicaSet", "apps/v1")
+            found = self.rest.call(
+                "GET", r.path(namespace), query={"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
+            )
+            for rs in found.get("items") or []:
+                meta = rs.get("metadata") or {}
+                owned = any(o.get("uid") == uid and o.get("controller") for o in meta.get("ownerReferences") or [])
+                rs_spec = rs.get("spec") or {}
+                if not owned or not rs_spec.get("replicas") or same_template(rs_spec.get("template"), spec):
+                    continue
+                self.rest.call(
+                    "PATCH",
+                    r.path(namespace, quote(str(meta.get("name")))),
+                    body={"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"replicas": 0}},
+                    content_type="application/merge-patch+json",
+                )
+        except (ApiException, StoplineError):
+            return
 
     def _delete_created(self, namespace: str, key: str, release: str, uid: str | None) -> bool:
         """Delete an object the push created — only if our annotation says we applied it and, when the

@@ -22,7 +22,12 @@ CORE = [
     ("persistentvolumeclaims", "PersistentVolumeClaim"),
 ]
 GROUPS = {
-    "apps/v1": [("deployments", "Deployment"), ("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet")],
+    "apps/v1": [
+        ("deployments", "Deployment"),
+        ("statefulsets", "StatefulSet"),
+        ("daemonsets", "DaemonSet"),
+        ("replicasets", "ReplicaSet"),
+    ],
     "batch/v1": [("cronjobs", "CronJob"), ("jobs", "Job")],
     "rbac.authorization.k8s.io/v1": [
         ("roles", "Role"),
@@ -58,6 +63,17 @@ def _matches(selector: str, labels: dict[str, str]) -> bool:
         if labels.get(k) != v:
             return False
     return True
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, dict) and isinstance(target.get(k), dict):
+            _merge(target[k], v)
+        else:
+            target[k] = v
+    return target
 
 
 @dataclass
@@ -139,12 +155,13 @@ class FakeApiClient:
     def call_api(
         self, method: str, url: str, header_params: Any = None, body: Any = None, post_params: Any = None
     ) -> Response:
+        merge = "merge-patch" in str((header_params or {}).get("Content-Type", ""))
         try:
-            return self._handle(url, method, body=body["body"], query=body["query"])
+            return self._handle(url, method, body=body["body"], query=body["query"], merge=merge)
         except ApiException as exc:
             return Response((exc.body or "").encode(), exc.status or 500, exc.reason or "")
 
-    def _handle(self, path: str, method: str, *, body: Any, query: dict[str, str]) -> Response:
+    def _handle(self, path: str, method: str, *, body: Any, query: dict[str, str], merge: bool = False) -> Response:
         self.calls.append((method, path))
         if (method, path) in self.fail:
             raise _error(self.fail[(method, path)], "injected")
@@ -186,6 +203,15 @@ class FakeApiClient:
                 raise _error(409, "the object has been modified")
             new = copy.deepcopy(body)
             new["metadata"]["uid"] = live["metadata"]["uid"]
+            new["metadata"]["resourceVersion"] = str(int(live["metadata"]["resourceVersion"]) + 1)
+            self.objects[key] = new
+            return Response(json.dumps(new).encode())
+        if method == "PATCH" and merge:  # JSON merge patch, with a resourceVersion precondition when given
+            assert body is not None and live is not None
+            wanted = (body.get("metadata") or {}).get("resourceVersion")
+            if wanted and wanted != live["metadata"]["resourceVersion"]:
+                raise _error(409, "the object has been modified")
+            new = _merge(copy.deepcopy(live), body)
             new["metadata"]["resourceVersion"] = str(int(live["metadata"]["resourceVersion"]) + 1)
             self.objects[key] = new
             return Response(json.dumps(new).encode())

@@ -341,3 +341,47 @@ PLURALS = [
     ("Deployment/web", "deployments", "web"),
     ("StatefulSet/db", "statefulsets", "db"),
 ]
+
+
+def replica_set(name: str, image: str, replicas: int, owner_uid: str, hash_: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "labels": {"app": "web", "pod-template-hash": hash_},
+            "ownerReferences": [{"kind": "Deployment", "name": "web", "uid": owner_uid, "controller": True}],
+        },
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": {"app": "web", "pod-template-hash": hash_}},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
+        },
+    }
+
+
+async def test_fast_restore_scales_the_pushed_replica_set_to_zero_and_leaves_the_old_one(api: FakeApiClient) -> None:
+    web = deployment("web", "web:v1")
+    web["spec"]["selector"] = {"matchLabels": {"app": "web"}}
+    web["spec"]["template"]["metadata"] = {"labels": {"app": "web"}}
+    uid = api.put(web, "deployments")["metadata"]["uid"]
+    c = cluster(api)
+    taken, _ = await c.snapshot("shop", BASE, OWNER, ["Deployment/web"])
+    pushed = copy.deepcopy(web)
+    pushed["spec"]["template"]["spec"]["containers"][0]["image"] = "web:v2"
+    await c.apply("shop", [pushed], "web-1")
+    api.put(replica_set("web-old", "web:v1", 0, uid, "aaa"), "replicasets")
+    api.put(replica_set("web-new", "web:v2", 4, uid, "bbb"), "replicasets")
+    api.put(replica_set("other", "web:v2", 2, "someone-else", "ccc"), "replicasets")  # not this Deployment's
+
+    await c.restore("shop", BASE, taken, [], "web-1", {}, fast=taken)
+    assert api.get("replicasets", "web-new")["spec"]["replicas"] == 0  # type: ignore[index]
+    assert api.get("replicasets", "web-old")["spec"]["replicas"] == 0  # type: ignore[index]  # left to the controller
+    assert api.get("replicasets", "other")["spec"]["replicas"] == 2  # type: ignore[index]
+
+    api.put(replica_set("web-new", "web:v2", 4, uid, "bbb"), "replicasets")
+    await c.restore("shop", BASE, taken, [], "web-1", {})  # a rolling (or strategy) restore scales nothing
+    assert api.get("replicasets", "web-new")["spec"]["replicas"] == 4  # type: ignore[index]
