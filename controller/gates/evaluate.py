@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from controller.gates.schedule import ScrapeGrid
 from controller.models.release import Gate, GaugeRow, Verdict
 
 _TEMPLATE = re.compile(r"\{\{\s*(phase|revision|namespace)\s*\}\}")
@@ -33,6 +34,7 @@ class Measurement:
     at: datetime
     error: str | None = None
     invalid_query: bool = False
+    scrape: ScrapeGrid | None = None  # when new samples of the query's series land, as learned so far
 
     @property
     def usable(self) -> bool:

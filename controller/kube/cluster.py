@@ -27,7 +27,7 @@ from controller.kube import snapshots as snap
 from controller.kube.apierrors import api_error
 from controller.kube.discovery import Mapper, Resource
 from controller.kube.watched import WORKLOAD_KINDS, WorkloadCache
-from controller.kube.workloads import live_state
+from controller.kube.workloads import fast_strategy, live_state
 from controller.release.actions import Cause, LiveDeployment
 from controller.release.assign import (
     ANNOTATION_PHASE,
@@ -52,6 +52,14 @@ DIAGNOSE_EVERY = 1.0
 DIAGNOSE_AFTER = 1.0
 """Seconds a workload is not Available (this generation) before its ReplicaSets and pods are read: a rollout
 that finishes sooner costs no extra read. Its own conditions are read from the start."""
+
+
+def same_template(rs_template: Any, deployment_spec: Mapping[str, Any]) -> bool:
+    """Whether a ReplicaSet runs the Deployment's pods: the same pod spec (metadata is left out, so a
+    ReplicaSet that differs only in labels or annotations counts as the same: never scaled by us)."""
+    if not isinstance(rs_template, Mapping):
+        return True
+    return bool(rs_template.get("spec") == (deployment_spec.get("template") or {}).get("spec"))
 
 
 class Rest:
@@ -509,15 +517,19 @@ class Cluster:
         return [k for k in keys if not stored[k]], [k for k in keys if stored[k]]
 
     # ---------------------------------------------------------------- restore
-    def _restore_one(self, namespace: str, key: str, saved: dict[str, Any]) -> None:
+    def _restore_one(self, namespace: str, key: str, saved: dict[str, Any], fast: bool = False) -> None:
         """Replace the live object with its snapshot (create it when gone). A 409 (it changed or
-        appeared under us) reads it again and retries, :data:`RESTORE_ATTEMPTS` times in all."""
+        appeared under us) reads it again and retries, :data:`RESTORE_ATTEMPTS` times in all.
+
+        ``fast``: a workload is written with the temporary strategy of
+        :func:`~controller.kube.workloads.fast_strategy` (its own is put back by a later exact restore)."""
         kind = split_key(key)[0]
         r = self._resource(kind, str(saved.get("apiVersion") or "") or None)
         name = str(saved["metadata"]["name"])
+        source = (fast_strategy(kind, saved) if fast else None) or saved
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
             live = self._get(namespace, key)
-            body = copy.deepcopy(saved)
+            body = copy.deepcopy(source)
             body["metadata"]["namespace"] = namespace
             try:
                 if live is None:
@@ -525,12 +537,47 @@ class Cluster:
                 else:
                     body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
                     body["metadata"]["ownerReferences"] = live["metadata"].get("ownerReferences")
-                    self._wrote(namespace, key, self.rest.call("PUT", r.path(namespace, quote(name)), body=body))
+                    written = self.rest.call("PUT", r.path(namespace, quote(name)), body=body)
+                    self._wrote(namespace, key, written)
+                    if fast and kind == "Deployment" and source is not saved:
+                        self._scale_down_pushed(namespace, written, saved)
                 return
             except ApiException as exc:
                 if exc.status == 409 and attempt < RESTORE_ATTEMPTS:
                     continue
                 raise api_error(f"restore {key} in {namespace}", exc) from exc
+
+    def _scale_down_pushed(self, namespace: str, deployment: Mapping[str, Any], saved: Mapping[str, Any]) -> None:
+        """Scale the Deployment's ReplicaSets of other pod templates (the pushed version) to zero at once.
+
+        kube-controller-manager would do the same in its next sync under the surge-all strategy (its first
+        sync only scales the re-adopted old ReplicaSet up); doing it right after the Deployment write saves
+        that sync. Only ReplicaSets the Deployment controls (owner UID) whose template is not the
+        snapshot's; best effort: any failure leaves it to the controller-manager."""
+        spec = saved.get("spec") or {}
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        uid = (deployment.get("metadata") or {}).get("uid")
+        if not selector or (spec.get("selector") or {}).get("matchExpressions") or not uid:
+            return
+        try:
+            r = self._resource("ReplicaSet", "apps/v1")
+            found = self.rest.call(
+                "GET", r.path(namespace), query={"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
+            )
+            for rs in found.get("items") or []:
+                meta = rs.get("metadata") or {}
+                owned = any(o.get("uid") == uid and o.get("controller") for o in meta.get("ownerReferences") or [])
+                rs_spec = rs.get("spec") or {}
+                if not owned or not rs_spec.get("replicas") or same_template(rs_spec.get("template"), spec):
+                    continue
+                self.rest.call(
+                    "PATCH",
+                    r.path(namespace, quote(str(meta.get("name")))),
+                    body={"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"replicas": 0}},
+                    content_type="application/merge-patch+json",
+                )
+        except (ApiException, StoplineError):
+            return
 
     def _delete_created(self, namespace: str, key: str, release: str, uid: str | None) -> bool:
         """Delete an object the push created — only if our annotation says we applied it and, when the
@@ -553,9 +600,11 @@ class Cluster:
         delete: Iterable[str],
         release: str,
         created: Mapping[str, str] | None = None,
+        fast: Iterable[str] = (),
     ) -> tuple[list[str], list[str]]:
         """Put every snapshotted object back exactly (recreating pruned ones) and delete the objects the
-        push created; all concurrently."""
+        push created; all concurrently. Workloads in ``fast`` are written with a surge-all strategy (the
+        pushed version stops serving in one step); restoring them again without ``fast`` makes them exact."""
         stores = await asyncio.gather(
             asyncio.to_thread(self._read_parts, namespace, configmap, False),
             asyncio.to_thread(self._read_parts, namespace, configmap, True),
@@ -572,8 +621,12 @@ class Cluster:
         saved = {k: saved_all[snap.entry_name(normal_key(k))] for k in restore}
         delete = list(delete)
         uids = {normal_key(k): v for k, v in (created or {}).items()}
+        quick = {normal_key(k) for k in fast}
         results = await asyncio.gather(
-            *(asyncio.to_thread(self._restore_one, namespace, normal_key(k), saved[k] or {}) for k in restore),
+            *(
+                asyncio.to_thread(self._restore_one, namespace, normal_key(k), saved[k] or {}, normal_key(k) in quick)
+                for k in restore
+            ),
             *(
                 asyncio.to_thread(self._delete_created, namespace, normal_key(k), release, uids.get(normal_key(k)))
                 for k in delete

@@ -1,7 +1,8 @@
-"""Rollout-complete rules per workload kind, over plain API dicts. Pure: no I/O."""
+"""Rollout-complete rules per workload kind and the fast-undo strategies, over plain API dicts. Pure: no I/O."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -78,3 +79,56 @@ def live_state(kind: str, key: str, obj: Mapping[str, Any] | None) -> LiveDeploy
         return LiveDeployment(name=key, exists=False)
     rule = RULES.get(kind)
     return rule(key, obj) if rule else LiveDeployment(name=key, exists=True, available=True)
+
+
+# ---------------------------------------------------------------- fast undo
+#: A Deployment restored with this strategy scales the old ReplicaSet to full and the pushed one to zero at
+#: once (maxSurge: room for every old pod beside the new ones; maxUnavailable: the new ones may all go).
+SURGE_ALL = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": "100%"}}
+#: A DaemonSet starts the old pod on every node at once beside the new one and removes the new one when
+#: the old is available (maxUnavailable must be 0 when maxSurge is set).
+DAEMONSET_SURGE_ALL = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}}
+#: Pods with a hostPort cannot run twice on a node: replace every pod at once instead.
+DAEMONSET_REPLACE_ALL = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "100%"}}
+
+
+def _uses_host_port(spec: Mapping[str, Any]) -> bool:
+    pod = ((spec.get("template") or {}).get("spec")) or {}
+    containers = [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]
+    return any(p.get("hostPort") for c in containers for p in (c.get("ports") or []))
+
+
+def fast_strategy(kind: str, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The object with the temporary strategy a fast undo writes, or None to restore it as it is.
+
+    Deployment: :data:`SURGE_ALL` (not for ``Recreate``: that already replaces every pod in one step).
+    DaemonSet: :data:`DAEMONSET_SURGE_ALL`, or :data:`DAEMONSET_REPLACE_ALL` when a container uses a
+    hostPort (not for ``OnDelete``: the user replaces pods by hand). StatefulSet: ``maxUnavailable: 100%``
+    with the user's ``partition`` (pods keep their identity, so there is no surge; clusters without the
+    MaxUnavailableStatefulSet feature drop the field and roll one pod at a time). Pure.
+    """
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        return None
+    out = copy.deepcopy(dict(obj))
+    new_spec = out["spec"]
+    if kind == "Deployment":
+        if (spec.get("strategy") or {}).get("type") == "Recreate":
+            return None
+        new_spec["strategy"] = copy.deepcopy(SURGE_ALL)
+        return out
+    if kind == "DaemonSet":
+        if ((spec.get("updateStrategy") or {}).get("type") or "RollingUpdate") != "RollingUpdate":
+            return None
+        chosen = DAEMONSET_REPLACE_ALL if _uses_host_port(spec) else DAEMONSET_SURGE_ALL
+        new_spec["updateStrategy"] = copy.deepcopy(chosen)
+        return out
+    if kind == "StatefulSet":
+        strategy = spec.get("updateStrategy") or {}
+        if (strategy.get("type") or "RollingUpdate") != "RollingUpdate":
+            return None
+        rolling = dict(strategy.get("rollingUpdate") or {})
+        rolling["maxUnavailable"] = "100%"
+        new_spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": rolling}
+        return out
+    return None

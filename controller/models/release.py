@@ -278,6 +278,10 @@ class Gate(Model):
             ),
             ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not be greater than max"),
             ("!has(self.interval) || duration(self.interval) >= duration('100ms')", "interval must be at least 100ms"),
+            (
+                "!has(self.earlyInterval) || duration(self.earlyInterval) >= duration('100ms')",
+                "earlyInterval must be at least 100ms",
+            ),
         )
     )
 
@@ -297,6 +301,16 @@ class Gate(Model):
         default=None, description="Fail when post-push is below pre-push by more than this percent.", ge=0
     )
     interval: Duration = Field(default=timedelta(seconds=10), description="How often the gate is evaluated.")
+    early_interval: Duration | None = Field(
+        default=None,
+        description=(
+            "A faster reading interval for the first earlyFor after a phase becomes Available (when a bad "
+            "push shows most often); interval applies afterwards and in the watch window. At least 100ms."
+        ),
+    )
+    early_for: Duration = Field(
+        default=timedelta(0), description="How long after a phase becomes Available earlyInterval applies."
+    )
     failure_limit: int = Field(default=0, description="Consecutive breaches tolerated before failing.", ge=0)
     inconclusive_limit: int = Field(
         default=6, description="Consecutive no-data/error readings tolerated before failing.", ge=0
@@ -321,6 +335,13 @@ class Gate(Model):
             raise ValueError("interval must be at least 100ms")
         return v
 
+    @field_validator("early_interval")
+    @classmethod
+    def _positive_early_interval(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v < timedelta(milliseconds=100):
+            raise ValueError("earlyInterval must be at least 100ms")
+        return v
+
     @model_validator(mode="after")
     def _source_and_bounds(self) -> Gate:
         if (self.query is None) == (self.experiment is None):
@@ -337,6 +358,9 @@ class Gate(Model):
         return self
 
 
+UndoMode = Literal["fast", "rolling"]
+
+
 class OnFailure(Model):
     """What stopline does when a gate fails (or a push fails in any other way)."""
 
@@ -345,6 +369,18 @@ class OnFailure(Model):
         description=(
             "Restore the exact pre-push copy of every object the push touched, delete the objects it created "
             "and recreate the objects it pruned."
+        ),
+    )
+    undo: UndoMode = Field(
+        default="fast",
+        description=(
+            "How restored workloads stop running the pushed version. fast (default): in one step — a "
+            "Deployment is restored with a surge-all strategy (maxSurge 100%, maxUnavailable 100%: the old "
+            "ReplicaSet is scaled to full at once and the new one to zero), a DaemonSet with maxSurge 100%, a "
+            "StatefulSet with maxUnavailable 100%; once the workloads are Available their own strategy is put "
+            "back exactly (a strategy-only change starts no rollout and adds no revision). Costs up to twice "
+            "the pods of a workload for a moment. rolling: restore with the workload's own strategy "
+            "(kube-controller-manager rolls back at its pace, e.g. 25% surge/unavailable)."
         ),
     )
     revert_commit: bool = Field(default=True, description="Push a git revert of the revision to the branch.")
@@ -565,6 +601,16 @@ class GaugeRow(StatusModel):
     message: str = Field(default="", description="Why the verdict is what it is.")
     dry_run: bool = Field(default=False, description="The gate is in dry-run mode.")
     at: datetime | None = Field(default=None, description="Time of the latest reading.")
+    next_at: datetime | None = Field(
+        default=None,
+        description=(
+            "When the next reading is due: just after Prometheus is expected to have a new sample of the "
+            "gate's series (scrape-aligned), or one interval after the latest reading."
+        ),
+    )
+    scrape_period: float | None = Field(
+        default=None, description="Seconds between samples of the gate's series, as learned from their timestamps."
+    )
 
 
 class SnapshotStatus(StatusModel):
@@ -633,6 +679,18 @@ class UndoStatus(StatusModel):
     attempts: int = Field(default=0, description="Restore attempts so far (a failed restore is retried).")
     stuck: StuckStatus | None = Field(
         default=None, description="Why a restored workload is not Available yet, while the restore settles."
+    )
+    mode: UndoMode = Field(default="rolling", description="fast or rolling (onFailure.undo at the time).")
+    started_at: datetime | None = Field(default=None, description="When the first restore write was sent.")
+    strategy_pending: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Workloads (Kind/name) restored with a temporary fast strategy whose own strategy is still to be "
+            "put back (done once they are Available)."
+        ),
+    )
+    strategy_restored_at: datetime | None = Field(
+        default=None, description="When the workloads' own strategies were put back (fast undo)."
     )
 
 

@@ -184,10 +184,25 @@ class FailPush:
 
 @dataclass(frozen=True)
 class Undo:
-    """Restore snapshots and delete what the push created, concurrently (the cluster side of a rollback)."""
+    """Restore snapshots and delete what the push created, concurrently (the cluster side of a rollback).
+
+    ``fast`` lists the workloads (among ``restore``) written back with a surge-all strategy, so the pushed
+    version stops serving in one step; their own strategy is put back later by :class:`RestoreStrategy`.
+    """
 
     restore: tuple[str, ...]
     delete: tuple[str, ...]
+    fast: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RestoreStrategy:
+    """Put the exact snapshot back on workloads a fast undo wrote with a temporary strategy.
+
+    Only the strategy differs from the snapshot by then: no rollout starts and no revision is added.
+    """
+
+    keys: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -254,6 +269,7 @@ Action = (
     | CompletePhase
     | FailPush
     | Undo
+    | RestoreStrategy
     | StartRevert
     | RecordRevert
     | WaiveRevert
@@ -316,6 +332,7 @@ class Undone:
     deleted: tuple[str, ...]
     restore_error: str | None = None
     restored_at: datetime | None = None  # when the restore finished
+    started_at: datetime | None = None  # when the first restore write was sent
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from controller.release.actions import (
     Manifests,
     Outcome,
     Readings,
+    RestoreStrategy,
     RevertJob,
     RevertResult,
     RevertStarted,
@@ -103,6 +104,7 @@ class ClusterPort(Protocol):
         delete: Iterable[str],
         release: str,
         created: Mapping[str, str] | None = None,
+        fast: Iterable[str] = (),
     ) -> tuple[list[str], list[str]]: ...
 
 
@@ -285,6 +287,10 @@ class Executor:
             return await self.apply_phase(ref, spec, action)
         if isinstance(action, Undo):
             return await self.undo(ref, spec, status, action)
+        if isinstance(action, RestoreStrategy):
+            cm = status.snapshot.config_map if status.snapshot else snapshot_configmap_name(ref.name)
+            await self.cluster.restore(ref.namespace, cm, action.keys, (), ref.name, {})
+            return Done()
         return Done()
 
     async def apply_phase(self, ref: ReleaseRef, spec: ReleaseSpec, action: ApplyPhase) -> Applied | ActionFailed:
@@ -344,13 +350,15 @@ class Executor:
             return Undone((), ())
         cm = status.snapshot.config_map if status.snapshot else snapshot_configmap_name(ref.name)
         created = status.snapshot.created if status.snapshot else {}
+        started = self.clock()
+        extra: dict[str, Any] = {"fast": action.fast} if action.fast else {}
         try:
             restored, deleted = await self.cluster.restore(
-                ref.namespace, cm, action.restore, deletable(status, action.delete), ref.name, created
+                ref.namespace, cm, action.restore, deletable(status, action.delete), ref.name, created, **extra
             )
         except StoplineError as exc:
-            return Undone((), (), str(exc), self.clock())
-        return Undone(tuple(restored), tuple(deleted), None, self.clock())
+            return Undone((), (), str(exc), self.clock(), started)
+        return Undone(tuple(restored), tuple(deleted), None, self.clock(), started)
 
 
 def _code(exc: BaseException) -> str:

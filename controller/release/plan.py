@@ -24,6 +24,7 @@ from controller.models.release import (
     ReleasePhase,
     ReleaseSpec,
     ReleaseStatus,
+    SnapshotStatus,
     StuckStatus,
 )
 from controller.release.actions import (
@@ -47,6 +48,7 @@ from controller.release.actions import (
     MarkRolledBack,
     NoteStuck,
     RecordRevert,
+    RestoreStrategy,
     SetPause,
     Snapshot,
     StartRevert,
@@ -166,6 +168,29 @@ def gates_for(spec: ReleaseSpec, phase: str) -> list[Gate]:
     return [g for g in spec.gates if g.phases is None or phase in g.phases]
 
 
+def reading_interval(gate: Gate, status: ReleaseStatus, phase: str, now: datetime) -> timedelta:
+    """The gate's reading interval now: ``earlyInterval`` during the first ``earlyFor`` after the phase
+    became Available (never in the watch window), ``interval`` otherwise."""
+    early = gate.early_interval
+    if early is None or gate.early_for <= timedelta(0) or phase == WATCH_PHASE:
+        return gate.interval
+    current = next((p for p in status.phases if p.name == phase), None)
+    if current is None or current.available_at is None or now >= current.available_at + gate.early_for:
+        return gate.interval
+    return min(early, gate.interval)
+
+
+def reading_due(gate: Gate, row: GaugeRow, status: ReleaseStatus, phase: str, now: datetime) -> datetime | None:
+    """When the gate's next reading is due (None: now — it has not read yet in this phase).
+
+    ``row.nextAt`` when the reducer scheduled it (scrape-aligned), else one reading interval after the last."""
+    if row.at is None or row.readings == 0:
+        return None
+    if row.next_at is not None:
+        return row.next_at
+    return row.at + reading_interval(gate, status, phase, now)
+
+
 def row_for(status: ReleaseStatus, gate: str, phase: str) -> GaugeRow | None:
     """The gauges row of a gate in a phase."""
     return next((r for r in status.gauges if r.gate == gate and r.phase == phase), None)
@@ -251,6 +276,10 @@ def _user_pause(status: ReleaseStatus, facts: Facts) -> SetPause | None:
 def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
     """The next action for this Release."""
     state = machine_state(status)
+    if state == "RollingBack" and status.undo is None:
+        # the restore goes out first: the cluster stops serving the pushed version before anything else
+        # (the revert attempt is started right after it, beside the wait for the restored workloads)
+        return _plan_rollback(spec, status, facts)
     if state in FINAL or state == "RollingBack":
         git = _plan_revert(spec, status, facts)
         if git is not None:
@@ -484,10 +513,11 @@ def _plan_gates(
     next_due: list[datetime] = []
     for g in gates:
         row = rows[g.name]
-        if row is None or row.at is None or row.readings == 0 or row.at + g.interval <= now:
+        when = reading_due(g, row, status, phase, now) if row is not None else None
+        if when is None or when <= now:
             due.append(g.name)
         else:
-            next_due.append(row.at + g.interval)
+            next_due.append(when)
     if due:
         return EvaluateGates(phase, tuple(due))
     token = facts.annotations.get(ANNOTATION_PROMOTE, "").strip()
@@ -519,20 +549,40 @@ def _plan_gates(
     return Wait(min(wake, default=None), why)
 
 
+def undo_action(spec: ReleaseSpec, snap: SnapshotStatus | None) -> Undo:
+    """Restore every snapshotted object and delete what the push created; with ``onFailure.undo: fast`` the
+    restored workloads are written with a surge-all strategy first (put back by :class:`RestoreStrategy`)."""
+    if not spec.on_failure.rollback or snap is None:
+        return Undo((), ())
+    restore = snapshot_keys(snap)
+    absent = {normal_key(k) for k in snap.absent}
+    fast = (
+        tuple(k for k in restore if is_workload_key(k) and normal_key(k) not in absent)
+        if spec.on_failure.undo == "fast"
+        else ()
+    )
+    return Undo(restore, tuple(snap.absent), fast)
+
+
 def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
-    """The cluster side of a failed push: restore, then wait for the restored workloads to be Available."""
+    """The cluster side of a failed push: restore, wait for the restored workloads to be Available, put
+    back the strategies a fast undo replaced, then mark the Release rolled back."""
     now = facts.now
     snap = status.snapshot
     if status.undo is None:
-        restore = snapshot_keys(snap) if spec.on_failure.rollback and snap else ()
-        delete = tuple(snap.absent) if spec.on_failure.rollback and snap else ()
-        return Undo(restore, delete)
+        return undo_action(spec, snap)
     undo = status.undo
+    failed = status.action_error
+    gave_up = failed is not None and failed.action == "RestoreStrategy" and failed.attempts >= MAX_RESTORE_ATTEMPTS
+    if undo.strategy_pending and failed is not None and gave_up:
+        return MarkRolledBack(
+            f"could not put back the strategy of {', '.join(undo.strategy_pending)}: {failed.message}"
+        )
     restore_again = bool(undo.error) and undo.attempts < MAX_RESTORE_ATTEMPTS and spec.on_failure.rollback
     if restore_again:
         restore_at = (undo.at or now) + RESTORE_RETRY
         if now >= restore_at:
-            return Undo(snapshot_keys(snap), tuple(snap.absent) if snap else ())
+            return undo_action(spec, snap)
         return Wait(restore_at, f"retrying the restore: {undo.error}")
     restored = restored_keys(undo)
     if restored and not undo.error:
@@ -546,6 +596,8 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
         why = f": {stuck.message}" if stuck is not None else ""
         deadline = (undo.at or now) + spec.progress_deadline
         if stuck is not None and not stuck.heals and stuck.fails_at is not None and now >= stuck.fails_at:
+            if undo.strategy_pending:  # exactness first: the temporary fast strategy never stays
+                return RestoreStrategy(tuple(undo.strategy_pending))
             return MarkRolledBack(
                 f"restored, but {', '.join(pending)} not Available{why} (cannot heal by waiting; "
                 f"stuck {format_duration(spec.stuck_after)})"
@@ -553,8 +605,13 @@ def _plan_rollback(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Ac
         if pending and now < deadline:
             until = min(deadline, stuck.fails_at) if stuck is not None and stuck.fails_at is not None else deadline
             return Wait(until, f"waiting for restored {', '.join(pending)} to become Available{why}")
+        if undo.strategy_pending:
+            # exactness: the temporary strategy never stays, even when the rollout missed its deadline
+            return RestoreStrategy(tuple(undo.strategy_pending))
         if pending:
             return MarkRolledBack(
                 f"restored, but {', '.join(pending)} not Available after {format_duration(spec.progress_deadline)}{why}"
             )
+    elif undo.strategy_pending:
+        return RestoreStrategy(tuple(undo.strategy_pending))
     return MarkRolledBack()

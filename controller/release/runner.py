@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.errors import StoplineError
+from controller.gates.evaluate import breached
 from controller.kube.causes import PROGRESS
 from controller.models.release import FailureStatus, ReleaseSpec, ReleaseStatus, StuckStatus
 from controller.reconcile.driver import Context, Driver, Event, mark_invalid
@@ -24,6 +25,7 @@ from controller.release.actions import (
     ApplyPhase,
     Begin,
     CompletePhase,
+    EvaluateGates,
     Facts,
     FailPush,
     MarkAvailable,
@@ -31,6 +33,7 @@ from controller.release.actions import (
     NoteStuck,
     Outcome,
     RecordRevert,
+    RestoreStrategy,
     SetPause,
     Snapshot,
     StartRevert,
@@ -46,7 +49,7 @@ from controller.release.status import reduce
 log = logging.getLogger("stopline.release")
 
 # Status is written before these (they change the world); reads (gates, baselines) need no write first.
-SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, StartRevert)
+SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, RestoreStrategy, StartRevert)
 # A new gate reading that changes no verdict or counter is written at most this often (one PATCH per
 # Release per gate interval otherwise); a restart in between only re-reads the gate.
 READINGS_PERSIST_SECONDS = 5.0
@@ -69,6 +72,21 @@ def readings_only(status: ReleaseStatus, persisted: ReleaseStatus) -> bool:
         ]
 
     return key(status) == key(persisted)
+
+
+def about_to_undo(spec: ReleaseSpec | None, status: ReleaseStatus, action: Action) -> bool:
+    """Whether the next steps are FailPush → Undo: a reading just tripped a gate past its failureLimit, or the
+    failure was just recorded. Writing the status in between would only delay the restore (by one PATCH
+    each): the Undo, a side effect, writes it first anyway, and a restart before that merely reads the
+    gate again."""
+    if status.completed_at is not None or status.undo is not None:
+        return False
+    if isinstance(action, FailPush):
+        return status.failure is not None
+    if isinstance(action, EvaluateGates) and spec is not None and status.failure is None:
+        gates = {g.name: g for g in spec.gates}
+        return any(r.phase == action.phase and r.gate in gates and breached(gates[r.gate], r) for r in status.gauges)
+    return False
 
 
 Emit = Callable[[str, str, str], None]
@@ -108,6 +126,7 @@ class ReleaseKind:
         self.wake = wake
         self.monotonic = monotonic
         self.final_reported = False
+        self.spec: ReleaseSpec | None = None  # the spec of the latest plan
 
     def parse_status(self, raw: Mapping[str, Any]) -> ReleaseStatus:
         status = ReleaseStatus.model_validate(raw)
@@ -143,6 +162,7 @@ class ReleaseKind:
         return s
 
     def plan(self, spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
+        self.spec = spec
         return plan(spec, status, facts)
 
     def is_side_effect(self, action: Action) -> bool:
@@ -180,6 +200,8 @@ class ReleaseKind:
     ) -> bool:
         if status == persisted:
             return False
+        if about_to_undo(self.spec, status, action):
+            return False  # the Undo next is a side effect: the status that leads to it is written right before it
         if isinstance(action, Wait):
             return is_final(status) or since_persist >= READINGS_PERSIST_SECONDS or not readings_only(status, persisted)
         return not readings_only(status, persisted) or since_persist >= READINGS_PERSIST_SECONDS
@@ -299,6 +321,8 @@ def release_events(before: ReleaseStatus, after: ReleaseStatus, action: Action, 
             out.append(("Warning", "RollbackFailed", outcome.restore_error))
         else:
             out.append(("Normal", "Restored", f"restored {', '.join(outcome.restored + outcome.deleted)}"))
+    elif isinstance(action, RestoreStrategy) and not isinstance(outcome, ActionFailed):
+        out.append(("Normal", "StrategyRestored", after.message or "strategy put back"))
     elif isinstance(action, RecordRevert):
         r = action.result
         if r.state in ("Pushed", "AlreadyReverted"):

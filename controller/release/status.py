@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from controller.gates.evaluate import judge, judge_experiment, new_row, outage, record
+from controller.gates.schedule import next_reading
 from controller.models.common import ConditionStatus, format_duration, person_name, set_condition
 from controller.models.release import (
     REVERT_LANDED,
@@ -36,6 +37,7 @@ from controller.release.actions import (
     Outcome,
     Readings,
     RecordRevert,
+    RestoreStrategy,
     RevertResult,
     SetPause,
     Snapshot,
@@ -61,6 +63,7 @@ from controller.release.plan import (
     observed_cap,
     observed_seconds,
     pause_reason,
+    reading_interval,
     required_hold,
     revert_backoff,
     revert_wanted,
@@ -247,6 +250,10 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
         _fail(spec, s, action, now)
     elif isinstance(action, Undo) and isinstance(outcome, Undone):
         _undone(spec, s, action, outcome, now)
+    elif isinstance(action, RestoreStrategy) and s.undo is not None:
+        left = [k for k in s.undo.strategy_pending if k not in action.keys]
+        s.undo = s.undo.model_copy(update={"strategy_pending": left, "strategy_restored_at": now})
+        s.message = f"put back the own strategy of {', '.join(map(short_key, action.keys))}"
     elif isinstance(action, StartRevert):
         _revert_started(spec, s, now)
     elif isinstance(action, RecordRevert):
@@ -334,8 +341,17 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
         m = out.values.get(gate.name)
         if m is not None:
             # ``at`` is when the reading was taken into account, not when the query started: the next
-            # reading is due one interval later, even if the provider answered from its short cache.
-            _upsert_row(s, record(gate, row, m.value, judge(gate, row.pre_push, m), max(now, m.at)))
+            # reading is due one interval later, even if the provider answered from its short cache —
+            # or, when the provider knows the scrape grid, just after the next sample lands.
+            taken = max(now, m.at)
+            interval = reading_interval(gate, s, action.phase, now).total_seconds()
+            due = next_reading(taken.timestamp(), interval, m.scrape)
+            recorded = record(gate, row, m.value, judge(gate, row.pre_push, m), taken)
+            schedule = {
+                "next_at": datetime.fromtimestamp(due, UTC),
+                "scrape_period": m.scrape.period if m.scrape else None,
+            }
+            _upsert_row(s, recorded.model_copy(update=schedule))
     _tick_hold(spec, s, action.phase, now)
     _gate_conditions(spec, s, action.phase, now)
 
@@ -410,8 +426,15 @@ def _fail(spec: ReleaseSpec, s: ReleaseStatus, action: FailPush, now: datetime) 
 
 def _undone(spec: ReleaseSpec, s: ReleaseStatus, action: Undo, out: Undone, now: datetime) -> None:
     tries = (s.undo.attempts if s.undo else 0) + (1 if action.restore or action.delete else 0)
+    # Every workload a fast restore may have written (even when the write as a whole failed) gets its own
+    # strategy put back: writing the exact snapshot again is harmless, a temporary strategy left is not.
+    pending = sorted({*(s.undo.strategy_pending if s.undo else ()), *action.fast})
+    first = s.undo.started_at if s.undo and s.undo.started_at else out.started_at
     s.undo = UndoStatus(
         at=out.restored_at or now,
+        mode=spec.on_failure.undo,
+        started_at=first,
+        strategy_pending=pending,
         restored=deployment_names(out.restored),
         deleted=deployment_names(out.deleted),
         objects=list(out.restored),  # keys as the snapshot lists them (bare names in older statuses)

@@ -127,7 +127,7 @@ class When:
         phases: Sequence[Mapping[str, Any]] = THREE_PHASES,
         gates: Sequence[Mapping[str, Any]] = (),
         watch: str = "0s",
-        on_failure: Mapping[str, bool] | None = None,
+        on_failure: Mapping[str, Any] | None = None,
         prometheus_url: str | None = None,
     ) -> str:
         name = name or f"app-{revision[:7]}"

@@ -320,6 +320,7 @@ class Cluster:
         delete: Iterable[str],
         release: str,
         created: Mapping[str, str] | None = None,
+        fast: Iterable[str] = (),
     ) -> tuple[list[str], list[str]]:
         self.clock.advance(1.5)  # the restore takes 1.5 s
         return list(restore), list(delete)

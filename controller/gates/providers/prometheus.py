@@ -5,6 +5,13 @@ and an answer is reused for ``max_age`` seconds (shorter than any gate interval 
 shared request belongs to no caller: cancelling one caller (a deleted Release) never cancels the
 others' reading.
 
+Readings are scrape-aligned: a query over one vector selector is sent as one request that also returns
+the newest sample's timestamp (:mod:`controller.gates.providers.promql`); a :class:`ScrapeClock` per query
+text learns from those when new samples land and every Measurement carries the grid, from which the
+status reducer schedules the next reading (:func:`controller.gates.schedule.next_reading`). A cached answer
+is never served across a landing it predates. A query Prometheus rejects in that form (e.g. a scalar) is
+sent plainly from then on.
+
 ``query`` never raises for Prometheus problems: HTTP 400/422 (a query Prometheus rejects) is an
 ``invalid_query`` Measurement, any other status, a timeout, a refused connection or an unexpected body
 is a Measurement with ``error`` (Inconclusive), an empty vector is no data.
@@ -17,6 +24,7 @@ import math
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +37,11 @@ from urllib3.util.retry import Retry
 
 from controller.errors import MetricsError
 from controller.gates.evaluate import Measurement
+from controller.gates.providers.promql import PART_LABEL, with_sample_time
+from controller.gates.schedule import ScrapeClock
+
+CLOCK_IDLE = 600.0
+"""A query's scrape clock is forgotten after this many seconds without a reading."""
 
 
 def _now() -> datetime:
@@ -51,6 +64,26 @@ def parse_result(result: Any, at: datetime) -> Measurement:
     if not isinstance(value, list) or len(value) != 2:
         return Measurement(None, at, error="query returned a range vector; use an instant vector")
     return _number(value[1], at)
+
+
+def split_sample_time(result: Any) -> tuple[Any, float | None]:
+    """(the query's own result, the newest sample time) from an answer to :func:`with_sample_time`."""
+    if not isinstance(result, list):
+        return result, None
+    own: list[Any] = []
+    sample_at: float | None = None
+    for series in result:
+        metric = series.get("metric") if isinstance(series, dict) else None
+        part = (metric or {}).get(PART_LABEL)
+        if part == "ts":
+            value = series.get("value")
+            try:
+                sample_at = float(value[1]) if isinstance(value, list) and len(value) == 2 else None
+            except (TypeError, ValueError):
+                sample_at = None
+        else:
+            own.append(series)
+    return own, sample_at
 
 
 def _number(raw: Any, at: datetime) -> Measurement:
@@ -99,6 +132,8 @@ class PrometheusProvider:
         self._clients: dict[str, PrometheusConnect] = {}
         self._inflight: dict[tuple[str, str], asyncio.Task[Measurement]] = {}
         self._cache: dict[tuple[str, str], tuple[float, Measurement]] = {}
+        self._clocks: dict[tuple[str, str], ScrapeClock] = {}
+        self._plain: set[tuple[str, str]] = set()  # queries Prometheus rejected with the sample time folded in
         self.requests = 0
         """Requests sent to Prometheus (shared and cached answers do not count)."""
 
@@ -110,18 +145,30 @@ class PrometheusProvider:
             )
         return self._clients[url]
 
-    def _query_blocking(self, url: str, query: str) -> Measurement:
+    def _query_blocking(self, url: str, query: str) -> tuple[Measurement, float | None]:
+        """(the reading, the newest sample time of its series when Prometheus told it)."""
+        aligned = None if (url, query) in self._plain else with_sample_time(query)
         at = self._clock()
         try:
-            result = self._client(url).custom_query(query)
+            try:
+                result = self._client(url).custom_query(aligned or query)
+            except PrometheusApiClientException as exc:
+                if aligned is None or not _rejection(exc)[1]:
+                    raise
+                self._plain.add((url, query))  # e.g. a scalar query: label_replace needs a vector
+                aligned = None
+                result = self._client(url).custom_query(query)
         except PrometheusApiClientException as exc:
             text, bad = _rejection(exc)
-            return Measurement(None, at, error=text, invalid_query=bad)
+            return Measurement(None, at, error=text, invalid_query=bad), None
         except _NOT_AN_ANSWER as exc:  # 200 with a body that is not a query answer (a proxy's page)
-            return Measurement(None, at, error=f"unexpected answer from prometheus: {type(exc).__name__}")
+            return Measurement(None, at, error=f"unexpected answer from prometheus: {type(exc).__name__}"), None
         except (requests.RequestException, OSError) as exc:
-            return Measurement(None, at, error=_unreachable(exc, math.ceil(self._timeout)))
-        return parse_result(result, at)
+            return Measurement(None, at, error=_unreachable(exc, math.ceil(self._timeout))), None
+        sample_at = None
+        if aligned is not None:
+            result, sample_at = split_sample_time(result)
+        return parse_result(result, at), sample_at
 
     def _vector_blocking(self, url: str, query: str, label: str) -> dict[str, float]:
         return {key[0]: value for key, value in self._table_blocking(url, query, (label,)).items()}
@@ -170,7 +217,7 @@ class PrometheusProvider:
         key = (url, query)
         now = time.monotonic()
         cached = self._cache.get(key)
-        if cached is not None and now - cached[0] <= self._max_age:
+        if cached is not None and now - cached[0] <= self._max_age and not self._new_sample_since(key, cached[1]):
             return cached[1]
         task = self._inflight.get(key)
         if task is None:
@@ -179,13 +226,29 @@ class PrometheusProvider:
         # shield: a caller cancelled while waiting leaves the shared request running for the others
         return await asyncio.shield(task)
 
+    def _new_sample_since(self, key: tuple[str, str], answer: Measurement) -> bool:
+        """Whether a new sample should have landed since a cached answer was asked for (then it is stale)."""
+        clock = self._clocks.get(key)
+        wall = self._clock().timestamp()
+        grid = clock.grid(wall) if clock is not None else None
+        return grid is not None and grid.landing_after(answer.at.timestamp()) <= wall
+
     async def _fetch(self, key: tuple[str, str]) -> Measurement:
         try:
             self.requests += 1
-            m = await asyncio.to_thread(self._query_blocking, *key)
+            m, sample_at = await asyncio.to_thread(self._query_blocking, *key)
             now = time.monotonic()
-            # forget expired answers, so queries templated with a revision do not pile up forever
+            wall = self._clock().timestamp()
+            clock = self._clocks.get(key)
+            if clock is None:
+                clock = self._clocks[key] = ScrapeClock()
+            clock.observe(sample_at, m.at.timestamp())  # sent at: Prometheus evaluated it at or after that
+            grid = clock.grid(wall)
+            if grid is not None:
+                m = replace(m, scrape=grid)
+            # forget expired answers and idle clocks, so queries templated with a revision do not pile up
             self._cache = {k: v for k, v in self._cache.items() if now - v[0] <= self._max_age}
+            self._clocks = {k: c for k, c in self._clocks.items() if wall - (c.last_read or wall) <= CLOCK_IDLE}
             self._cache[key] = (now, m)
             return m
         finally:

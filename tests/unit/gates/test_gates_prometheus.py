@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -20,11 +21,16 @@ import pytest
 from controller.errors import MetricsError
 from controller.gates.evaluate import judge
 from controller.gates.providers.prometheus import PrometheusProvider
+from controller.gates.providers.promql import PART_LABEL
 from controller.models.release import Gate
 
 pytestmark = pytest.mark.timeout(30)
 
 T = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+ALIGNED = re.compile(
+    r'^label_replace\(\((.*)\), "stopline_part", "value", "", ""\) or '
+    r'label_replace\(max\(timestamp\((.*)\)\), "stopline_part", "ts", "", ""\)$'
+)
 
 
 def success(result_type: str, result: Any) -> tuple[int, bytes]:
@@ -40,13 +46,31 @@ class FakePrometheus:
     """Answers are looked up by PromQL text; every request is recorded. ``hold`` blocks answers until set."""
 
     answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
-    seen: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)  # plain query texts (an aligned request counts as its own)
+    requests: list[str] = field(default_factory=list)  # the texts as sent
+    sample_at: float | None = None  # the newest sample time an aligned request reports (None: no series)
     hold: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
     def __post_init__(self) -> None:
         self.hold.set()
+
+    def aligned_answer(self, status: int, body: bytes) -> tuple[int, bytes]:
+        """What Prometheus answers to the query rewritten by ``with_sample_time``."""
+        if status != 200:
+            return status, body
+        try:
+            doc = json.loads(body)
+            result_type = doc["data"]["resultType"]
+        except (ValueError, KeyError):
+            return status, body  # not a query answer (a proxy's page): as it is
+        if result_type != "vector":
+            return 400, json.dumps({"status": "error", "errorType": "bad_data", "error": "expected vector"}).encode()
+        own = [{**r, "metric": {**r["metric"], PART_LABEL: "value"}} for r in doc["data"]["result"]]
+        if self.sample_at is not None:
+            own.append({"metric": {PART_LABEL: "ts"}, "value": [1700000000.0, str(self.sample_at)]})
+        return success("vector", own)
 
     def count(self, query: str) -> int:
         with self.lock:
@@ -60,11 +84,16 @@ def prom() -> Iterator[FakePrometheus]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
-            query = parse_qs(parts.query).get("query", [""])[0]
+            sent = parse_qs(parts.query).get("query", [""])[0]
+            aligned = ALIGNED.match(sent)
+            query = aligned.group(1) if aligned else sent
             with fake.lock:
                 fake.seen.append(query)
+                fake.requests.append(sent)
             fake.hold.wait(timeout=20)
             status, body = fake.answers.get(query, success("vector", []))
+            if aligned:
+                status, body = fake.aligned_answer(status, body)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -258,3 +287,62 @@ async def test_query_table_keys_series_by_several_labels(prom: FakePrometheus) -
     prom.answers["segments"] = success("vector", series)
     table = await provider().query_table(prom.url, "segments", ("branch", "dimension", "segment"))
     assert table == {("control", "platform", "ios"): 12.0, ("enhanced", "", "web"): 7.0}
+
+
+# ---------------------------------------------------------------- scrape-aligned readings
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+
+async def test_one_request_carries_the_value_and_the_sample_time(prom: FakePrometheus) -> None:
+    q = 'max(load{t="a"})'
+    prom.answers[q] = success("vector", vector("4.5"))
+    clock = Clock(1000.06)
+    p = PrometheusProvider(clock=clock, max_age=0)
+    prom.sample_at = 1000.0
+    first = await p.query(prom.url, q)
+    assert (first.value, first.scrape) == (4.5, None)  # one sample time: no period yet
+    clock.t, prom.sample_at = 1001.06, 1001.0
+    second = await p.query(prom.url, q)
+    assert second.value == 4.5 and second.scrape is not None
+    assert (second.scrape.anchor, second.scrape.period) == (1001.0, pytest.approx(1.0))
+    assert prom.count(q) == 2 and len(prom.requests) == 2  # one request per reading, no extra query
+    assert all(r.startswith("label_replace((") for r in prom.requests)
+
+
+async def test_a_query_prometheus_rejects_rewritten_is_sent_plainly_from_then_on(prom: FakePrometheus) -> None:
+    q = "scalar(max(load))"
+    prom.answers[q] = success("scalar", [1700000000.0, "2"])
+    p = provider(max_age=0)
+    assert (await p.query(prom.url, q)).value == 2.0
+    assert (await p.query(prom.url, q)).value == 2.0
+    assert [r.startswith("label_replace") for r in prom.requests] == [True, False, False]
+
+
+async def test_queries_that_do_not_qualify_are_sent_as_they_are(prom: FakePrometheus) -> None:
+    q = "max(a) / max(b)"
+    prom.answers[q] = success("vector", vector("0.5"))
+    m = await provider().query(prom.url, q)
+    assert (m.value, m.scrape, prom.requests) == (0.5, None, [q])
+
+
+async def test_a_cached_answer_is_not_served_across_a_new_sample(prom: FakePrometheus) -> None:
+    q = "max(load)"
+    prom.answers[q] = success("vector", vector("1"))
+    clock = Clock(1000.06)
+    p = PrometheusProvider(clock=clock, max_age=60)
+    for t, sample in ((1000.06, 1000.0), (1001.06, 1001.0)):
+        clock.t, prom.sample_at = t, sample
+        p._cache.clear()
+        await p.query(prom.url, q)
+    assert prom.count(q) == 2
+    clock.t = 1001.5  # before the next landing (1002.05): the answer is still the newest
+    await p.query(prom.url, q)
+    assert prom.count(q) == 2
+    clock.t = 1002.1  # a sample landed since the answer was fetched: ask again
+    await p.query(prom.url, q)
+    assert prom.count(q) == 3

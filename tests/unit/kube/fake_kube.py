@@ -79,6 +79,17 @@ def _fields_match(selector: str, obj: dict[str, Any]) -> bool:
     return all(_field(obj, k) == v for k, _, v in (t.partition("=") for t in filter(None, selector.split(","))))
 
 
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, dict) and isinstance(target.get(k), dict):
+            _merge(target[k], v)
+        else:
+            target[k] = v
+    return target
+
+
 @dataclass
 class FakeApiClient:
     """Stands in for ``kubernetes.client.ApiClient``; ``objects`` is keyed by (plural, namespace, name)."""
@@ -158,12 +169,13 @@ class FakeApiClient:
     def call_api(
         self, method: str, url: str, header_params: Any = None, body: Any = None, post_params: Any = None
     ) -> Response:
+        merge = "merge-patch" in str((header_params or {}).get("Content-Type", ""))
         try:
-            return self._handle(url, method, body=body["body"], query=body["query"])
+            return self._handle(url, method, body=body["body"], query=body["query"], merge=merge)
         except ApiException as exc:
             return Response((exc.body or "").encode(), exc.status or 500, exc.reason or "")
 
-    def _handle(self, path: str, method: str, *, body: Any, query: dict[str, str]) -> Response:
+    def _handle(self, path: str, method: str, *, body: Any, query: dict[str, str], merge: bool = False) -> Response:
         self.calls.append((method, path))
         if (method, path) in self.fail:
             raise _error(self.fail[(method, path)], "injected")
@@ -206,6 +218,15 @@ class FakeApiClient:
                 raise _error(409, "the object has been modified")
             new = copy.deepcopy(body)
             new["metadata"]["uid"] = live["metadata"]["uid"]
+            new["metadata"]["resourceVersion"] = str(int(live["metadata"]["resourceVersion"]) + 1)
+            self.objects[key] = new
+            return Response(json.dumps(new).encode())
+        if method == "PATCH" and merge:  # JSON merge patch, with a resourceVersion precondition when given
+            assert body is not None and live is not None
+            wanted = (body.get("metadata") or {}).get("resourceVersion")
+            if wanted and wanted != live["metadata"]["resourceVersion"]:
+                raise _error(409, "the object has been modified")
+            new = _merge(copy.deepcopy(live), body)
             new["metadata"]["resourceVersion"] = str(int(live["metadata"]["resourceVersion"]) + 1)
             self.objects[key] = new
             return Response(json.dumps(new).encode())

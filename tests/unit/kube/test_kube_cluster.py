@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import random
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from controller.errors import ClusterError, ManifestError
 from controller.kube import snapshots as snap
 from controller.kube.cluster import RESTORE_ATTEMPTS, Cluster
+from controller.kube.workloads import SURGE_ALL
 from controller.release.assign import ANNOTATION_RELEASE, LABEL_APP
 from tests.unit.kube.fake_kube import FakeApiClient
 
@@ -323,3 +325,100 @@ async def test_rollout_state_comes_from_the_watch_except_right_after_our_own_wri
     before = api.calls.count(gets)
     states = await c.states("shop", ["Deployment/web"])
     assert states["Deployment/web"].available and api.calls.count(gets) == before
+
+
+def deployment(name: str, image: str, strategy: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "replicas": 4,
+            "strategy": strategy
+            or {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "template": {"spec": {"containers": [{"name": "c", "image": image}]}},
+        },
+    }
+
+
+async def test_fast_restore_writes_surge_all_then_an_exact_restore_puts_the_strategy_back(api: FakeApiClient) -> None:
+    api.put(deployment("web", "web:v1"), "deployments")
+    c = cluster(api)
+    keys = ["Deployment/web", "ConfigMap/settings", "StatefulSet/db"]
+    taken, _ = await c.snapshot("shop", BASE, OWNER, keys)
+    before = {k: copy.deepcopy(api.get(p, n)["spec"]) for k, p, n in PLURALS}  # type: ignore[index]
+    await c.apply("shop", [deployment("web", "web:v2"), cm("settings", mode="new"), sts("db", "db:v2")], "web-1")
+
+    restored, _ = await c.restore("shop", BASE, taken, [], "web-1", {}, fast=["Deployment/web", "StatefulSet/db"])
+    assert restored == taken
+    web = api.get("deployments", "web")["spec"]  # type: ignore[index]
+    assert web["template"] == before["Deployment/web"]["template"]  # the old version at once ...
+    assert web["strategy"] == SURGE_ALL  # ... with every old pod allowed up and every new pod down
+    db = api.get("statefulsets", "db")["spec"]  # type: ignore[index]
+    assert db["template"] == before["StatefulSet/db"]["template"]
+    assert db["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}}
+    assert api.get("configmaps", "settings")["data"] == {"mode": "old"}  # type: ignore[index]
+
+    await c.restore("shop", BASE, ["Deployment/web", "StatefulSet/db"], [], "web-1", {})
+    for key, plural, name in PLURALS:
+        assert api.get(plural, name)["spec"] == before[key], key  # type: ignore[index]
+
+
+async def test_fast_restore_leaves_a_recreate_deployment_as_its_snapshot(api: FakeApiClient) -> None:
+    api.put(deployment("web", "web:v1", {"type": "Recreate"}), "deployments")
+    c = cluster(api)
+    taken, _ = await c.snapshot("shop", BASE, OWNER, ["Deployment/web"])
+    saved = copy.deepcopy(api.get("deployments", "web")["spec"])  # type: ignore[index]
+    await c.apply("shop", [deployment("web", "web:v2", {"type": "Recreate"})], "web-1")
+    await c.restore("shop", BASE, taken, [], "web-1", {}, fast=taken)
+    assert api.get("deployments", "web")["spec"] == saved  # type: ignore[index]
+
+
+PLURALS = [
+    ("Deployment/web", "deployments", "web"),
+    ("StatefulSet/db", "statefulsets", "db"),
+]
+
+
+def replica_set(name: str, image: str, replicas: int, owner_uid: str, hash_: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "labels": {"app": "web", "pod-template-hash": hash_},
+            "ownerReferences": [{"kind": "Deployment", "name": "web", "uid": owner_uid, "controller": True}],
+        },
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": {"app": "web", "pod-template-hash": hash_}},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
+        },
+    }
+
+
+async def test_fast_restore_scales_the_pushed_replica_set_to_zero_and_leaves_the_old_one(api: FakeApiClient) -> None:
+    web = deployment("web", "web:v1")
+    web["spec"]["selector"] = {"matchLabels": {"app": "web"}}
+    web["spec"]["template"]["metadata"] = {"labels": {"app": "web"}}
+    uid = api.put(web, "deployments")["metadata"]["uid"]
+    c = cluster(api)
+    taken, _ = await c.snapshot("shop", BASE, OWNER, ["Deployment/web"])
+    pushed = copy.deepcopy(web)
+    pushed["spec"]["template"]["spec"]["containers"][0]["image"] = "web:v2"
+    await c.apply("shop", [pushed], "web-1")
+    api.put(replica_set("web-old", "web:v1", 0, uid, "aaa"), "replicasets")
+    api.put(replica_set("web-new", "web:v2", 4, uid, "bbb"), "replicasets")
+    api.put(replica_set("other", "web:v2", 2, "someone-else", "ccc"), "replicasets")  # not this Deployment's
+
+    await c.restore("shop", BASE, taken, [], "web-1", {}, fast=taken)
+    assert api.get("replicasets", "web-new")["spec"]["replicas"] == 0  # type: ignore[index]
+    assert api.get("replicasets", "web-old")["spec"]["replicas"] == 0  # type: ignore[index]  # left to the controller
+    assert api.get("replicasets", "other")["spec"]["replicas"] == 2  # type: ignore[index]
+
+    api.put(replica_set("web-new", "web:v2", 4, uid, "bbb"), "replicasets")
+    await c.restore("shop", BASE, taken, [], "web-1", {})  # a rolling (or strategy) restore scales nothing
+    assert api.get("replicasets", "web-new")["spec"]["replicas"] == 4  # type: ignore[index]

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
 from controller.kube import snapshots as snap
 from controller.kube.discovery import Mapper, parse_resource_list
-from controller.kube.workloads import live_state
+from controller.kube.workloads import (
+    DAEMONSET_REPLACE_ALL,
+    DAEMONSET_SURGE_ALL,
+    SURGE_ALL,
+    fast_strategy,
+    live_state,
+)
 from controller.release.actions import LiveDeployment
 
 
@@ -324,3 +331,57 @@ DEPLOYMENT_CASES: dict[str, tuple[dict[str, Any] | None, LiveDeployment]] = {
 def test_deployment_rollout_state(case: str) -> None:
     obj, expected = DEPLOYMENT_CASES[case]
     assert live_state("Deployment", "web", obj) == expected
+
+
+# ---------------------------------------------------------------- fast undo strategies
+def _workload(kind: str, **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"template": {"spec": {"containers": [{"name": "c", "image": "i:v1"}]}}}
+    return {"kind": kind, "metadata": {"name": "w"}, "spec": {**base, **spec}}
+
+
+HOST_PORT = {"spec": {"containers": [{"name": "c", "image": "i:v1", "ports": [{"containerPort": 80, "hostPort": 80}]}]}}
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "field", "expected"),
+    [
+        ("Deployment", {"strategy": {"type": "RollingUpdate"}}, "strategy", SURGE_ALL),
+        ("Deployment", {}, "strategy", SURGE_ALL),
+        ("Deployment", {"strategy": {"type": "Recreate"}}, "strategy", None),
+        ("DaemonSet", {"updateStrategy": {"type": "RollingUpdate"}}, "updateStrategy", DAEMONSET_SURGE_ALL),
+        ("DaemonSet", {"template": HOST_PORT}, "updateStrategy", DAEMONSET_REPLACE_ALL),
+        ("DaemonSet", {"updateStrategy": {"type": "OnDelete"}}, "updateStrategy", None),
+        (
+            "StatefulSet",
+            {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}},
+            "updateStrategy",
+            {"type": "RollingUpdate", "rollingUpdate": {"partition": 2, "maxUnavailable": "100%"}},
+        ),
+        ("StatefulSet", {"updateStrategy": {"type": "OnDelete"}}, "updateStrategy", None),
+        ("ConfigMap", {}, "strategy", None),
+    ],
+    ids=[
+        "deployment-surge-all",
+        "deployment-default-strategy",
+        "deployment-recreate-unchanged",
+        "daemonset-surge-all",
+        "daemonset-hostport-replaces-all",
+        "daemonset-ondelete-unchanged",
+        "statefulset-all-unavailable-keeps-partition",
+        "statefulset-ondelete-unchanged",
+        "other-kinds-unchanged",
+    ],
+)
+def test_fast_strategy(kind: str, spec: dict[str, Any], field: str, expected: dict[str, Any] | None) -> None:
+    obj = _workload(kind, **spec)
+    before = copy.deepcopy(obj)
+    out = fast_strategy(kind, obj)
+    assert obj == before  # never changes its input
+    if expected is None:
+        assert out is None
+        return
+    assert out is not None and out["spec"][field] == expected
+    # only the strategy differs: the pod template (and so the ReplicaSet / revision) is the snapshot's
+    assert {k: v for k, v in out["spec"].items() if k != field} == {
+        k: v for k, v in before["spec"].items() if k != field
+    }

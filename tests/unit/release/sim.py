@@ -56,6 +56,7 @@ from controller.release.actions import (
     Outcome,
     Readings,
     RecordRevert,
+    RestoreStrategy,
     RevertJob,
     RevertResult,
     RevertStarted,
@@ -557,6 +558,8 @@ def describe(action: Action) -> str:
         return f"FailPush {action.reason} gate={action.gate} phase={action.phase}"
     if isinstance(action, Undo):
         return f"Undo restore={','.join(action.restore)} delete={','.join(action.delete)}"
+    if isinstance(action, RestoreStrategy):
+        return f"RestoreStrategy {','.join(action.keys)}"
     if isinstance(action, RecordRevert):
         return f"RecordRevert {action.result.state}" + (f" {action.result.code}" if action.result.code else "")
     if isinstance(action, WaiveRevert):

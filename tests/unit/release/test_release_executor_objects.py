@@ -67,6 +67,7 @@ class Cluster:
         delete: Iterable[str],
         release: str,
         created: Mapping[str, str] | None = None,
+        fast: Iterable[str] = (),
     ) -> tuple[list[str], list[str]]:
         self.restored = {"restore": list(restore), "delete": list(delete), "created": dict(created or {})}
         return list(restore), list(delete)

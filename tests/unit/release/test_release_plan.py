@@ -36,6 +36,7 @@ from controller.release.actions import (
     MarkAvailable,
     MarkRolledBack,
     RecordRevert,
+    RestoreStrategy,
     RevertJob,
     RevertResult,
     SetPause,
@@ -927,6 +928,9 @@ def rolled_back(*, revert: RevertStatus | None, failure: FailureStatus = FAILURE
 
 
 RESTORED = UndoStatus(at=at(100), restored=["chat-a", "chat-b", "web-canary"], deleted=["new-svc"])
+FAST = ("chat-a", "chat-b", "web-canary")  # onFailure.undo: fast (the default) writes these with surge-all
+FAST_RESTORED = RESTORED.model_copy(update={"mode": "fast", "strategy_pending": list(FAST)})
+ROLLING = SPEC.model_copy(update={"on_failure": SPEC.on_failure.model_copy(update={"undo": "rolling"})})
 PUSHED = RevertStatus(state="Pushed", commit="a" * 40, pushed_at=at(100), attempts=1)
 NOT_TRIED = RevertStatus(state="Pending", reason="not attempted yet")
 RUNNING = RevertJob(running=True)
@@ -945,34 +949,47 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
 
 
 @cases(
-    Case("revert-starts-beside-the-rollback", SPEC, rolling_back(revert=NOT_TRIED), facts(100), StartRevert()),
+    Case(
+        "restore-goes-out-before-the-revert",
+        SPEC,
+        rolling_back(revert=NOT_TRIED),
+        facts(100),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), FAST),
+    ),
+    Case(
+        "revert-starts-right-after-the-restore",
+        SPEC,
+        rolling_back(undo=RESTORED, revert=NOT_TRIED),
+        facts(100),
+        StartRevert(),
+    ),
     Case(
         "undo-restores-every-snapshot-and-deletes-created",
         SPEC,
         rolling_back(revert=in_flight()),
         facts(100, revert_job=RUNNING),
-        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), FAST),
     ),
     Case(
         "undo-without-revert",
         NO_REVERT,
         rolling_back(revert=RevertStatus(state="Skipped", reason="onFailure.revertCommit is false")),
         facts(100),
-        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), FAST),
     ),
     Case(
         "undo-when-the-failure-wants-no-revert",
         SPEC,
         rolling_back(revert=None, failure=FAILURE.model_copy(update={"reason": "GatesInconclusive", "revert": False})),
         facts(100),
-        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), FAST),
     ),
     Case(
         "abort-while-rolling-back-changes-nothing",
         SPEC,
         rolling_back(revert=in_flight()),
         facts(100, abort="x", paused="true", revert_job=RUNNING),
-        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), FAST),
     ),
     Case(
         "wait-for-restored-to-be-available",
@@ -1025,7 +1042,7 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
             undo=UndoStatus(at=at(100), restored=["chat-a"], error="chat-b: forbidden", attempts=1), revert=PUSHED
         ),
         facts(102, deployments=live(chat_a=False)),
-        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",), FAST),
     ),
     Case(
         "restore-error-ends-rollback-after-max-attempts",
@@ -1038,6 +1055,86 @@ def revert_status(state: Any, attempts: int, when: float = 100) -> RevertStatus:
     ),
 )
 def test_rollback(case: Case) -> None:
+    assert plan(case.spec, case.status, case.facts) == case.expected
+
+
+def strategy_failed(attempts: int) -> dict[str, Any]:
+    from controller.models.release import ActionError
+
+    return {"action_error": ActionError(action="RestoreStrategy", message="403 forbidden", attempts=attempts)}
+
+
+@cases(
+    Case(
+        "rolling-undo-writes-no-temporary-strategy",
+        ROLLING,
+        rolling_back(revert=in_flight()),
+        facts(100, revert_job=RUNNING),
+        Undo(("chat-a", "chat-b", "web-canary"), ("new-svc",)),
+    ),
+    Case(
+        "a-workload-the-push-created-is-deleted-not-fast-restored",
+        SPEC,
+        rolling_back(
+            revert=in_flight(), snapshot=["chat-a", "Deployment/new", "ConfigMap/cfg"], absent=("Deployment/new",)
+        ),
+        facts(100, revert_job=RUNNING),
+        Undo(("chat-a", "Deployment/new", "ConfigMap/cfg"), ("Deployment/new",), ("chat-a",)),
+    ),
+    Case(
+        "fast-undo-waits-for-available-before-the-strategy",
+        SPEC,
+        rolling_back(undo=FAST_RESTORED, revert=PUSHED),
+        facts(101, deployments=live(chat_b=False)),
+        Wait(at(700), "waiting for restored chat-b to become Available"),
+    ),
+    Case(
+        "fast-undo-puts-the-strategy-back-once-available",
+        SPEC,
+        rolling_back(undo=FAST_RESTORED, revert=PUSHED),
+        facts(101),
+        RestoreStrategy(FAST),
+    ),
+    Case(
+        "fast-undo-puts-the-strategy-back-even-past-the-deadline",
+        SPEC,
+        rolling_back(undo=FAST_RESTORED, revert=PUSHED),
+        facts(700, deployments=live(web_canary=False)),
+        RestoreStrategy(FAST),
+    ),
+    Case(
+        "strategy-back-then-rolled-back",
+        SPEC,
+        rolling_back(undo=FAST_RESTORED.model_copy(update={"strategy_pending": []}), revert=PUSHED),
+        facts(102),
+        MarkRolledBack(),
+    ),
+    Case(
+        "failed-restore-still-puts-the-strategy-back",
+        SPEC,
+        rolling_back(
+            undo=UndoStatus(error="chat-b: forbidden", attempts=5, strategy_pending=list(FAST), at=at(100)),
+            revert=PUSHED,
+        ),
+        facts(101),
+        RestoreStrategy(FAST),
+    ),
+    Case(
+        "strategy-retried-while-it-fails",
+        SPEC,
+        rolling_back(undo=FAST_RESTORED, revert=PUSHED, **strategy_failed(2)),
+        facts(101),
+        RestoreStrategy(FAST),
+    ),
+    Case(
+        "strategy-given-up-after-max-attempts",
+        SPEC,
+        rolling_back(undo=FAST_RESTORED, revert=PUSHED, **strategy_failed(5)),
+        facts(101),
+        MarkRolledBack("could not put back the strategy of chat-a, chat-b, web-canary: 403 forbidden"),
+    ),
+)
+def test_fast_undo(case: Case) -> None:
     assert plan(case.spec, case.status, case.facts) == case.expected
 
 

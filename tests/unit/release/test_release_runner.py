@@ -55,3 +55,24 @@ def test_an_answer_from_the_provider_cache_does_not_make_the_gate_due_again() ->
     action = plan(spec, status, Facts(now=at(10)))
     assert isinstance(action, Wait) and action.until == at(11)
     assert status.gauges[0].inconclusive == 1
+
+
+def test_no_status_write_between_a_tripping_reading_and_the_undo() -> None:
+    from sim import make_spec, phases
+
+    from controller.models.release import FailureStatus, UndoStatus
+    from controller.release.actions import EvaluateGates, FailPush
+    from controller.release.runner import about_to_undo
+
+    spec = make_spec(gates=[{"name": "load", "query": "max(x)", "max": 6, "failureLimit": 1}])
+    holding = release_status("Holding", "canary", phases(canary="Holding"))
+    reading = EvaluateGates("canary", ("load",))
+    tolerated = holding.model_copy(update={"gauges": [row("load", "canary", verdict="Fail", breaches=1, readings=1)]})
+    tripped = holding.model_copy(update={"gauges": [row("load", "canary", verdict="Fail", breaches=2, readings=2)]})
+    assert not about_to_undo(spec, tolerated, reading)  # within failureLimit: written as usual
+    assert about_to_undo(spec, tripped, reading)  # FailPush and the Undo (which writes first) come next
+    failed = tripped.model_copy(update={"failure": FailureStatus(reason="GateFailed", message="x", at=at(1))})
+    fail = FailPush("GateFailed", "x", gate="load", phase="canary")
+    assert about_to_undo(spec, failed, fail)
+    undone = failed.model_copy(update={"undo": UndoStatus(at=at(2))})
+    assert not about_to_undo(spec, undone, fail)

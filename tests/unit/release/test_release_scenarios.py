@@ -58,7 +58,9 @@ ALL_FOUR = ("chat-a", "chat-b", "web", "web-canary")
 
 
 def spec(*, load: dict[str, Any] | None = None, **extra: Any) -> ReleaseSpec:
-    return make_spec(gates=[{**LOAD, **(load or {})}, REGS], **extra)
+    """The scenarios below keep ``onFailure.undo: rolling`` (today's sequences); the fast undo has its own."""
+    on_failure = {"undo": "rolling", **extra.pop("onFailure", {})}
+    return make_spec(gates=[{**LOAD, **(load or {})}, REGS], onFailure=on_failure, **extra)
 
 
 def world(load: Any = None, regs: Any = None, **kwargs: Any) -> World:
@@ -179,14 +181,15 @@ def test_breach_rolls_back_everything_pushed_and_reverts(
     assert fail == FailPush("GateFailed", expected, gate="load", phase=phase)
     i = trace.actions.index(fail)
     after = [(st.at, st.action) for st in trace.steps[i + 1 :] if not isinstance(st.action, Wait)]
-    # the revert starts beside the restore; it lands (1 s) before the restored Deployments are Available (3 s)
+    # the restore goes out first, the revert starts right beside it; it lands (1 s) before the restored
+    # Deployments are Available (3 s)
     assert [(t, describe(a)) for t, a in after] == [
-        (at(breach_at), "StartRevert"),
         (at(breach_at), describe(Undo(restore, ()))),
+        (at(breach_at), "StartRevert"),
         (at(breach_at + 1), "RecordRevert Pushed"),
         (at(breach_at + 3), "MarkRolledBack"),
     ]
-    assert after[1][1] == Undo(restore, ()) and after[3][1] == MarkRolledBack()
+    assert after[0][1] == Undo(restore, ()) and after[3][1] == MarkRolledBack()
     waits = [st.action for st in trace.steps[i + 1 :] if isinstance(st.action, Wait)]
     assert waits and all(w.reason.startswith("waiting for restored") for w in waits)
     assert trace.steps[i].at == at(breach_at)
@@ -402,7 +405,7 @@ def test_abort_rolls_back(where: str, stop: Any, restore: tuple[str, ...]) -> No
     trace = run(s, first.status, w, clock)
     current = first.status.current_phase
     assert trace.actions[0] == FailPush("Aborted", "aborted by user: numbers look wrong", phase=current)
-    assert trace.actions[1:3] == [StartRevert(), Undo(restore, ())]
+    assert trace.actions[1:3] == [Undo(restore, ()), StartRevert()]
     st = trace.status
     assert (st.phase, st.failure and st.failure.reason) == ("RolledBack", "Aborted")
     assert cond(st, "Ready") == ("False", "Aborted") and cond(st, "GitReverted") == ("True", "Pushed")
@@ -675,8 +678,8 @@ def test_side_effects_of_the_breach_path() -> None:
         "ApplyPhase canary web-canary",
         "Snapshot chat chat-a,chat-b",
         "ApplyPhase chat chat-a,chat-b",
-        "StartRevert",
         "Undo restore=chat-a,chat-b,web-canary delete=",
+        "StartRevert",
     ]
 
 
@@ -710,3 +713,29 @@ def test_sim_restart_mode_round_trips_through_json() -> None:
     trace = push(spec(), world(), restart_each_step=True, stop_when=lambda st: _state(st, "canary") == "Holding")
     assert trace.status.phases[0].hold_until == at(65)
     assert trace.steps[-1].at == at(5) and seconds(5) == trace.steps[-1].at - at(0)
+
+
+# ---------------------------------------------------------------- fast undo (the default)
+@pytest.mark.parametrize("restart", [False, True], ids=["one-controller", "restart-each-step"])
+def test_fast_undo_puts_the_strategy_back_once_the_old_version_is_available(restart: bool) -> None:
+    s = make_spec(gates=[LOAD, REGS], watch="10m")
+    assert s.on_failure.undo == "fast"
+    w = world(load=breach_in("chat"))
+    trace = push(s, w, restart_each_step=restart)
+    st = trace.status
+
+    i = trace.actions.index(trace.first(FailPush))
+    after = [(x.at, describe(x.action)) for x in trace.steps[i + 1 :] if not isinstance(x.action, Wait)]
+    restore = ("chat-a", "chat-b", "web-canary")
+    assert after == [
+        (at(80), describe(Undo(restore, ()))),
+        (at(80), "StartRevert"),
+        (at(81), "RecordRevert Pushed"),
+        (at(83), f"RestoreStrategy {','.join(restore)}"),
+        (at(83), "MarkRolledBack"),
+    ]
+    assert trace.first(Undo) == Undo(restore, (), restore)
+    assert st.undo is not None and (st.undo.mode, st.undo.strategy_pending) == ("fast", [])
+    assert st.undo.strategy_restored_at == at(83)
+    assert st.phase == "RolledBack" and cond(st, "RolledBack") == ("True", "Restored")
+    assert {n for n, d in w.deployments.items() if d.restored} == set(restore)

@@ -35,7 +35,7 @@ from controller.release.actions import (
     Outcome,
     Readings,
     RecordRevert,
-    RevertJob,
+    RestoreStrategy,
     RevertResult,
     RevertStarted,
     SetPause,
@@ -582,6 +582,50 @@ CASES = [
         Undone((), (), restore_error="web-canary: forbidden"),
         {"undo.error": "web-canary: forbidden", "cond:RolledBack": ("False", "RestoreFailed")},
     ),
+    Case(
+        "fast-undo-records-the-strategy-still-to-put-back",
+        rolling_back(),
+        Undo(("web-canary", "ConfigMap/cfg"), (), ("web-canary",)),
+        Undone(("web-canary", "ConfigMap/cfg"), (), restored_at=at(10), started_at=at(9)),
+        {
+            "undo.mode": "fast",
+            "undo.started_at": at(9),
+            "undo.at": at(10),
+            "undo.strategy_pending": ["web-canary"],
+            "phase": "RollingBack",
+        },
+    ),
+    Case(
+        "failed-fast-undo-still-records-the-strategy",
+        rolling_back(),
+        Undo(("web-canary",), (), ("web-canary",)),
+        Undone((), (), restore_error="web-canary: forbidden", started_at=at(9)),
+        {"undo.strategy_pending": ["web-canary"], "undo.error": "web-canary: forbidden"},
+    ),
+    Case(
+        "a-retried-fast-undo-keeps-the-first-write-time",
+        rolling_back(
+            undo=UndoStatus(at=at(10), error="x", attempts=1, started_at=at(9), strategy_pending=["web-canary"])
+        ),
+        Undo(("web-canary",), (), ("web-canary",)),
+        Undone(("web-canary",), (), restored_at=at(12), started_at=at(11)),
+        {"undo.started_at": at(9), "undo.strategy_pending": ["web-canary"], "undo.attempts": 2},
+        now=12,
+    ),
+    Case(
+        "strategy-put-back",
+        rolling_back(undo=UndoStatus(at=at(10), restored=["web-canary"], strategy_pending=["web-canary"])),
+        RestoreStrategy(("web-canary",)),
+        Done(),
+        {"undo.strategy_pending": [], "undo.strategy_restored_at": at(10), "phase": "RollingBack"},
+    ),
+    Case(
+        "strategy-failure-keeps-it-pending",
+        rolling_back(undo=UndoStatus(at=at(10), restored=["web-canary"], strategy_pending=["web-canary"])),
+        RestoreStrategy(("web-canary",)),
+        ActionFailed("403 forbidden"),
+        {"undo.strategy_pending": ["web-canary"], "action_error.action": "RestoreStrategy"},
+    ),
     # ---- the git side
     Case(
         "start-revert",
@@ -911,6 +955,4 @@ def test_permanent_apply_failure_rolls_back_the_half_applied_phase() -> None:
     assert after.failure is not None and after.failure.reason == "ActionFailed"
     canary = next(p for p in after.phases if p.name == "canary")
     assert canary.started_at == at(5) and canary.state == "Failed"
-    assert plan(spec, after, Facts(now=at(6))) == StartRevert()
-    started = reduce(spec, after, StartRevert(), RevertStarted(at(6)), at(6))
-    assert plan(spec, started, Facts(now=at(6), revert_job=RevertJob(running=True))) == Undo(("web-canary",), ())
+    assert plan(spec, after, Facts(now=at(6))) == Undo(("web-canary",), (), ("web-canary",))

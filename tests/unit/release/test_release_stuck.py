@@ -213,9 +213,10 @@ def test_a_whole_push_stuck_on_a_missing_service_account(restart_each_step: bool
         "ApplyPhase canary web-canary",
         "NoteStuck",
         "FailPush FailedCreate gate=None phase=canary",
+        "Undo restore=web-canary delete=",  # the fast undo first, the git revert right after
         "StartRevert",
-        "Undo restore=web-canary delete=",
         "RecordRevert Pushed",
+        "RestoreStrategy web-canary",  # its own strategy back once it is Available again
         "MarkRolledBack",
     ]
     status = trace.status
