@@ -335,7 +335,7 @@ class _Session:
         return found
 
     def commits(self, since: str | None, until: str, limit: int) -> list[CommitInfo]:
-        fmt = _US.join(("%H", "%P", "%an <%ae>", "%cI", "%s", "%(trailers:only,unfold)")) + _RS
+        fmt = _US.join(("%H", "%P", "%an <%ae>", "%cn <%ce>", "%cI", "%s", "%(trailers:only,unfold)")) + _RS
         span = f"{since}..{until}" if since else until
         r = self.run("log", "--first-parent", f"--max-count={limit}", f"--format={fmt}", span, "--")
         commits = []
@@ -343,7 +343,7 @@ class _Session:
             record = record.lstrip("\n")
             if not record:
                 continue
-            sha, parents, author, date, subject, trailer_text = record.split(_US)
+            sha, parents, author, committer, date, subject, trailer_text = record.split(_US)
             trailers: dict[str, str] = {}
             for line in trailer_text.splitlines():
                 key, sep, value = line.partition(":")
@@ -357,6 +357,7 @@ class _Session:
                     committed_at=datetime.fromisoformat(date),
                     parents=tuple(parents.split()),
                     trailers=trailers,
+                    committer=committer,
                 )
             )
         commits.reverse()
@@ -364,17 +365,7 @@ class _Session:
 
     def commit_info(self, rev: str) -> CommitInfo:
         """Author, committer and subject of one commit present in the cache."""
-        fmt = _US.join(("%H", "%P", "%an <%ae>", "%cn <%ce>", "%cI", "%s"))
-        r = self.run("log", "-1", f"--format={fmt}", f"{rev}^{{commit}}", "--")
-        sha, parents, author, committer, date, subject = r.out.rstrip("\n").split(_US)
-        return CommitInfo(
-            sha=sha,
-            subject=subject,
-            author=author,
-            committed_at=datetime.fromisoformat(date),
-            parents=tuple(parents.split()),
-            committer=committer,
-        )
+        return self.commits(None, rev, 1)[0]
 
     def commit_meta(self, rev: str) -> tuple[str, tuple[str, ...], str] | None:
         """``(full sha, parents, subject)`` of a commit present in the cache, else None."""

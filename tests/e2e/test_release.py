@@ -85,11 +85,13 @@ def test_breach_in_phase_two_rolls_back_and_reverts(
     assert len(reverts) == 1
     revert_sha, subject = reverts[0]
     assert status["revert"]["commit"] == revert_sha == branch_sha(app.repo)
-    assert subject == f"stopline: revert {sha[:7]} — gate chat-loadavg 7.20 > 6 in phase chat"
+    assert subject == f"stopline: revert {sha[:7]} — gate chat-loadavg 7.20 > 6 in phase chat for stopline-e2e"
     assert tree_of(app.repo, revert_sha) == tree_of(app.repo, parent)
     body = commit_message(app.repo, revert_sha)
     assert f"Stopline-Revert-Of: {sha}" in body
     assert f"Stopline-Release: {ns}/{rel}" in body
+    assert "Pushed by stopline-e2e <e2e@stopline.invalid>." in body
+    assert status["author"] == "stopline-e2e <e2e@stopline.invalid>"  # who pushed, in the status too
 
 
 def test_prometheus_hung_mid_hold_pauses_then_resumes(

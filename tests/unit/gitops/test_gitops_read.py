@@ -206,3 +206,12 @@ def test_a_second_cache_on_the_same_root_reuses_the_clone(upstream: Upstream, tm
         assert second.tip(upstream.url, "main") == rev
         assert marker.read_text() == "kept"
     git(upstream.work, "status")  # the upstream work clone is untouched
+
+
+def test_commit_names_who_wrote_and_who_committed_the_revision(upstream: Upstream, cache: RepoCache) -> None:
+    upstream.commit({"a": "0\n"}, "base")
+    sha = upstream.commit({"a": "1\n"}, "app v2: faster checkout")
+    info = cache.commit(upstream.url, sha)
+    assert (info.sha, info.subject) == (sha, "app v2: faster checkout")
+    assert info.author == "Dev <dev@example.test>"
+    assert info.committer.endswith("<dev@example.test>")
