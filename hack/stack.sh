@@ -627,16 +627,18 @@ cmd_down() {
 
 # One `up` or `down` at a time per state dir: parallel test workers (or a demo beside a test run) each
 # call `up`; the first starts what is down, the others wait and then find everything healthy.
+# flock -o: the lock is held by flock itself for the command's run and NOT inherited by the command,
+# so the daemons `up` starts never hold it (they would block every later up/down for their lifetime).
 serialized() {
   mkdir -p "$(dirname "$STATE")"
-  exec 9>"$STATE.lock"
-  flock 9
-  "$@"
+  flock -o "$STATE.lock" bash "${BASH_SOURCE[0]}" "$1"
 }
 
 case "${1:-}" in
-  up) serialized cmd_up ;;
-  down) serialized cmd_down ;;
+  up) serialized __up ;;
+  down) serialized __down ;;
+  __up) cmd_up ;;
+  __down) cmd_down ;;
   env)
     load_state
     [[ -f "$STATE_FILE" && -n "$PROM_PORT" && -n "$GIT_PORT" ]] || die "stack is not up in $STATE; run hack/stack.sh up"

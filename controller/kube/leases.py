@@ -3,18 +3,22 @@ preconditions (two replicas writing one Lease: exactly one write wins, the other
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from controller.errors import ClusterError
 from controller.kube.apierrors import api_error
 from controller.kube.cluster import Rest
-from controller.kube.objects import _call
 from controller.reconcile.shards import LeaseView
 
+T = TypeVar("T")
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
 
@@ -43,6 +47,7 @@ class Leases:
         self.shards = shards
         self._versions: dict[int, str | None] = {}  # resourceVersion as last read or written (None: absent)
         self._specs: dict[int, dict[str, Any]] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="stopline-lease")
 
     def _path(self, name: str | None = None) -> str:
         base = LEASES.format(namespace=self.namespace)
@@ -128,7 +133,7 @@ class Leases:
 
     async def release(self, shard: int) -> None:
         """Give shard ``shard`` up (holder cleared): another replica takes it at its next round."""
-        await _call(self._release, shard)
+        await self._io(self._release, shard)
 
     def _heartbeat(self, me: str, now: datetime, duration: timedelta) -> int:
         name = f"{self.prefix}-member-{me}"[:253].rstrip("-.")
@@ -168,15 +173,20 @@ class Leases:
 
     async def heartbeat(self, me: str, now: datetime, duration: timedelta) -> int:
         """Renew this replica's member Lease; how many replicas have a live one (ourselves included)."""
-        members: int = await _call(self._heartbeat, me, now, duration)
-        return members
+        return await self._io(self._heartbeat, me, now, duration)
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Lease calls run on their own two threads: never queued behind Release work on the shared pool
+        (a renewal that waits there lets the Lease lapse under load)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}: {exc}"[:500]) from exc
 
     async def read(self) -> Sequence[LeaseView]:
-        views: list[LeaseView] = await _call(self._read)
-        return views
+        return await self._io(self._read)
 
     async def write(self, shard: int, me: str, now: datetime, duration: timedelta, *, take: bool) -> bool:
         """Take or renew shard ``shard`` for ``me`` (precondition: the resourceVersion last read); False
         when another replica's write got there first."""
-        ok: bool = await _call(self._write, shard, me, now, duration, take)
-        return ok
+        return await self._io(self._write, shard, me, now, duration, take)

@@ -225,8 +225,8 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
             since = ctx.monotonic() - self.persisted_at
             if k.is_side_effect(action):
                 if ctx.may_act is not None and not await ctx.may_act():
-                    log.info("%s: its namespace is being deleted: its loop stops, %s not done", self._where(),
-                             type(action).__name__)  # fmt: skip
+                    log.info("%s: may not act here now (namespace being deleted, or served by another replica): "
+                             "its loop stops, %s not done", self._where(), type(action).__name__)  # fmt: skip
                     break
                 await self.persist(force=True)
                 if not self._running():

@@ -209,6 +209,11 @@ class Supervisor:
             # The crashed run stays registered during the backoff: a DELETED event meanwhile stops it.
             await run.wait_stopped(self._backoff)
         self._forget(run)
+        if not run.deleted and not self._closing and self._serves(run.namespace) is False:
+            # It stopped itself because this replica no longer serves its namespace (a shard Lease lapsed or
+            # moved): parked, it starts again as soon as the namespace is ours again (resync, every round).
+            self._parked.setdefault(run.uid, run.body)
+            return
         if crashed and run.alive() and not self._closing and self._wanted(run.body):
             self._spawn(Run(namespace=run.namespace, name=run.name, uid=run.uid, body=run.body))
 

@@ -272,3 +272,25 @@ async def test_losing_a_namespace_stops_its_loop_not_as_deleted_and_parks_it() -
     await settle()
     assert sup.parked() == 0 and sup.active() == 0
     await sup.shutdown(grace=1.0)
+
+
+async def test_a_loop_that_stops_itself_because_its_namespace_is_not_served_is_parked_and_restarted() -> None:
+    served = {"shop": True}
+    started: list[str] = []
+
+    async def start(run: Run) -> None:
+        started.append(run.uid)
+        await run.wait(FOREVER)  # then, like the driver when may_act() says no, it just returns
+
+    sup = Supervisor("Release", start, serves=lambda ns: served.get(ns))
+    sup.on_event(None, in_ns("a", "shop"))
+    await settle()
+    served["shop"] = False  # our Lease lapsed (no resync yet): the loop finds out itself and ends
+    assert sup.wake("shop", "obj-a")
+    await settle()
+    assert sup.active() == 0 and sup.parked() == 1, "a loop that ended while not served must be parked"
+    served["shop"] = True
+    sup.resync()
+    await settle()
+    assert started == ["a", "a"] and sup.active() == 1
+    await sup.shutdown(grace=1.0)
