@@ -12,7 +12,11 @@ from controller.handlers.startup import runtime, serves
 
 async def _on_workload(type_: str | None, body: kopf.Body, namespace: str | None, memo: Any) -> None:
     rt = runtime(memo)
-    if namespace is None or serves(rt, namespace) is None or rt.cluster.watched is None:
+    served = serves(rt, namespace) if namespace is not None else None
+    if namespace is None or served is None or rt.cluster.watched is None:
+        return
+    if not served:  # another shard's: not kept (its copies would only cost memory here)
+        rt.cluster.watched.drop(body)
         return
     rt.cluster.watched.on_event(type_, body)
     rt.supervisors["releases"].wake_namespace(namespace)

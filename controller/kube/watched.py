@@ -55,6 +55,11 @@ class WorkloadCache:
             self._objs[where] = _trim(body)
         return where
 
+    def drop(self, body: Mapping[str, Any]) -> None:
+        """Forget this workload (its namespace is served by another replica): it is read fresh if needed."""
+        meta = body.get("metadata") or {}
+        self._objs.pop((str(meta.get("namespace")), object_key(str(body.get("kind")), str(meta.get("name")))), None)
+
     def wrote(self, namespace: str, key: str, response: Mapping[str, Any]) -> None:
         """stopline wrote this object (apply, restore): older copies from the watch are not to be trusted."""
         generation = int((response.get("metadata") or {}).get("generation") or 0)

@@ -56,3 +56,10 @@ def test_deletions_are_known_unless_we_wrote_the_object_since() -> None:
     assert cache.get("shop", "web") == (False, None)
     cache.forget_namespace("shop")
     assert len(cache) == 0 and cache.get("shop", "web") == (False, None)
+
+
+def test_workloads_of_another_shard_are_dropped() -> None:
+    cache = WorkloadCache()
+    cache.on_event(None, deployment(1, 1))
+    cache.drop(deployment(1, 1))
+    assert len(cache) == 0 and cache.get("shop", "web") == (False, None)
