@@ -15,6 +15,7 @@ from aiohttp import web
 from controller.errors import StoplineError
 from controller.kube.client import api_client
 from controller.metrics import default_metrics
+from controller.reconcile.shards import RENEW_INTERVAL
 from controller.reconcile.supervisor import Run
 from controller.settings import Settings
 from controller.track.webhook import TrackTarget
@@ -80,8 +81,6 @@ def serves(rt: Runtime, namespace: str) -> bool | None:
 
 async def keep_membership(rt: Runtime) -> None:
     """Renew/take the shard Leases and refresh the selected namespaces every round; resync the loops."""
-    from controller.reconcile.shards import RENEW_INTERVAL
-
     metrics = default_metrics()
     while True:
         try:

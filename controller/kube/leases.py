@@ -3,19 +3,17 @@ preconditions (two replicas writing one Lease: exactly one write wins, the other
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.errors import ClusterError
 from controller.kube.apierrors import api_error
 from controller.kube.cluster import Rest
+from controller.kube.objects import _call
 from controller.reconcile.shards import LeaseView
 
 T = TypeVar("T")
@@ -178,10 +176,7 @@ class Leases:
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         """Lease calls run on their own two threads: never queued behind Release work on the shared pool
         (a renewal that waits there lets the Lease lapse under load)."""
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}: {exc}"[:500]) from exc
+        return await _call(fn, *args, executor=self._pool)
 
     async def read(self) -> Sequence[LeaseView]:
         return await self._io(self._read)

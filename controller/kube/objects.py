@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
+import functools
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,10 +21,12 @@ from controller.models.common import API_GROUP, API_VERSION
 T = TypeVar("T")
 
 
-async def _call(fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking client call on the thread pool; an unreachable API server is a ClusterError too
-    (urllib3 raises its own errors for refused or dropped connections, not ApiException)."""
+async def _call(fn: Callable[..., T], *args: Any, executor: concurrent.futures.Executor | None = None) -> T:
+    """Run a blocking client call on the thread pool (or ``executor``); an unreachable API server is a
+    ClusterError too (urllib3 raises its own errors for refused or dropped connections, not ApiException)."""
     try:
+        if executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args))
         return await asyncio.to_thread(fn, *args)
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}: {exc}"[:500]) from exc

@@ -9,7 +9,6 @@ over, so no two replicas act on one namespace at the same moment.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -18,7 +17,6 @@ from typing import Protocol
 from controller.errors import StoplineError
 from controller.reconcile.shards import (
     LEASE_DURATION,
-    RENEW_INTERVAL,
     SAFETY_MARGIN,
     Holdings,
     LeaseView,
@@ -131,12 +129,3 @@ class Membership:
                 log.info("shard %d released", shard)
             except StoplineError as exc:
                 log.warning("shard %d: could not release its Lease (%s); it expires on its own", shard, exc)
-
-    async def run(self) -> None:
-        """Rounds until cancelled."""
-        while True:
-            try:
-                await self.round()
-            except Exception:  # a bug here must not end leadership silently
-                log.exception("shard membership round failed")
-            await asyncio.sleep(RENEW_INTERVAL.total_seconds())

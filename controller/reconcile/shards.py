@@ -46,10 +46,6 @@ class Scope:
     patterns: tuple[str, ...] = ()
     selector: LabelSelector | None = None
 
-    @property
-    def needs_labels(self) -> bool:
-        return self.selector is not None
-
     def matches(self, namespace: str, labels: Mapping[str, str] | None = None) -> bool:
         if self.patterns and not any(fnmatch.fnmatchcase(namespace, p) for p in self.patterns):
             return False
