@@ -33,6 +33,8 @@ imports: setup
 
 unit: setup
 	bash hack/install-promtool.sh
+	bash hack/install-apt.sh node nodejs
+	bash hack/install-apt.sh npm npm
 	$(PY) -m pytest tests/unit -q $(PYTEST_FLAGS)
 
 e2e: setup
