@@ -18,7 +18,7 @@ from controller.gitops.repo import RepoCache
 from controller.gitops.results import CommitInfo
 from controller.kube.client import api_client
 from controller.kube.cluster import Cluster
-from controller.kube.leases import Leases
+from controller.kube.leases import LEASE_THREADS, Leases
 from controller.kube.objects import Objects
 from controller.kube.watched import WorkloadCache
 from controller.models.common import SecretRef
@@ -186,12 +186,15 @@ class Runtime:
 
 def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:
     """Connect to the cluster and assemble the adapters."""
-    client = api_client(pool_size=settings.max_threads)
+    # One connection per thread that may call at once — the I/O pool and the Lease calls' own threads: a
+    # smaller pool makes urllib3 discard connections under load ("Connection pool is full") and open new
+    # TLS connections to the API server, which is what held hold ends up at 500 Releases.
+    client = api_client(pool_size=settings.max_threads + LEASE_THREADS)
     objects = Objects(client)
     cluster = Cluster(client)
     tools = Tools(kustomize=settings.kustomize, helm=settings.helm, timeout=settings.render_timeout_seconds)
     git = GitAdapter(RepoCache(settings.repo_cache, timeout=settings.git_timeout_seconds, tools=tools), objects)
-    prometheus = PrometheusProvider(clock=clock)
+    prometheus = PrometheusProvider(clock=clock, connections=settings.max_threads)
     executor = Executor(
         cluster=cluster,
         git=git,

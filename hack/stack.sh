@@ -13,11 +13,15 @@
 #   STOPLINE_STACK_DIR    state dir (default <repo>/.stack): PIDs, logs, kubeconfig, TSDB, git repos
 #   STOPLINE_E2E_BACKEND  kwok | kind | auto (default: kind only when `docker info` succeeds)
 #   STOPLINE_E2E_NODES    fake nodes (default 2)
+#   STOPLINE_STACK_PROFILE  e2e (default) | bench: kube-controller-manager without its client-side
+#                         throttle (docs/benchmarks.md item 4), so a scale run measures stopline
+#                         rather than the controller-manager's 20 requests/s; kept until `down`
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="$(realpath -m "${STOPLINE_STACK_DIR:-$REPO/.stack}")"
 CLUSTER="stopline-e2e"
+PROFILE="${STOPLINE_STACK_PROFILE:-e2e}"
 NODES="${STOPLINE_E2E_NODES:-2}"
 KIND_VERSION="${STOPLINE_KIND_VERSION:-v0.32.0}"
 CACHE="${STOPLINE_CACHE:-$HOME/.cache/stopline}"
@@ -32,6 +36,11 @@ die() {
   printf '[stack] ERROR: %s\n' "$*" >&2
   exit 1
 }
+
+case "$PROFILE" in
+  e2e | bench) ;;
+  *) die "STOPLINE_STACK_PROFILE must be e2e or bench, not '$PROFILE'" ;;
+esac
 
 # Show the end of a log file on stderr (used when a component fails to start).
 show_log() {
@@ -233,6 +242,19 @@ options:
   kwokControllerBinary: $bin/kwok
   kubectlBinary: $bin/kubectl
 EOF
+  if [[ "$PROFILE" == bench ]]; then
+    # kube-controller-manager's defaults (--kube-api-qps=20, 5 concurrent Deployment syncs) make it
+    # the bottleneck of a 500-Release run: ~3 rollouts/s for the whole cluster.
+    cat >>"$STATE/kwokctl.yaml" <<EOF
+componentsPatches:
+- name: kube-controller-manager
+  extraArgs:
+  - {key: kube-api-qps, value: "100"}
+  - {key: kube-api-burst, value: "200"}
+  - {key: concurrent-deployment-syncs, value: "20"}
+  - {key: concurrent-replicaset-syncs, value: "20"}
+EOF
+  fi
 }
 
 # Refuse to create a cluster whose plan downloads anything.
@@ -288,7 +310,10 @@ kwok_up() {
   KUBECTL="$bin/kubectl"
   kwokctl="$bin/kwokctl"
   if cluster_ready && kwok_components_alive && nodes_ready; then
-    log "cluster: reusing kwok cluster $CLUSTER"
+    local made
+    made="$(cat "$STATE/profile" 2>/dev/null || echo e2e)"
+    log "cluster: reusing kwok cluster $CLUSTER (profile $made)"
+    [[ "$made" == "$PROFILE" ]] || log "WARNING: the cluster was made with profile $made, not $PROFILE: run 'hack/stack.sh down' first to switch"
     return 0
   fi
   write_kwokctl_config "$bin"
@@ -316,7 +341,8 @@ kwok_up() {
   }
   wait_until 60 nodes_ready || die "$NODES fake nodes did not become Ready (see $(kwok_dir)/logs/kwok-controller.log)"
   probe_deployment
-  log "cluster: ready ($NODES fake nodes, a Deployment became Available)"
+  echo "$PROFILE" >"$STATE/profile"
+  log "cluster: ready ($NODES fake nodes, a Deployment became Available, profile $PROFILE)"
 }
 
 kind_up() {

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -48,10 +48,23 @@ _APPLY = "application/apply-patch+yaml"
 RESTORE_ATTEMPTS = 3
 """Tries of one restore when the API answers 409 Conflict (the object changed between read and write)."""
 DIAGNOSE_EVERY = 1.0
-"""Seconds a stuck workload's cause is reused before its ReplicaSets and pods are read again."""
+"""Seconds a workload's cause is reused before its ReplicaSets and pods are read again, at first."""
+DIAGNOSE_MAX = 10.0
+"""The longest a cause is reused: while the reads find nothing that cannot heal (a rollout that is slow but
+fine), the gap between them doubles from :data:`DIAGNOSE_EVERY` up to this; a cause that cannot heal is
+read again every :data:`DIAGNOSE_EVERY` (it decides when the push fails)."""
 DIAGNOSE_AFTER = 1.0
 """Seconds a workload is not Available (this generation) before its ReplicaSets and pods are read: a rollout
 that finishes sooner costs no extra read. Its own conditions are read from the start."""
+
+
+@dataclass(frozen=True)
+class _Diagnosis:
+    """One read of a workload's ReplicaSets / pods: when, what it found, how long it is reused."""
+
+    at: float
+    cause: Cause | None
+    gap: float
 
 
 def same_template(rs_template: Any, deployment_spec: Mapping[str, Any]) -> bool:
@@ -134,9 +147,9 @@ class Cluster:
         self.monotonic = monotonic
         self.watched: WorkloadCache | None = None  # workload state from the watch (set when it is wired)
         self.api_reads = 0  # workload GETs made because the watch's copy was missing or older than our write
-        # (namespace, key, uid, resourceVersion) → (read at, cause): a stuck workload's pods are read at
-        # most every DIAGNOSE_EVERY seconds, and again as soon as the workload itself changes.
-        self._diagnosed: dict[tuple[str, str, str, str], tuple[float, Cause | None]] = {}
+        # (namespace, key, uid, generation) → the last read of a workload's ReplicaSets / pods: reused for
+        # its gap (DIAGNOSE_EVERY doubling up to DIAGNOSE_MAX while nothing is found that cannot heal).
+        self._diagnosed: dict[tuple[str, str, str, str], _Diagnosis] = {}
         # (namespace, key, uid, generation) → when it was first seen not Available.
         self._unavailable_since: dict[tuple[str, str, str, str], float] = {}
 
@@ -231,22 +244,32 @@ class Cluster:
         return list(out.get("items") or [])
 
     def _cause(self, namespace: str, key: str, obj: Mapping[str, Any]) -> Cause | None:
-        """Why a workload is not Available: read its ReplicaSets / pods / Events by its selector."""
+        """Why a workload is not Available: read its ReplicaSets / pods / Events by its selector.
+
+        The last read is reused for its gap; its own conditions are free and always read fresh, so a
+        Deployment's ReplicaFailure or deadline shows at once whatever the gap.
+        """
         meta = obj.get("metadata") or {}
-        memo = (namespace, key, str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+        memo = (namespace, key, str(meta.get("uid") or ""), str(meta.get("generation") or ""))
         hit = self._diagnosed.get(memo)
         now = self.monotonic()
-        if hit is not None and now - hit[0] < DIAGNOSE_EVERY:
-            return hit[1]
+        own = causes.condition_cause(key, obj)
+        if not causes.needs_pods(own):
+            return own
+        if hit is not None and now - hit.at < hit.gap:
+            return hit.cause
         try:
             cause = self._read_cause(namespace, key, obj)
         except StoplineError as exc:
             # Best effort: a rollout is never held up because its pods could not be listed (e.g. RBAC
             # without pods/replicasets); the workload's own conditions still count.
             log.warning("cannot read why %s in %s is not Available: %s", key, namespace, exc)
-            cause = causes.condition_cause(key, obj)
-        self._diagnosed = {k: v for k, v in self._diagnosed.items() if now - v[0] < DIAGNOSE_EVERY}
-        self._diagnosed[memo] = (now, cause)
+            cause = own
+        stuck = cause is not None and not cause.heals
+        gap = DIAGNOSE_EVERY if hit is None or stuck else min(hit.gap * 2, DIAGNOSE_MAX)
+        if len(self._diagnosed) > 4096:  # workloads deleted while not Available: forget the stale ones
+            self._diagnosed = {k: v for k, v in self._diagnosed.items() if now - v.at < DIAGNOSE_MAX}
+        self._diagnosed[memo] = _Diagnosis(now, cause, gap)
         return cause
 
     def _read_cause(self, namespace: str, key: str, obj: Mapping[str, Any]) -> Cause | None:

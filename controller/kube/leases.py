@@ -18,6 +18,8 @@ from controller.reconcile.shards import LeaseView
 
 T = TypeVar("T")
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+LEASE_THREADS = 2
+"""Threads of the Lease calls' own pool (they share the controller's API client and its connections)."""
 
 
 def _micro(t: datetime) -> str:
@@ -45,7 +47,9 @@ class Leases:
         self.shards = shards
         self._versions: dict[int, str | None] = {}  # resourceVersion as last read or written (None: absent)
         self._specs: dict[int, dict[str, Any]] = {}
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="stopline-lease")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=LEASE_THREADS, thread_name_prefix="stopline-lease"
+        )
 
     def _path(self, name: str | None = None) -> str:
         base = LEASES.format(namespace=self.namespace)

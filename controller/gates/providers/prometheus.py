@@ -31,6 +31,7 @@ from typing import Any
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
@@ -125,8 +126,16 @@ def _rejection(exc: PrometheusApiClientException) -> tuple[str, bool]:
 class PrometheusProvider:
     """Prometheus behind the :class:`~controller.gates.providers.base.MetricsProvider` interface."""
 
-    def __init__(self, *, timeout: float = 5.0, max_age: float = 0.4, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 5.0,
+        max_age: float = 0.4,
+        clock: Callable[[], datetime] = _now,
+        connections: int = 10,
+    ) -> None:
         self._timeout = timeout
+        self._connections = connections
         self._max_age = max_age
         self._clock = clock
         self._clients: dict[str, PrometheusConnect] = {}
@@ -140,9 +149,14 @@ class PrometheusProvider:
     def _client(self, url: str) -> PrometheusConnect:
         if url not in self._clients:
             # retry=0: the library's default (3 retries, backoff) turned a 5 s timeout into ~26 s per reading
+            # A connection per I/O thread (requests keeps 10 per host): every thread may be reading a gate.
+            # PrometheusConnect mounts a default-sized adapter at the URL; ours replaces it, same prefix.
+            session = requests.Session()
             self._clients[url] = PrometheusConnect(
-                url=url, disable_ssl=False, timeout=math.ceil(self._timeout), retry=Retry(total=0)
+                url=url, disable_ssl=False, timeout=math.ceil(self._timeout), retry=Retry(total=0), session=session
             )
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._connections, max_retries=Retry(total=0))
+            session.mount(url, adapter)
         return self._clients[url]
 
     def _query_blocking(self, url: str, query: str) -> tuple[Measurement, float | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import math
 import re
@@ -52,6 +53,7 @@ class FakePrometheus:
     hold: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    ports: set[int] = field(default_factory=set)  # client ports seen: one per connection the provider opened
 
     def __post_init__(self) -> None:
         self.hold.set()
@@ -82,6 +84,8 @@ def prom() -> Iterator[FakePrometheus]:
     fake = FakePrometheus()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as Prometheus does
+
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             sent = parse_qs(parts.query).get("query", [""])[0]
@@ -90,6 +94,7 @@ def prom() -> Iterator[FakePrometheus]:
             with fake.lock:
                 fake.seen.append(query)
                 fake.requests.append(sent)
+                fake.ports.add(self.client_address[1])
             fake.hold.wait(timeout=20)
             status, body = fake.answers.get(query, success("vector", []))
             if aligned:
@@ -119,6 +124,25 @@ def prom() -> Iterator[FakePrometheus]:
 
 def provider(**kwargs: Any) -> PrometheusProvider:
     return PrometheusProvider(clock=lambda: T, **kwargs)
+
+
+async def test_as_many_connections_are_kept_as_threads_may_read_at_once(prom: FakePrometheus) -> None:
+    """requests keeps 10 connections per host: with more readers at once it would drop the rest and
+    open new ones on every round (urllib3's "Connection pool is full")."""
+    readers = 16
+    loop = asyncio.get_running_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=readers)
+    loop.set_default_executor(pool)
+    p = provider(connections=readers, max_age=0.0)
+    for round_ in range(3):
+        prom.hold.clear()
+        queries = [f'up{{r="{round_}",i="{i}"}}' for i in range(readers)]
+        reads = asyncio.gather(*(p.query(prom.url, q) for q in queries))
+        for q in queries:  # every reader is in flight at once
+            await _wait_for_request(prom, q)
+        prom.hold.set()
+        await reads
+    assert len(prom.ports) == readers, "each connection was reused, none dropped and reopened"
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from controller.kube.cluster import DIAGNOSE_AFTER, DIAGNOSE_EVERY, Cluster
+from controller.kube.cluster import DIAGNOSE_AFTER, DIAGNOSE_EVERY, DIAGNOSE_MAX, Cluster
 from controller.release.actions import LiveDeployment
 from tests.unit.kube.fake_kube import FakeApiClient
 
@@ -153,7 +154,7 @@ async def test_no_read_for_an_available_workload_or_one_whose_spec_is_not_observ
     assert reads(api) == []
 
 
-async def test_a_stuck_workload_is_read_again_only_after_a_second_or_when_it_changes(
+async def test_a_cause_that_cannot_heal_is_read_again_every_second_not_on_every_change(
     api: FakeApiClient, clock: Clock
 ) -> None:
     api.put(deployment("web"), "deployments")
@@ -162,19 +163,67 @@ async def test_a_stuck_workload_is_read_again_only_after_a_second_or_when_it_cha
     c = cluster(api, clock)
     await stuck_states(c, clock, ["Deployment/web"])
     assert len(reads(api)) == 2
-    for _ in range(4):  # four ticks of 0.25 s
+    for _ in range(4):  # four ticks of 0.2 s
         states = await c.states("shop", ["Deployment/web"])
         assert states["Deployment/web"].cause is not None
         clock.t += 0.2
     assert len(reads(api)) == 2, "one ReplicaSet list and one pod list within DIAGNOSE_EVERY"
-    clock.t += DIAGNOSE_EVERY
-    await c.states("shop", ["Deployment/web"])
-    assert len(reads(api)) == 4
     live = api.get("deployments", "web")
     assert live is not None
-    live["metadata"]["resourceVersion"] = "7"  # the Deployment changed: read again at once
+    live["metadata"]["resourceVersion"] = "7"  # its status moved: no read of its own for that
     await c.states("shop", ["Deployment/web"])
-    assert len(reads(api)) == 6
+    assert len(reads(api)) == 2
+    for expected in (4, 6, 8):  # it cannot heal: every DIAGNOSE_EVERY, never backed off
+        clock.t += DIAGNOSE_EVERY
+        await c.states("shop", ["Deployment/web"])
+        assert len(reads(api)) == expected
+
+
+@pytest.mark.parametrize(
+    ("pod_reason", "expected_gaps"),
+    [
+        (None, [1.0, 2.0, 4.0, 8.0, DIAGNOSE_MAX, DIAGNOSE_MAX]),
+        ("ContainerCreating", [1.0, 2.0, 4.0, 8.0, DIAGNOSE_MAX, DIAGNOSE_MAX]),
+    ],
+    ids=["nothing-found", "a-cause-that-heals"],
+)
+async def test_a_slow_rollout_that_can_heal_is_read_ever_less_often(
+    api: FakeApiClient, clock: Clock, pod_reason: str | None, expected_gaps: list[float]
+) -> None:
+    api.put(deployment("web"), "deployments")
+    seed_new_replicaset(api, "web")
+    if pod_reason is not None:
+        api.put(waiting_pod("web-new-1", "new", pod_reason, "registry.example/web:v2"), "pods")
+    c = cluster(api, clock)
+    await stuck_states(c, clock, ["Deployment/web"])
+    read_at = [clock.t]
+    while len(read_at) <= len(expected_gaps):  # a tick every 0.25 s, as the Release loop polls
+        clock.t += 0.25
+        before = len(reads(api))
+        await c.states("shop", ["Deployment/web"])
+        if len(reads(api)) > before:
+            read_at.append(clock.t)
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(read_at)]
+    assert gaps == expected_gaps
+
+
+async def test_a_slow_rollout_that_turns_bad_is_read_every_second_again(api: FakeApiClient, clock: Clock) -> None:
+    api.put(deployment("web"), "deployments")
+    seed_new_replicaset(api, "web")
+    c = cluster(api, clock)
+    await stuck_states(c, clock, ["Deployment/web"])
+    for _ in range(3):  # gaps 1, 2, 4: the next read is 8 s away
+        clock.t += 4.0
+        await c.states("shop", ["Deployment/web"])
+    api.put(waiting_pod("web-new-1", "new", "ImagePullBackOff", "registry.example/web:v2-bad"), "pods")
+    clock.t += 8.0
+    states = await c.states("shop", ["Deployment/web"])
+    cause = states["Deployment/web"].cause
+    assert cause is not None and not cause.heals
+    before = len(reads(api))
+    clock.t += DIAGNOSE_EVERY
+    await c.states("shop", ["Deployment/web"])
+    assert len(reads(api)) == before + 2, "a cause that cannot heal is watched every second"
 
 
 async def test_a_statefulset_create_failure_comes_from_its_events(api: FakeApiClient, clock: Clock) -> None:
