@@ -501,6 +501,14 @@ class KcmStats:
         )
 
 
+def stack_profile(stack: Stack) -> str:
+    """The profile the stack's cluster was made with (hack/stack.sh ``STOPLINE_STACK_PROFILE``)."""
+    try:
+        return (stack.state_dir / "profile").read_text().strip() or "e2e"
+    except OSError:
+        return "e2e"
+
+
 def kcm_stats(stack: Stack) -> KcmStats | None:
     """Read kube-controller-manager's /metrics (kwok backend: its address is in kwok.yaml); None if unknown."""
     import ssl
