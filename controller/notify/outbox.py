@@ -107,8 +107,8 @@ def record(
     if notes is not None and event_id in notes.recorded:
         return notes
     wanting = [a for a in sinks if a.sink.wants(message.event)]
-    if not wanting and notes is None:
-        return None  # nobody listens: nothing to remember, the status stays as it was
+    if not wanting:
+        return notes  # nobody listens: nothing to send or remember, the status stays as it was
     out = notes.model_copy(deep=True) if notes is not None else NotificationsStatus()
     for a in wanting:
         out.outbox.append(

@@ -166,7 +166,7 @@ def record_events(
     if not sinks:
         return status
     recorded = set(status.notifications.recorded) if status.notifications else set()
-    new = [e for e in reached(spec, status, now) if e not in recorded]
+    new = [e for e in reached(spec, status, now) if e not in recorded and any(a.sink.wants(e) for a in sinks)]
     if not new:
         return status
     notes = status.notifications

@@ -31,12 +31,12 @@ def num(x: float | None) -> str:
 
 
 def gauge_text(g: GaugeFacts) -> str:
-    """``chat-loadavg in phase chat: pre 4.13, post 7.20, delta +3.07 (+74.33%), threshold >6 → Fail``."""
+    """``chat-loadavg in phase chat: pre 4.13, post 7.20, delta +3.07 (+74.33%), threshold >6, verdict Fail``."""
     pct = "" if g.delta_percent is None else f" ({g.delta_percent:+.2f}%)"
     delta = "-" if g.delta is None else f"{g.delta:+.2f}"
     return (
         f"{g.gate} in phase {g.phase}: pre {num(g.pre_push)}, post {num(g.post_push)}, delta {delta}{pct}, "
-        f"threshold {g.threshold or '-'} → {g.verdict}"
+        f"threshold {g.threshold or '-'}, verdict {g.verdict}"
     )
 
 

@@ -58,10 +58,15 @@ def sinks(hook: WebhookReceiver, smtp: SmtpReceiver | None) -> list[dict[str, An
         out.append(
             {
                 "name": "mail",
-                "email": {"host": "127.0.0.1", "port": smtp.port, "from": "stopline <stopline@example.com>",
-                          "to": ["oncall@example.com"], "toAuthor": True},
+                "email": {
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "from": "stopline <stopline@example.com>",
+                    "to": ["oncall@example.com"],
+                    "toAuthor": True,
+                },
             }
-        )  # fmt: skip
+        )
     return out
 
 
@@ -98,8 +103,9 @@ def check_rolled_back_texts(hook: WebhookReceiver, smtp: SmtpReceiver | None, *,
     headers = {k.lower(): v for k, v in doc.headers.items()}
     assert headers["x-stopline-delivery"] == body["deliveryId"] == headers["idempotency-key"]
     assert headers["x-stopline-signature"].startswith("sha256=")
-    assert verify(HMAC_KEY.encode(), headers["x-stopline-timestamp"], doc.body, headers["x-stopline-signature"],
-                  now=time.time())  # fmt: skip
+    assert verify(
+        HMAC_KEY.encode(), headers["x-stopline-timestamp"], doc.body, headers["x-stopline-signature"], now=time.time()
+    )
     assert not verify(b"another key", headers["x-stopline-timestamp"], doc.body, headers["x-stopline-signature"])
 
     if smtp is not None:
@@ -112,9 +118,14 @@ def check_rolled_back_texts(hook: WebhookReceiver, smtp: SmtpReceiver | None, *,
 
 
 def test_rolled_back_push_is_told_once_to_each_sink(
-    controller: Controller, given: Given, when: When, then: Then, ns: str, hook: WebhookReceiver,
+    controller: Controller,
+    given: Given,
+    when: When,
+    then: Then,
+    ns: str,
+    hook: WebhookReceiver,
     smtp: SmtpReceiver,
-) -> None:  # fmt: skip
+) -> None:
     app = given.app(f"{ns}-notify")
     secrets(ns, hook)
     rel = fail_a_push(app, when, then, ns, sinks(hook, smtp))
@@ -122,8 +133,11 @@ def test_rolled_back_push_is_told_once_to_each_sink(
     assert status["phase"] == "RolledBack"
 
     box = then.notifications_sent(rel, 3)
-    assert {(e["sink"], e["event"]) for e in box} == {("chat", "RolledBack"), ("ops-hook", "RolledBack"),
-                                                     ("mail", "RolledBack")}  # fmt: skip
+    assert {(e["sink"], e["event"]) for e in box} == {
+        ("chat", "RolledBack"),
+        ("ops-hook", "RolledBack"),
+        ("mail", "RolledBack"),
+    }
     wait_for(lambda: len(hook.requests) >= 2 and len(smtp.mails) >= 1, timeout=10, message="messages received")
     check_rolled_back_texts(hook, smtp)
     secret_text = json.dumps(then.get("release", rel)) + json.dumps(then.events(rel))
@@ -132,9 +146,14 @@ def test_rolled_back_push_is_told_once_to_each_sink(
 
 
 def test_killed_right_after_the_rollback_still_tells_exactly_once(
-    controller: Controller, given: Given, when: When, then: Then, ns: str, hook: WebhookReceiver,
+    controller: Controller,
+    given: Given,
+    when: When,
+    then: Then,
+    ns: str,
+    hook: WebhookReceiver,
     smtp: SmtpReceiver,
-) -> None:  # fmt: skip
+) -> None:
     app = given.app(f"{ns}-notify-kill")
     secrets(ns, hook)
     rel = fail_a_push(app, when, then, ns, sinks(hook, smtp))
