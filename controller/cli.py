@@ -31,6 +31,7 @@ from controller.kube import cli_client
 from controller.kube.cli_client import CliError, StoplineApi, exit_on_error
 from controller.models.common import Condition
 from controller.models.release import GaugeRow, ReleaseStatus
+from controller.notify.outbox import summary as notify_summary
 from controller.release.actions import ANNOTATION_ABORT, ANNOTATION_PAUSED, ANNOTATION_PROMOTE
 from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK
 from controller.web.present import (
@@ -330,6 +331,9 @@ def _release_view(console: Console, r: ReleaseView) -> None:
     ]
     if s.revert is not None and s.revert.commit:
         facts.append(("Revert commit", f"{s.revert.commit} ({s.revert.state})"))
+    notes = notify_summary(s.notifications)
+    if notes:
+        facts.append(("Notifications", notes))
     console.print(_facts(facts))
     banner = rollback_banner(r)
     if banner is not None:

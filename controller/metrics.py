@@ -10,6 +10,8 @@ Fed by the release loop through :class:`controller.release.runner.Hooks` (see :m
 * ``stopline_detect_to_rollback_seconds``        first breaching reading → restore done (the DESIGN §6 target)
 * ``stopline_reconcile_errors_total{kind}``      failed actions and crashed loops, by resource kind
 * ``stopline_active_releases``                   Releases this controller is driving right now
+* ``stopline_notifications_total{sink_type,event,result}``  notification attempts: sent, failed (retried), gaveup
+* ``stopline_notifications_pending``             outbox entries not delivered yet (Releases and Tracks)
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from controller.models.notify import NOTIFY_EVENTS, SINK_TYPES, NotificationsStatus
 from controller.models.release import FINAL_PHASES, GaugeRow, ReleaseStatus
+from controller.notify.outbox import RecordDelivery, pending
 from controller.release.actions import Action, ActionFailed, EvaluateGates, Outcome, RecordRevert, Undo, Undone
 from controller.release.executor import ReleaseRef
 from controller.release.runner import Emit, Hooks
@@ -104,6 +108,20 @@ class ControllerMetrics:
             "stopline_status_write_errors", "Status patches that failed (retried with backoff), by kind.", ["kind"],
             registry=r,
         )  # fmt: skip
+        self.notifications = Counter(
+            "stopline_notifications",
+            "Notification delivery attempts, by sink type, event and result (sent, failed: retried, gaveup).",
+            ["sink_type", "event", "result"],
+            registry=r,
+        )
+        self.notifications_pending = Gauge(
+            "stopline_notifications_pending", "Notification outbox entries not delivered yet.", registry=r
+        )
+        for sink_type in SINK_TYPES:
+            for event in NOTIFY_EVENTS:
+                for result in ("sent", "failed"):
+                    self.notifications.labels(sink_type, event, result)
+        self._pending_notes: dict[tuple[str, ...], int] = {}
         self._pending_reverts: set[_Key] = set()
         self._paused: dict[_Key, str] = {}
         for reason in ("User", "Inconclusive"):
@@ -138,7 +156,27 @@ class ControllerMetrics:
             r = action.result
             self.reverts.labels(r.state if r.state != "Error" else "Pending").inc()
             self.revert_attempts.labels(r.state if r.state != "Error" else (r.code or "Error")).inc()
+        elif isinstance(action, RecordDelivery):
+            self.delivered(before.notifications, after.notifications)
+        self.outbox(("Release", *_key(ref)), after.notifications)
         self._track_pending(ref, after)
+
+    def delivered(self, before: NotificationsStatus | None, after: NotificationsStatus | None) -> None:
+        """Count each attempt folded into an outbox (by comparing its entries before and after)."""
+        old = {e.key: e.attempts for e in (before.outbox if before else [])}
+        for e in after.outbox if after else []:
+            if e.key in old and old[e.key] != e.attempts:
+                result = {"Sent": "sent", "Failed": "gaveup"}.get(e.state, "failed")
+                self.notifications.labels(e.sink_type, e.event, result).inc()
+
+    def outbox(self, owner: tuple[str, ...], notes: NotificationsStatus | None) -> None:
+        """The owner's undelivered entries now (None notes and 0: forgotten)."""
+        n = len(pending(notes))
+        if n:
+            self._pending_notes[owner] = n
+        else:
+            self._pending_notes.pop(owner, None)
+        self.notifications_pending.set(sum(self._pending_notes.values()))
 
     def status_write_error(self, kind: str) -> None:
         """A status patch of ``kind`` failed (the loop retries it)."""
@@ -199,6 +237,7 @@ class ControllerMetrics:
             self.active_releases.dec()
             self._first_breach.pop(_key(ref), None)
             key = _key(ref)
+            self.outbox(("Release", *key), None)
             self._pending_reverts.discard(key)
             self.reverts_pending.set(len(self._pending_reverts))
             old = self._paused.pop(key, None)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
+
+from controller.models.notify import Sink
 
 
 def _default_cache() -> Path:
@@ -45,6 +50,12 @@ class Settings:
     """Where the shard Leases live (``STOPLINE_LEASE_NAMESPACE``, else the pod's ``POD_NAMESPACE``)."""
     lease_name: str = "stopline"
     """Prefix of the shard Leases ``<name>-shard-<i>`` (``STOPLINE_LEASE_NAME``)."""
+    notify: tuple[Sink, ...] = ()
+    """Controller-wide default notification sinks (``STOPLINE_NOTIFY``: a JSON list of sinks, or
+    ``STOPLINE_NOTIFY_FILE``: a file holding one — the chart's ``notify`` values). Their Secrets are read in
+    ``notify_namespace``; a Release's own ``notify`` adds to them (same name: replaces; ``disabled``: off)."""
+    notify_namespace: str = "default"
+    """Where the default sinks' Secrets live (``STOPLINE_NOTIFY_NAMESPACE``, else ``POD_NAMESPACE``)."""
     identity: str = ""
     """This replica's holder identity (``STOPLINE_IDENTITY``, else ``POD_NAME``, else the host name);
     a restarted replica with the same identity takes its own shards back at once."""
@@ -75,8 +86,34 @@ class Settings:
             shards=_shards(env.get("STOPLINE_SHARDS")),
             lease_namespace=env.get("STOPLINE_LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or defaults.lease_namespace,
             lease_name=env.get("STOPLINE_LEASE_NAME") or defaults.lease_name,
+            notify=_notify(env),
+            notify_namespace=env.get("STOPLINE_NOTIFY_NAMESPACE") or env.get("POD_NAMESPACE") or "default",
             identity=env.get("STOPLINE_IDENTITY") or env.get("POD_NAME") or socket.gethostname(),
         )
+
+
+_SINKS = TypeAdapter(list[Sink])
+
+
+def _notify(env: dict[str, str]) -> tuple[Sink, ...]:
+    """The default sinks from ``STOPLINE_NOTIFY`` (JSON) or ``STOPLINE_NOTIFY_FILE``; a bad value stops startup."""
+    raw, where = env.get("STOPLINE_NOTIFY", ""), "STOPLINE_NOTIFY"
+    if not raw.strip() and env.get("STOPLINE_NOTIFY_FILE"):
+        where = env["STOPLINE_NOTIFY_FILE"]
+        try:
+            raw = Path(where).read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read the default notification sinks from {where}: {exc}") from None
+    if not raw.strip():
+        return ()
+    try:
+        sinks = _SINKS.validate_python(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise ValueError(f"{where}: not a valid list of notification sinks: {exc}") from None
+    names = [s.name for s in sinks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: notification sink names must be unique")
+    return tuple(sinks)
 
 
 def _shards(raw: str | None) -> int:

@@ -24,6 +24,8 @@ from controller.kube.watched import WorkloadCache
 from controller.models.common import SecretRef
 from controller.models.release import GitSource, ReleaseSource, ReleaseSpec
 from controller.models.track import TrackSpec
+from controller.notify.delivery import Deliveries
+from controller.notify.send import Sender
 from controller.reconcile.membership import Membership
 from controller.reconcile.shards import Scope
 from controller.reconcile.supervisor import Supervisor
@@ -195,6 +197,7 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     tools = Tools(kustomize=settings.kustomize, helm=settings.helm, timeout=settings.render_timeout_seconds)
     git = GitAdapter(RepoCache(settings.repo_cache, timeout=settings.git_timeout_seconds, tools=tools), objects)
     prometheus = PrometheusProvider(clock=clock, connections=settings.max_threads)
+    deliveries = Deliveries(Sender(objects, settings.notify_namespace, clock))
     executor = Executor(
         cluster=cluster,
         git=git,
@@ -202,6 +205,8 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
         experiments=ExperimentDecisions(objects),
         default_prometheus=settings.prometheus_url,
         clock=clock,
+        deliveries=deliveries,
+        notify_defaults=settings.notify,
     )
     rt = Runtime(settings, objects, cluster, git, prometheus, executor, clock)
     rt.scope = Scope(settings.namespaces)

@@ -121,6 +121,31 @@ def chat_objects(version: str) -> dict[str, str]:
     }
 
 
+class Receiver:
+    """A loopback webhook receiver (stdlib http.server in a thread): what a chat or incident tool would get."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        got = self.got = []  # type: list[tuple[dict[str, str], bytes]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                got.append((dict(self.headers.items()), body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stopline"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 def main() -> int:
     say("Starting the local stack (API server + controllers + fake nodes, Prometheus, Git server)")
     subprocess.run(["bash", str(ROOT / "hack" / "stack.sh"), "up"], check=True)
@@ -192,6 +217,7 @@ def main() -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    receiver = Receiver()
     try:
         track = {
             "apiVersion": "stopline.dev/v1alpha1",
@@ -215,6 +241,8 @@ def main() -> int:
                             "interval": "1s",
                         }
                     ],
+                    # failures only (RolledBack, RevertFailed) unless a sink lists events
+                    "notify": [{"name": "demo-hook", "webhook": {"url": receiver.url}}],
                 },
             },
         }
@@ -250,6 +278,12 @@ def main() -> int:
         )
         print(sh(*stopline, "status", bad, "-n", NS, env=env, check=False) or "")
         print(k("get", "releases", "-n", NS))
+        say(f"The message the webhook receiver got ({receiver.url})")
+        wait("the RolledBack notification", lambda: receiver.got, timeout=60)
+        headers, body = receiver.got[0]
+        for h in ("X-Stopline-Delivery", "X-Stopline-Event"):
+            print(f"{h}: {headers.get(h)}")
+        print(json.loads(body)["text"])
         say("The line is locked until a human looks")
         print(sh(*stopline, "status", TRACK, "-n", NS, env=env, check=False) or "")
         say("git log --oneline -3 (main)")

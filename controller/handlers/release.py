@@ -18,12 +18,14 @@ from controller.wiring import Runtime
 
 
 def wanted(body: Mapping[str, Any]) -> bool:
-    """A Release needs a loop until it is final and no git revert is still to be pushed."""
+    """A Release needs a loop until it is final, no git revert is still to be pushed and no notification is
+    still to be sent."""
     status = body.get("status") or {}
     if status.get("phase") not in FINAL_PHASES:
         return True
     revert = status.get("revert") or {}
-    return revert.get("state") in ("Pending", "Error")
+    outbox = (status.get("notifications") or {}).get("outbox") or []
+    return revert.get("state") in ("Pending", "Error") or any(e.get("state") == "Pending" for e in outbox)
 
 
 def supervisor(rt: Runtime) -> Supervisor:

@@ -23,6 +23,7 @@ from controller.models.common import (
     format_duration,
     valid_branch_name,
 )
+from controller.models.notify import NOTIFY_RULES, NotificationsStatus, Sink
 
 BRANCH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$"
 
@@ -408,6 +409,7 @@ _TEMPLATE_RULES: tuple[tuple[str, str], ...] = (
         "self.phases.all(p, !has(p.remaining) || !p.remaining || p.name == self.phases[self.phases.size() - 1].name)",
         "only the last phase may set remaining: true",
     ),
+    *NOTIFY_RULES,
 )
 
 
@@ -451,6 +453,16 @@ class ReleaseTemplate(Model):
             "push the revert commit too."
         ),
     )
+    notify: list[Sink] = Field(
+        default_factory=list,
+        description=(
+            "Where to tell people what happened: Slack-compatible webhooks, JSON webhooks (HMAC-signed) and "
+            "email. Added to the controller's default sinks (chart value notify); a sink named like a default "
+            "replaces it, and {name, disabled: true} switches it off. Each sink sends RolledBack and "
+            "RevertFailed unless it lists events."
+        ),
+        max_length=16,
+    )
     prune: bool = Field(
         default=False,
         description=(
@@ -462,7 +474,12 @@ class ReleaseTemplate(Model):
 
     @model_validator(mode="after")
     def _unique_names(self) -> ReleaseTemplate:
-        for kind, names in (("phase", [p.name for p in self.phases]), ("gate", [g.name for g in self.gates])):
+        named = (
+            ("phase", [p.name for p in self.phases]),
+            ("gate", [g.name for g in self.gates]),
+            ("notify sink", [n.name for n in self.notify]),
+        )
+        for kind, names in named:
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
@@ -753,6 +770,9 @@ class ReleaseStatus(StatusModel):
         default=None, description="Who committed the revision (git committer, 'Name <email>'; for a merge, who merged)."
     )
     action_error: ActionError | None = Field(default=None, description="The latest action that failed, if any.")
+    notifications: NotificationsStatus | None = Field(
+        default=None, description="The notification outbox: what was (or is still to be) sent to whom."
+    )
     message: str | None = Field(default=None, description="Latest human-readable message.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, GatesPassing, RolledBack, GitReverted."

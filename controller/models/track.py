@@ -16,6 +16,7 @@ from controller.models.common import (
     StatusModel,
     cel,
 )
+from controller.models.notify import NotificationsStatus
 from controller.models.release import GitSource, ReleaseTemplate
 
 
@@ -128,5 +129,8 @@ class TrackStatus(StatusModel):
         ),
     )
     observed_generation: int | None = Field(default=None, description="Spec generation last acted on.")
+    notifications: NotificationsStatus | None = Field(
+        default=None, description="The notification outbox of the commit lock's events (Locked, Unlocked)."
+    )
     message: str | None = Field(default=None, description="Latest human-readable message.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Locked, SourceReachable.")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from controller.gates.evaluate import Measurement
+from controller.notify.outbox import DeliveryJob, RecordDelivery, StartDelivery
 from controller.release.assign import ManifestObject, PhaseContents
 
 # Annotations users (or `stopline promote|abort|pause|resume`) set on a Release.
@@ -98,6 +99,7 @@ class Facts:
     annotations: Mapping[str, str] = field(default_factory=dict)
     generation: int | None = None
     revert_job: RevertJob | None = None
+    delivery_job: DeliveryJob | None = None  # the notification delivery task beside the loop
     error: str | None = None  # observing failed (e.g. the API server did not answer): plan with what is known
 
 
@@ -276,6 +278,8 @@ Action = (
     | MarkRolledBack
     | NoteStuck
     | SetPause
+    | StartDelivery
+    | RecordDelivery
     | Wait
 )
 

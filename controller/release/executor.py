@@ -17,7 +17,10 @@ from controller.errors import ApplyIncomplete, StoplineError
 from controller.gates.evaluate import Measurement, render_query
 from controller.gates.providers.base import MetricsProvider
 from controller.gitops.results import CommitInfo
+from controller.models.notify import Sink
 from controller.models.release import ReleaseSpec, ReleaseStatus
+from controller.notify.delivery import Deliveries
+from controller.notify.outbox import StartDelivery, effective_sinks
 from controller.release.actions import (
     Action,
     ActionFailed,
@@ -167,7 +170,11 @@ class Executor:
         experiments: ExperimentsPort | None,
         default_prometheus: str | None,
         clock: Callable[[], datetime],
+        deliveries: Deliveries | None = None,
+        notify_defaults: tuple[Sink, ...] = (),
     ) -> None:
+        self.deliveries = deliveries
+        self.notify_defaults = notify_defaults
         self.cluster = cluster
         self.git = git
         self.metrics = metrics
@@ -207,8 +214,22 @@ class Executor:
             self._reverts[ref.uid] = task
         return RevertStarted(self.clock())
 
+    # ------------------------------------------------------------------ notifications beside the loop
+    def start_delivery(
+        self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: StartDelivery, done: Callable[[], None]
+    ) -> Done:
+        """Send the due outbox entries in the background (no receiver can hold up the loop)."""
+        if self.deliveries is not None and status.notifications is not None:
+            keys = set(action.keys)
+            entries = [e for e in status.notifications.outbox if e.key in keys]
+            sinks = effective_sinks(spec.notify, self.notify_defaults)
+            self.deliveries.start(ref.uid, ref.namespace, sinks, entries, done)
+        return Done()
+
     def forget(self, ref: ReleaseRef) -> None:
         """The Release is gone or its loop stops: an attempt in flight pushes nothing from now on."""
+        if self.deliveries is not None:
+            self.deliveries.forget(ref.uid)
         self._allowed.pop(ref.uid, None)
         task = self._reverts.pop(ref.uid, None)
         if task is not None and not task.done():
@@ -225,6 +246,7 @@ class Executor:
     ) -> Facts:
         """The facts the planner needs now — and only those (no API call in a hold)."""
         revert_job = self.revert_job(ref)
+        delivery_job = self.deliveries.job(ref.uid) if self.deliveries is not None else None
         manifests: Manifests | None = None
         if needs_manifests(status):
             try:
@@ -247,6 +269,7 @@ class Executor:
             annotations=dict(annotations),
             generation=generation,
             revert_job=revert_job,
+            delivery_job=delivery_job,
         )
 
     async def read_manifests(self, ref: ReleaseRef, spec: ReleaseSpec) -> Manifests:

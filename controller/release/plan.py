@@ -27,6 +27,7 @@ from controller.models.release import (
     SnapshotStatus,
     StuckStatus,
 )
+from controller.notify.outbox import RecordDelivery, StartDelivery, due, next_attempt, pending
 from controller.release.actions import (
     ANNOTATION_ABORT,
     ANNOTATION_PAUSED,
@@ -154,8 +155,8 @@ def revert_pending(spec: ReleaseSpec, status: ReleaseStatus) -> bool:
 
 
 def settled(spec: ReleaseSpec, status: ReleaseStatus) -> bool:
-    """Nothing more will ever be done for this Release: final, and no revert still to push."""
-    return is_final(status) and not revert_pending(spec, status)
+    """Nothing more will ever be done for this Release: final, no revert still to push, no message to send."""
+    return is_final(status) and not revert_pending(spec, status) and not pending(status.notifications)
 
 
 def needs_manifests(status: ReleaseStatus) -> bool:
@@ -274,7 +275,33 @@ def _user_pause(status: ReleaseStatus, facts: Facts) -> SetPause | None:
 
 
 def plan(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
-    """The next action for this Release."""
+    """The next action for this Release: the push's, else (only when the push would wait) a notification's."""
+    action = _plan_push(spec, status, facts)
+    if isinstance(action, Wait):
+        return plan_delivery(status, facts, action)
+    return action
+
+
+def plan_delivery(status: ReleaseStatus, facts: Facts, wait: Wait) -> Action:
+    """Notifications go out only where the push would wait anyway: fold in a finished delivery task's answers,
+    else start one for the due outbox entries (a background task: the loop never waits for a receiver), else
+    wait — no longer than until the next retry is due."""
+    job = facts.delivery_job
+    if job is not None and not job.running and job.results:
+        return RecordDelivery(job.results)
+    if job is not None and job.running:
+        return wait
+    ready = due(status.notifications, facts.now)
+    if ready:
+        return StartDelivery(tuple(e.key for e in ready))
+    retry = next_attempt(status.notifications)
+    if retry is not None and (wait.until is None or retry < wait.until):
+        return replace(wait, until=retry)
+    return wait
+
+
+def _plan_push(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action:
+    """The push's next action (the cluster and Git sides)."""
     state = machine_state(status)
     if state == "RollingBack" and status.undo is None:
         # the restore goes out first: the cluster stops serving the pushed version before anything else

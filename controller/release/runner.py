@@ -18,6 +18,8 @@ from controller.errors import StoplineError
 from controller.gates.evaluate import breached
 from controller.kube.causes import PROGRESS
 from controller.models.release import FailureStatus, ReleaseSpec, ReleaseStatus, StuckStatus
+from controller.notify.outbox import RecordDelivery, StartDelivery
+from controller.notify.release import record_events
 from controller.reconcile.driver import Context, Driver, Event, mark_invalid
 from controller.release.actions import (
     Action,
@@ -49,7 +51,8 @@ from controller.release.status import reduce
 log = logging.getLogger("stopline.release")
 
 # Status is written before these (they change the world); reads (gates, baselines) need no write first.
-SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, RestoreStrategy, StartRevert)
+# StartDelivery: the outbox entries it sends are written first, so a restart never records them again.
+SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, RestoreStrategy, StartRevert, StartDelivery)
 # A new gate reading that changes no verdict or counter is written at most this often (one PATCH per
 # Release per gate interval otherwise); a restart in between only re-reads the gate.
 READINGS_PERSIST_SECONDS = 5.0
@@ -172,6 +175,8 @@ class ReleaseKind:
         started = self.monotonic()
         if isinstance(action, StartRevert):
             outcome: Outcome = self.executor.start_revert(self.ref, spec, status, self.wake)
+        elif isinstance(action, StartDelivery):
+            outcome = self.executor.start_delivery(self.ref, spec, status, action, self.wake)
         else:
             outcome = await self.executor.execute(self.ref, spec, status, action)
         if not isinstance(action, Wait):
@@ -185,12 +190,18 @@ class ReleaseKind:
             if status.phase == "Pending" and not status.phases and status.message != action.reason:
                 s = status.model_copy(deep=True)
                 s.message = action.reason  # e.g. why the manifests cannot be read yet
-                return s
-            return status
-        after = reduce(spec, status, action, outcome, facts.now)
+                return self._record(spec, s, facts)
+            return self._record(spec, status, facts)
+        after = self._record(spec, reduce(spec, status, action, outcome, facts.now), facts)
         self.hooks.on_step(self.ref, action, outcome, status, after)
         _log_step(self.ref, action, outcome, after)
         return after
+
+    def _record(self, spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> ReleaseStatus:
+        """Events reached in this step go into the outbox in the same status write that records them."""
+        return record_events(
+            spec, status, self.executor.notify_defaults, self.ref.namespace, self.ref.name, self.ref.uid, facts.now
+        )
 
     def events(self, before: ReleaseStatus, after: ReleaseStatus, action: Action, outcome: Outcome) -> Iterable[Event]:
         return release_events(before, after, action, outcome)
@@ -218,7 +229,7 @@ class ReleaseKind:
         if is_final(status) and not self.final_reported:
             self.final_reported = True
             self.hooks.on_final(self.ref, status)
-        return settled(spec, status)
+        return settled(spec, status)  # also waits for the outbox to drain (sent or given up)
 
 
 def _log_step(ref: ReleaseRef, action: Action, outcome: Outcome, after: ReleaseStatus) -> None:
@@ -295,6 +306,28 @@ def _sleep_for(wait: Wait, status: ReleaseStatus, now: datetime, tick: float) ->
     return max(0.0, min((wait.until - now).total_seconds(), cap))
 
 
+def delivery_events(before: ReleaseStatus | Any, after: ReleaseStatus | Any, action: RecordDelivery) -> list[Event]:
+    """NotificationSent per accepted message; a Warning per failed attempt (NotificationFailed, or
+    NotificationGaveUp once retries are exhausted). Names the sink, never its URL or credentials."""
+    old = {e.key: e for e in (before.notifications.outbox if before.notifications else [])}
+    out: list[Event] = []
+    for e in after.notifications.outbox if after.notifications else []:
+        was = old.get(e.key)
+        if was is None or was.attempts == e.attempts:
+            continue
+        what = f"{e.event} to {e.sink_type} sink {e.sink}"
+        if e.state == "Sent":
+            out.append(("Normal", "NotificationSent", f"{what} (attempt {e.attempts})"))
+        elif e.state == "Failed":
+            why = f"{what}: {e.last_error}; gave up after {e.attempts} attempts"
+            out.append(("Warning", "NotificationGaveUp", why))
+        else:
+            nxt = e.next_attempt_at.strftime("%H:%M:%SZ") if e.next_attempt_at else "-"
+            why = f"{what}: {e.last_error}; attempt {e.attempts}, retry at {nxt}"
+            out.append(("Warning", "NotificationFailed", why))
+    return out
+
+
 def _stuck(status: ReleaseStatus, phase: str | None) -> StuckStatus | None:
     if phase is None:
         return status.undo.stuck if status.undo is not None else None
@@ -343,6 +376,8 @@ def release_events(before: ReleaseStatus, after: ReleaseStatus, action: Action, 
         was = _stuck(before, action.phase)
         if was is None or (was.workload, was.reason, was.detail) != action.cause.identity:
             out.append(("Warning", "RolloutStuck" if action.phase else "RestoreStuck", after.message or ""))
+    elif isinstance(action, RecordDelivery):
+        out += delivery_events(before, after, action)
     if isinstance(outcome, ActionFailed):
         out.append(("Warning", "ActionFailed", f"{type(action).__name__}: {outcome.message}"))
     if before.pause_reason != "Inconclusive" and after.pause_reason == "Inconclusive":

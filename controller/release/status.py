@@ -20,6 +20,7 @@ from controller.models.release import (
     StuckStatus,
     UndoStatus,
 )
+from controller.notify.outbox import RecordDelivery, StartDelivery, apply_results
 from controller.release.actions import (
     WATCH_PHASE,
     Action,
@@ -191,6 +192,11 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
             # Some objects of the phase may have been applied before the failure: count the phase as
             # started so the failure rolls back what was touched instead of leaving it half-applied.
             _update_phase(s, action.phase, state="Progressing", started_at=now)
+        return s
+    if isinstance(action, StartDelivery | RecordDelivery):
+        # notifications never touch the push's own record (actionError, message, conditions)
+        if isinstance(action, RecordDelivery):
+            s.notifications = apply_results(s.notifications, action.results, now)
         return s
     if not isinstance(action, Wait):
         s.action_error = None

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from controller.models.common import Condition
 from controller.models.release import GaugeRow, PhaseStatus, ReleaseStatus
+from controller.notify.outbox import summary as notify_summary
 from controller.web.present import (
     DASH,
     age,
@@ -340,6 +341,9 @@ def render_release(
         facts.append(("Batched commits", " ".join(f"<code>{e(short(c))}</code>" for c in s.skipped_commits)))
     if s.revert is not None and s.revert.commit:
         facts.append(("Revert commit", f"<code>{e(s.revert.commit)}</code> ({e(s.revert.state)})"))
+    notes = notify_summary(s.notifications)
+    if notes:
+        facts.append(("Notifications", e(notes)))
     holds = {p.name: p.hold.total_seconds() for p in r.spec.phases} if r.spec else {}
 
     def observed(p: PhaseStatus) -> str:

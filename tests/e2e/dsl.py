@@ -129,6 +129,7 @@ class When:
         watch: str = "0s",
         on_failure: Mapping[str, Any] | None = None,
         prometheus_url: str | None = None,
+        notify: Sequence[Mapping[str, Any]] = (),
     ) -> str:
         name = name or f"app-{revision[:7]}"
         spec: dict[str, Any] = {
@@ -141,6 +142,8 @@ class When:
             spec["onFailure"] = dict(on_failure)
         if prometheus_url is not None:
             spec["prometheus"] = {"url": prometheus_url}
+        if notify:
+            spec["notify"] = [dict(n) for n in notify]
         body = {"apiVersion": API, "kind": "Release", "metadata": {"name": name}, "spec": spec}
         apply(json.dumps(body), self.namespace)
         return name
@@ -198,6 +201,25 @@ class Then:
             if row.get("gate") == gate and row.get("phase") == phase:
                 return dict(row)
         raise AssertionError(f"no gauges row {gate}/{phase} in {json.dumps(status.get('gauges'), indent=1)}")
+
+    def outbox(self, name: str, kind: str = "release") -> list[dict[str, Any]]:
+        """The object's notification outbox (status.notifications.outbox)."""
+        return list((self.status(kind, name).get("notifications") or {}).get("outbox") or [])
+
+    def notifications_sent(
+        self, name: str, count: int, timeout: float = 60, kind: str = "release"
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` outbox entries are Sent and none is Pending; returns the outbox."""
+
+        def done() -> list[dict[str, Any]] | None:
+            box = self.outbox(name, kind)
+            sent = [e for e in box if e.get("state") == "Sent"]
+            return box if len(sent) == count and not any(e.get("state") == "Pending" for e in box) else None
+
+        result: list[dict[str, Any]] = wait_for(
+            done, timeout=timeout, message=f"{count} notification(s) of {name} Sent"
+        )
+        return result
 
     def events(self, name: str) -> list[dict[str, Any]]:
         out = kubectl_json(

@@ -730,3 +730,16 @@ def test_dockerfile_matches_chart() -> None:
     assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0"
     assert re.search(r"apt-get install .*\bgit\b", dockerfile), "GitPython needs the git binary"
     assert "pip install ." in dockerfile
+
+
+def test_notify_defaults_reach_the_controller_and_its_secrets_are_readable(render: Render) -> None:
+    from controller.settings import Settings
+
+    sinks = [{"name": "chat", "slack": {"urlSecretRef": {"name": "stopline-notify", "key": "slack-url"}}}]
+    objects = render({"notify": sinks, "watch": {"namespaces": ["shop"]}})
+    env = {e["name"]: e.get("value") for e in _container(objects)["env"]}
+    settings = Settings.from_env({"STOPLINE_NOTIFY": env["STOPLINE_NOTIFY"], "POD_NAMESPACE": "stopline-system"})
+    assert [s.name for s in settings.notify] == ["chat"] and settings.notify_namespace == "stopline-system"
+    roles = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith("-notify")]
+    assert [r["rules"] for r in roles] == [[{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]]
+    assert "STOPLINE_NOTIFY" not in {e["name"] for e in _container(render())["env"]}

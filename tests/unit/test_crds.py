@@ -17,11 +17,13 @@ from pydantic import BaseModel, ValidationError
 
 import controller.models.common as models_common
 import controller.models.experiment as models_experiment
+import controller.models.notify as models_notify
 import controller.models.release as models_release
 import controller.models.track as models_track
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.crd import KINDS, Kind, render
 from controller.models.experiment import ExperimentSpec
+from controller.models.notify import EmailSink, Sink, WebhookSink
 from controller.models.release import (
     Gate,
     GitSource,
@@ -246,6 +248,12 @@ CEL_PLACES: list[tuple[str, str, type[BaseModel]]] = [
     ("Track", ".spec.template", ReleaseTemplate),
     ("Track", ".spec.template.phases[]", Phase),
     ("Track", ".spec.template.gates[]", Gate),
+    ("Release", ".spec.notify[]", Sink),
+    ("Release", ".spec.notify[].webhook", WebhookSink),
+    ("Release", ".spec.notify[].email", EmailSink),
+    ("Track", ".spec.template.notify[]", Sink),
+    ("Track", ".spec.template.notify[].webhook", WebhookSink),
+    ("Track", ".spec.template.notify[].email", EmailSink),
     ("Experiment", ".spec", ExperimentSpec),
 ]
 
@@ -270,7 +278,7 @@ def _declares_cel(obj: object, module: ModuleType) -> bool:
 
 def test_every_cel_rule_in_the_models_is_placed() -> None:
     """No model with CEL rules is missing from CEL_PLACES, so none can be silently dropped."""
-    modules = (models_common, models_release, models_track, models_experiment)
+    modules = (models_common, models_release, models_track, models_experiment, models_notify)
     declaring = {obj for module in modules for obj in vars(module).values() if _declares_cel(obj, module)}
     assert declaring == {model for _, _, model in CEL_PLACES}
 
