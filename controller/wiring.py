@@ -196,7 +196,7 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     cluster = Cluster(client)
     tools = Tools(kustomize=settings.kustomize, helm=settings.helm, timeout=settings.render_timeout_seconds)
     git = GitAdapter(RepoCache(settings.repo_cache, timeout=settings.git_timeout_seconds, tools=tools), objects)
-    prometheus = PrometheusProvider(clock=clock, connections=settings.max_threads)
+    prometheus = PrometheusProvider(clock=clock)
     deliveries = Deliveries(Sender(objects, settings.notify_namespace, clock))
     executor = Executor(
         cluster=cluster,

@@ -20,13 +20,15 @@ is a Measurement with ``error`` (Inconclusive), an empty vector is no data.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import math
 import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -41,6 +43,9 @@ from controller.gates.evaluate import Measurement
 from controller.gates.providers.promql import PART_LABEL, with_sample_time
 from controller.gates.schedule import ScrapeClock
 
+_T = TypeVar("_T")
+PROMETHEUS_THREADS = 8
+"""Threads (and kept connections) for Prometheus queries; identical queries share one request."""
 CLOCK_IDLE = 600.0
 """A query's scrape clock is forgotten after this many seconds without a reading."""
 
@@ -132,10 +137,14 @@ class PrometheusProvider:
         timeout: float = 5.0,
         max_age: float = 0.4,
         clock: Callable[[], datetime] = _now,
-        connections: int = 10,
+        threads: int = PROMETHEUS_THREADS,
     ) -> None:
         self._timeout = timeout
-        self._connections = connections
+        self._threads = threads
+        # Queries run on threads of their own, never queued behind Kubernetes calls on the shared I/O
+        # pool: at 500 Releases a gate reading waited seconds there for a thread while the API server was
+        # busy, and every hold's end waited with it.
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stopline-prom")
         self._max_age = max_age
         self._clock = clock
         self._clients: dict[str, PrometheusConnect] = {}
@@ -146,16 +155,19 @@ class PrometheusProvider:
         self.requests = 0
         """Requests sent to Prometheus (shared and cached answers do not count)."""
 
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
+
     def _client(self, url: str) -> PrometheusConnect:
         if url not in self._clients:
             # retry=0: the library's default (3 retries, backoff) turned a 5 s timeout into ~26 s per reading
-            # A connection per I/O thread (requests keeps 10 per host): every thread may be reading a gate.
+            # A connection per query thread, kept: none dropped and reopened under load.
             # PrometheusConnect mounts a default-sized adapter at the URL; ours replaces it, same prefix.
             session = requests.Session()
             self._clients[url] = PrometheusConnect(
                 url=url, disable_ssl=False, timeout=math.ceil(self._timeout), retry=Retry(total=0), session=session
             )
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._connections, max_retries=Retry(total=0))
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._threads, max_retries=Retry(total=0))
             session.mount(url, adapter)
         return self._clients[url]
 
@@ -219,12 +231,12 @@ class PrometheusProvider:
         Series without the first label are skipped; a missing later label reads as ``""``.
         """
         self.requests += 1
-        return await asyncio.to_thread(self._table_blocking, url, query, labels)
+        return await self._run(self._table_blocking, url, query, labels)
 
     async def query_by(self, url: str, query: str, label: str) -> dict[str, float]:
         """An instant vector as ``{value of label: number}``; raises MetricsError when it cannot be read."""
         self.requests += 1
-        return await asyncio.to_thread(self._vector_blocking, url, query, label)
+        return await self._run(self._vector_blocking, url, query, label)
 
     async def query(self, url: str, query: str) -> Measurement:
         """Run an instant query; shares in-flight requests and very recent answers."""
@@ -250,7 +262,7 @@ class PrometheusProvider:
     async def _fetch(self, key: tuple[str, str]) -> Measurement:
         try:
             self.requests += 1
-            m, sample_at = await asyncio.to_thread(self._query_blocking, *key)
+            m, sample_at = await self._run(self._query_blocking, *key)
             now = time.monotonic()
             wall = self._clock().timestamp()
             clock = self._clocks.get(key)
