@@ -23,6 +23,7 @@ from controller.models.common import API_GROUP, API_VERSION
 from controller.models.crd import KINDS, Kind, render
 from controller.models.experiment import ExperimentSpec
 from controller.models.release import (
+    CompareGate,
     Gate,
     GitSource,
     HelmSource,
@@ -238,6 +239,7 @@ CEL_PLACES: list[tuple[str, str, type[BaseModel]]] = [
     ("Release", ".spec", ReleaseSpec),
     ("Release", ".spec.phases[]", Phase),
     ("Release", ".spec.gates[]", Gate),
+    ("Release", ".spec.gates[].compare", CompareGate),
     ("Release", ".spec.source", ReleaseSource),
     ("Release", ".spec.source.helm", HelmSource),
     ("Track", ".spec", TrackSpec),
@@ -246,6 +248,7 @@ CEL_PLACES: list[tuple[str, str, type[BaseModel]]] = [
     ("Track", ".spec.template", ReleaseTemplate),
     ("Track", ".spec.template.phases[]", Phase),
     ("Track", ".spec.template.gates[]", Gate),
+    ("Track", ".spec.template.gates[].compare", CompareGate),
     ("Experiment", ".spec", ExperimentSpec),
 ]
 
