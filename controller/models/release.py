@@ -281,7 +281,7 @@ class CompareGate(Model):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            ("self.alpha > 0.0 && self.alpha < 1.0", "alpha must be between 0 and 1 (exclusive)"),
+            ("!has(self.alpha) || (self.alpha > 0.0 && self.alpha < 1.0)", "alpha must be between 0 and 1 (exclusive)"),
             ("!has(self.window) || duration(self.window) > duration('0s')", "window must be positive"),
             ("!has(self.step) || duration(self.step) >= duration('100ms')", "step must be at least 100ms"),
         )
