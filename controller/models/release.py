@@ -720,6 +720,7 @@ class GaugeRow(StatusModel):
 
     gate: str = Field(description="Gate name.")
     phase: str = Field(description="Phase name, or 'watch'.")
+    kind: str = Field(default="query", description="What judges the gate: query, experiment, compare, ...")
     pre_push: float | None = Field(default=None, description="Value captured just before the phase changed anything.")
     post_push: float | None = Field(default=None, description="Latest value during the hold.")
     delta: float | None = Field(default=None, description="postPush - prePush.")
