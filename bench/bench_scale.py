@@ -20,10 +20,10 @@ With ``--shards N`` it starts N controller replicas (``--shards N``, the same ``
 identities ``<prefix>-r<i>``), waits until each holds its fair share of the shard Leases, samples each
 one and prints every replica's peak RSS.
 
-Targets: peak RSS / 300 MiB ≤ 1 (per replica); threads bounded (≤ 48: no thread per Release) whatever the number of Releases;
-Prometheus queries far fewer than gate readings; a hold's end → the phase completed p95 ≤ 1 s; ≤ 10 API
-reads per rollout (GET/LIST served by the API server during the run, Leases and this script's own
-``LIST releases`` left out, over the number of phase rollouts).
+Targets: peak RSS / 300 MiB ≤ 1 (per replica); threads bounded (≤ 48: no thread per Release) whatever
+the number of Releases; Prometheus queries far fewer than gate readings; a hold's end → the phase
+completed p95 ≤ 1 s; ≤ 10 API reads per rollout (GET/LIST served by the API server during the run,
+Leases and this script's own ``LIST releases`` left out, over the number of phase rollouts).
 
 Run it on a stack of its own made with ``STOPLINE_STACK_PROFILE=bench`` (hack/stack.sh): the
 controller-manager's default throttle (20 requests/s, 5 concurrent Deployment syncs) otherwise sets the

@@ -33,6 +33,7 @@ from controller.models.common import Condition
 from controller.models.release import GaugeRow, ReleaseStatus
 from controller.notify.outbox import summary as notify_summary
 from controller.release.actions import ANNOTATION_ABORT, ANNOTATION_PAUSED, ANNOTATION_PROMOTE
+from controller.track.daily import DAILY_DAYS, last_days
 from controller.track.plan import ANNOTATION_LOCK, ANNOTATION_UNLOCK
 from controller.web.present import (
     DASH,
@@ -303,6 +304,26 @@ def history_table(t: TrackView, limit: int | None = None) -> Table:
     return table
 
 
+def days_table(t: TrackView, days: int, at: datetime) -> Table:
+    """A Track's outcomes per UTC day (``status.daily``), newest day first, with totals."""
+    rows = last_days(t.status.daily, at, days)
+    table = Table(title=f"Past {days} days (UTC)", title_justify="left")
+    for header in ("Day", "Pushes", "Succeeded", "Rolled back", "Reverted", "Failed"):
+        table.add_column(header, no_wrap=True, justify="left" if header == "Day" else "right")
+    for d in reversed(rows):
+        table.add_row(
+            _t(d.day),
+            _t(d.pushes),
+            _t(d.succeeded),
+            _t(d.rollbacks, "red" if d.rollbacks else ""),
+            _t(d.reverts),
+            _t(d.failed),
+        )
+    totals = [sum(getattr(d, f) for d in rows) for f in ("pushes", "succeeded", "rollbacks", "reverts", "failed")]
+    table.add_row(_t("total", "bold"), *(_t(n, "bold") for n in totals))
+    return table
+
+
 def _stuck_fact(s: ReleaseStatus) -> list[tuple[str, Text | str]]:
     """The "Stuck" line, right below the phase: why the rollout or restore is not Available yet."""
     text, found = stuck_text(s), current_stuck(s)
@@ -490,11 +511,26 @@ def history(
     namespace: NamespaceOpt = None,
     output: OutputOpt = Output.table,
     context: ContextOpt = None,
+    days: Annotated[
+        int | None,
+        typer.Option("--days", min=1, max=DAILY_DAYS, help="Outcomes per day for the last N days (status.daily)."),
+    ] = None,
 ) -> None:
-    """The Track's pushes, newest first: revision, Release, result, duration, failed gate, revert."""
+    """The Track's pushes, newest first: revision, Release, result, duration, failed gate, revert.
+
+    With --days N: pushes, successes, rollbacks and reverts per UTC day instead (kept for 40 days,
+    whatever historyLimit)."""
     with exit_on_error():
         api = _connect(namespace, context)
         t = _track(api, track)
+        if days is not None:
+            if output is not Output.table:
+                _dump(
+                    [d.model_dump(mode="json", by_alias=True) for d in last_days(t.status.daily, now(), days)], output
+                )
+                return
+            _console().print(days_table(t, days, now()))
+            return
         if output is not Output.table:
             _dump([h.model_dump(mode="json", by_alias=True) for h in t.status.history], output)
             return

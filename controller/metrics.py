@@ -6,6 +6,7 @@ Fed by the release loop through :class:`controller.release.runner.Hooks` (see :m
 * ``stopline_rollbacks_total``                   restores carried out (every touched Deployment back to its snapshot)
 * ``stopline_reverts_total{state}``              git reverts by outcome (Pushed, AlreadyReverted, Conflict, Error, ...)
 * ``stopline_gate_evaluations_total{verdict}``   gate readings folded into the gauges, by verdict
+* ``stopline_gate_verdicts_total{kind,verdict}`` the same by gate kind (query, experiment, compare, ...)
 * ``stopline_gate_evaluation_seconds``           time to read the due gates of one evaluation round
 * ``stopline_detect_to_rollback_seconds``        first breaching reading → restore done (the DESIGN §6 target)
 * ``stopline_reconcile_errors_total{kind}``      failed actions and crashed loops, by resource kind
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,7 +35,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from controller.models.notify import NOTIFY_EVENTS, SINK_TYPES, NotificationsStatus
-from controller.models.release import FINAL_PHASES, GaugeRow, ReleaseStatus
+from controller.models.release import FINAL_PHASES, GateKind, GaugeRow, ReleaseStatus
 from controller.notify.outbox import RecordDelivery, pending
 from controller.release.actions import Action, ActionFailed, EvaluateGates, Outcome, RecordRevert, Undo, Undone
 from controller.release.executor import ReleaseRef
@@ -67,6 +69,12 @@ class ControllerMetrics:
         )
         self.gate_evaluations = Counter(
             "stopline_gate_evaluations", "Gate readings folded into the gauges, by verdict.", ["verdict"], registry=r
+        )
+        self.gate_verdicts = Counter(
+            "stopline_gate_verdicts",
+            "Gate readings folded into the gauges, by gate kind (query, experiment, compare, ...) and verdict.",
+            ["kind", "verdict"],
+            registry=r,
         )
         self.gate_seconds = Histogram(
             "stopline_gate_evaluation_seconds",
@@ -128,6 +136,8 @@ class ControllerMetrics:
             self.paused_releases.labels(reason)
         for verdict in ("Pass", "Fail", "Inconclusive", "Error"):
             self.gate_evaluations.labels(verdict)
+            for kind in get_args(GateKind):
+                self.gate_verdicts.labels(kind, verdict)
         for result in sorted(FINAL):
             self.releases.labels(result)
         for kind in ("Release", "Track", "Experiment"):
@@ -257,6 +267,7 @@ class ControllerMetrics:
             if row.readings <= (prev.readings if prev is not None else 0):
                 continue  # not read this round
             self.gate_evaluations.labels(row.verdict).inc()
+            self.gate_verdicts.labels(row.kind, row.verdict).inc()
             where = (row.gate, row.phase)
             if row.breaches > 0 and where not in streaks and row.at is not None:
                 streaks[where] = row.at

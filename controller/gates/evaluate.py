@@ -162,7 +162,9 @@ def tripped(gate: Gate, row: GaugeRow) -> bool:
 
 def new_row(gate: Gate, phase: str, pre: float | None) -> GaugeRow:
     """An empty gauges row for a gate in a phase, with its pre-push value."""
-    return GaugeRow(gate=gate.name, phase=phase, pre_push=pre, threshold=threshold_text(gate), dry_run=gate.dry_run)
+    return GaugeRow(
+        gate=gate.name, phase=phase, kind=gate.kind, pre_push=pre, threshold=threshold_text(gate), dry_run=gate.dry_run
+    )
 
 
 def record(gate: Gate, row: GaugeRow, measurement_value: float | None, judgement: Judgement, at: datetime) -> GaugeRow:

@@ -266,16 +266,127 @@ class ExperimentGate(Model):
     )
 
 
+CompareDirection = Literal["increase", "decrease", "either"]
+
+
+class CompareGate(Model):
+    """Judge the pushed pods against the not-yet-pushed baseline pods of the phase, at the same time.
+
+    The query is evaluated twice over the same window (a range query, one sample per ``step``): once
+    with ``{{ workloads }}`` / ``{{ pods }}`` naming the workloads this phase and earlier ones pushed
+    (the canary), once naming the workloads later phases will push (the baseline). The pooled samples
+    of the two groups are compared with a Mann-Whitney U test; the push fails only when the difference
+    is significant (p < alpha) and the canary's median is worse than the baseline's by more than the
+    effect bound. A drift both groups share (diurnal load) therefore passes.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("!has(self.alpha) || (self.alpha > 0.0 && self.alpha < 1.0)", "alpha must be between 0 and 1 (exclusive)"),
+            ("!has(self.window) || duration(self.window) > duration('0s')", "window must be positive"),
+            ("!has(self.step) || duration(self.step) >= duration('100ms')", "step must be at least 100ms"),
+        )
+    )
+
+    query: str = Field(
+        description=(
+            "PromQL evaluated for each group; {{ workloads }} is an anchored regex alternation of the group's "
+            "workload names (e.g. (web-canary)), {{ pods }} one matching their pods' names (Deployment, "
+            "StatefulSet and DaemonSet pod naming); {{ phase }}, {{ revision }}, {{ namespace }} as in query "
+            'gates. E.g. latency_seconds{namespace="{{ namespace }}", workload=~"{{ workloads }}"}.'
+        ),
+        min_length=1,
+    )
+    window: Duration = Field(
+        default=timedelta(minutes=5),
+        description="Compare at most this much of the phase: from when it became Available, capped to the last window.",
+    )
+    step: Duration = Field(
+        default=timedelta(seconds=1),
+        description=(
+            "Range-query step: one sample per series per step. Set it to the series' scrape interval: a shorter "
+            "step repeats samples and overstates significance."
+        ),
+    )
+    alpha: float = Field(
+        default=0.05, description="Significance level of the Mann-Whitney U test, in (0, 1).", gt=0, lt=1
+    )
+    direction: CompareDirection = Field(
+        default="increase",
+        description=(
+            "Which difference is bad: increase (canary higher, e.g. latency, errors; one-sided test), "
+            "decrease (canary lower, e.g. throughput; one-sided) or either (two-sided)."
+        ),
+    )
+    max_increase_percent: float | None = Field(
+        default=None,
+        description=(
+            "Effect bound: a significant increase fails only when the canary's median exceeds the baseline's by "
+            "more than this percent of |baseline median| (default 0: any significant increase)."
+        ),
+        ge=0,
+    )
+    max_decrease_percent: float | None = Field(
+        default=None,
+        description="Effect bound for decreases, as maxIncreasePercent (default 0: any significant decrease).",
+        ge=0,
+    )
+    min_effect_size: float | None = Field(
+        default=None,
+        description=(
+            "Also require |Cliff's delta| (rank-biserial correlation, in [0, 1]) at least this large to fail "
+            "(0.147 small, 0.33 medium, 0.474 large)."
+        ),
+        ge=0,
+        le=1,
+    )
+    min_samples: int = Field(
+        default=10, description="Samples each group needs before a verdict (fewer: Inconclusive).", ge=1
+    )
+
+    @field_validator("alpha", "max_increase_percent", "max_decrease_percent", "min_effect_size")
+    @classmethod
+    def _finite_number(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @field_validator("window")
+    @classmethod
+    def _positive_window(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("window must be positive")
+        return v
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, v: timedelta) -> timedelta:
+        if v < timedelta(milliseconds=100):
+            raise ValueError("step must be at least 100ms")
+        return v
+
+
+GateKind = Literal["query", "experiment", "compare"]
+
+
 class Gate(Model):
     """A metric check evaluated during every hold and the watch window."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            ("has(self.query) != has(self.experiment)", "set exactly one of query or experiment"),
+            (
+                "[has(self.query), has(self.experiment), has(self.compare)].filter(x, x).size() == 1",
+                "set exactly one of query, experiment or compare",
+            ),
             (
                 "!has(self.query) || has(self.min) || has(self.max) || has(self.maxIncreasePercent)"
                 " || has(self.maxDecreasePercent)",
                 "a query gate needs at least one bound: min, max, maxIncreasePercent or maxDecreasePercent",
+            ),
+            (
+                "!has(self.compare) || !(has(self.min) || has(self.max) || has(self.maxIncreasePercent)"
+                " || has(self.maxDecreasePercent))",
+                "a compare gate takes its bounds inside compare",
             ),
             ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not be greater than max"),
             ("!has(self.interval) || duration(self.interval) >= duration('100ms')", "interval must be at least 100ms"),
@@ -293,6 +404,9 @@ class Gate(Model):
         min_length=1,
     )
     experiment: ExperimentGate | None = Field(default=None, description="Judge by an Experiment instead of a query.")
+    compare: CompareGate | None = Field(
+        default=None, description="Judge the pushed pods against the baseline pods (Mann-Whitney U) instead of a query."
+    )
     min: float | None = Field(default=None, description="Fail when the value is below this.")
     max: float | None = Field(default=None, description="Fail when the value is above this.")
     max_increase_percent: float | None = Field(
@@ -345,8 +459,8 @@ class Gate(Model):
 
     @model_validator(mode="after")
     def _source_and_bounds(self) -> Gate:
-        if (self.query is None) == (self.experiment is None):
-            raise ValueError(f"gate {self.name!r}: set exactly one of query or experiment")
+        if [self.query, self.experiment, self.compare].count(None) != 2:
+            raise ValueError(f"gate {self.name!r}: set exactly one of query, experiment or compare")
         bounds = (self.min, self.max, self.max_increase_percent, self.max_decrease_percent)
         if self.query is not None and all(b is None for b in bounds):
             raise ValueError(
@@ -354,9 +468,16 @@ class Gate(Model):
             )
         if self.experiment is not None and any(b is not None for b in bounds):
             raise ValueError(f"gate {self.name!r}: an experiment gate takes no numeric bounds")
+        if self.compare is not None and any(b is not None for b in bounds):
+            raise ValueError(f"gate {self.name!r}: a compare gate takes its bounds inside compare")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"gate {self.name!r}: min ({self.min}) is greater than max ({self.max})")
         return self
+
+    @property
+    def kind(self) -> GateKind:
+        """What judges the gate: the ``kind`` label of the verdict metrics and the gauges rows."""
+        return "compare" if self.compare is not None else "experiment" if self.experiment is not None else "query"
 
 
 UndoMode = Literal["fast", "rolling"]
@@ -410,6 +531,10 @@ _TEMPLATE_RULES: tuple[tuple[str, str], ...] = (
         "only the last phase may set remaining: true",
     ),
     *NOTIFY_RULES,
+    (
+        "!has(self.gates) || self.phases.size() > 1 || self.gates.all(g, !has(g.compare))",
+        "a compare gate needs a phase with later phases to compare with (it is skipped in the last phase and watch)",
+    ),
 )
 
 
@@ -500,6 +625,12 @@ class ReleaseTemplate(Model):
             unknown = sorted(set(g.phases or ()) - phase_names)
             if unknown:
                 raise ValueError(f"gate {g.name!r} lists unknown phase(s): {', '.join(unknown)}")
+            judged = [p for p in (g.phases or phase_names) if p not in ("watch", self.phases[-1].name)]
+            if g.compare is not None and not judged:
+                raise ValueError(
+                    f"gate {g.name!r}: a compare gate needs a phase with later phases to compare with "
+                    "(it is skipped in the last phase and the watch window)"
+                )
         return self
 
 
@@ -606,6 +737,7 @@ class GaugeRow(StatusModel):
 
     gate: str = Field(description="Gate name.")
     phase: str = Field(description="Phase name, or 'watch'.")
+    kind: str = Field(default="query", description="What judges the gate: query, experiment, compare, ...")
     pre_push: float | None = Field(default=None, description="Value captured just before the phase changed anything.")
     post_push: float | None = Field(default=None, description="Latest value during the hold.")
     delta: float | None = Field(default=None, description="postPush - prePush.")

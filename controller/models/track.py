@@ -106,6 +106,20 @@ class HistoryEntry(StatusModel):
     revert_waived_by: str | None = Field(
         default=None, description="Who unlocked without the revert: the rolled-back commit stayed on the branch."
     )
+    counted: bool = Field(
+        default=False, description="The outcome is in status.daily (so observing it again never counts it twice)."
+    )
+
+
+class DailyCount(StatusModel):
+    """One UTC day of a Track's push outcomes: feeds the 30-day graph and `stopline history --days`."""
+
+    day: str = Field(description="UTC day, YYYY-MM-DD.", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    pushes: int = Field(default=0, description="Pushes that finished this day (any result).", ge=0)
+    succeeded: int = Field(default=0, description="Pushes that passed every gate.", ge=0)
+    rollbacks: int = Field(default=0, description="Pushes rolled back (a gate failed, or aborted).", ge=0)
+    failed: int = Field(default=0, description="Pushes that failed without a rollback.", ge=0)
+    reverts: int = Field(default=0, description="Rolled-back pushes whose revert commit was on the branch.", ge=0)
 
 
 class TrackStatus(StatusModel):
@@ -120,6 +134,10 @@ class TrackStatus(StatusModel):
     commit_lock: CommitLock = Field(default_factory=CommitLock, description="Commit lock status.")
     push_lock: PushLock = Field(default_factory=PushLock, description="Push lock status.")
     history: list[HistoryEntry] = Field(default_factory=list, description="Last pushes, newest first.")
+    daily: list[DailyCount] = Field(
+        default_factory=list,
+        description="Push outcomes per UTC day, oldest first, for the last 40 days (independent of historyLimit).",
+    )
     ignored_reverts: list[str] = Field(default_factory=list, description="Revert commits stopline pushed itself.")
     missing_reverts: list[MissingRevert] = Field(
         default_factory=list,

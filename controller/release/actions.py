@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from controller.gates.compare import CompareReading
 from controller.gates.evaluate import Measurement
 from controller.notify.outbox import DeliveryJob, RecordDelivery, StartDelivery
 from controller.release.assign import ManifestObject, PhaseContents
@@ -314,6 +315,7 @@ class Readings:
 
     values: Mapping[str, Measurement]
     experiments: Mapping[str, tuple[str | None, bool | None]] = field(default_factory=dict)
+    compares: Mapping[str, CompareReading] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

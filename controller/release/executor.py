@@ -14,11 +14,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from controller.errors import ApplyIncomplete, StoplineError
+from controller.gates.compare import CompareReading, render_compare, step_seconds
+from controller.gates.compare import groups as compare_groups
+from controller.gates.compare import window as compare_window
 from controller.gates.evaluate import Measurement, render_query
 from controller.gates.providers.base import MetricsProvider
 from controller.gitops.results import CommitInfo
 from controller.models.notify import Sink
-from controller.models.release import ReleaseSpec, ReleaseStatus
+from controller.models.release import Gate, ReleaseSpec, ReleaseStatus
 from controller.notify.delivery import Deliveries
 from controller.notify.outbox import StartDelivery, effective_sinks
 from controller.release.actions import (
@@ -305,7 +308,8 @@ class Executor:
             secret = cm if any(split_key(k)[0] == "Secret" for k in taken) else None
             return SnapshotTaken(cm, tuple(taken), tuple(absent), secret)
         if isinstance(action, CaptureBaseline | EvaluateGates):
-            return await self.read_gates(ref, spec, action.phase, action.gates)
+            judging = status if isinstance(action, EvaluateGates) else None  # compare gates have no pre-push
+            return await self.read_gates(ref, spec, action.phase, action.gates, judging)
         if isinstance(action, ApplyPhase):
             return await self.apply_phase(ref, spec, action)
         if isinstance(action, Undo):
@@ -337,8 +341,11 @@ class Executor:
             return ActionFailed(str(exc), permanent=_permanent(exc), applied=uids)
         return Applied(uids, tuple(pruned))
 
-    async def read_gates(self, ref: ReleaseRef, spec: ReleaseSpec, phase: str, names: Iterable[str]) -> Readings:
-        """Read the named gates concurrently (identical queries are shared by the provider)."""
+    async def read_gates(
+        self, ref: ReleaseRef, spec: ReleaseSpec, phase: str, names: Iterable[str], status: ReleaseStatus | None = None
+    ) -> Readings:
+        """Read the named gates concurrently (identical queries are shared by the provider); compare gates
+        only with the status (their groups and window come from its phases)."""
         wanted = set(names)
         gates = [g for g in gates_for(spec, phase) if g.name in wanted]
         url = spec.prometheus.url if spec.prometheus else self.default_prometheus
@@ -364,8 +371,46 @@ class Executor:
 
         tasks = [one(g.name, g.query) for g in gates if g.query is not None]
         tasks += [exp(g.name, g.experiment.name) for g in gates if g.experiment is not None]
+        compares: dict[str, CompareReading] = {}
+        if status is not None:
+            tasks += [self._compare(ref, spec, status, phase, g, url, compares) for g in gates if g.compare is not None]
         await asyncio.gather(*tasks)
-        return Readings(values, experiments)
+        return Readings(values, experiments, compares)
+
+    async def _compare(
+        self,
+        ref: ReleaseRef,
+        spec: ReleaseSpec,
+        status: ReleaseStatus,
+        phase: str,
+        gate: Gate,
+        url: str | None,
+        out: dict[str, CompareReading],
+    ) -> None:
+        """Both groups of a compare gate over the same window, read at the same time."""
+        assert gate.compare is not None
+        now = self.clock()
+        if url is None:
+            out[gate.name] = CompareReading(now, error="no Prometheus URL configured")
+            return
+        canary, baseline = compare_groups(status.phases, phase)
+        if not baseline:
+            out[gate.name] = CompareReading(now, error=f"no baseline: no phase after {phase} has workloads")
+            return
+        try:
+            queries = [
+                render_compare(
+                    gate.compare.query, keys, phase=phase, revision=spec.source.revision, namespace=ref.namespace
+                )
+                for keys in (canary, baseline)
+            ]
+        except ValueError as exc:
+            out[gate.name] = CompareReading(now, error=str(exc), invalid_query=True)
+            return
+        start, end = compare_window(gate.compare, next((p for p in status.phases if p.name == phase), None), now)
+        step = step_seconds(gate.compare)
+        got = await asyncio.gather(*(self.metrics.query_range(url, q, start, end, step) for q in queries))
+        out[gate.name] = CompareReading(end, canary=got[0], baseline=got[1])
 
     async def undo(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Undo) -> Undone:
         """Restore every snapshotted object and delete what the push created (the git revert runs apart)."""

@@ -165,8 +165,16 @@ def needs_manifests(status: ReleaseStatus) -> bool:
 
 
 def gates_for(spec: ReleaseSpec, phase: str) -> list[Gate]:
-    """Gates that judge the given phase (or ``watch``)."""
-    return [g for g in spec.gates if g.phases is None or phase in g.phases]
+    """Gates that judge the given phase (or ``watch``).
+
+    A compare gate never judges the last phase or the watch window: nothing is left unpushed there to
+    compare with (see :mod:`controller.gates.compare`)."""
+    last = spec.phases[-1].name
+    return [
+        g
+        for g in spec.gates
+        if (g.phases is None or phase in g.phases) and not (g.compare is not None and phase in (last, WATCH_PHASE))
+    ]
 
 
 def reading_interval(gate: Gate, status: ReleaseStatus, phase: str, now: datetime) -> timedelta:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from controller.gates.compare import fold as fold_compare
 from controller.gates.evaluate import judge, judge_experiment, new_row, outage, record
 from controller.gates.schedule import next_reading
 from controller.models.common import ConditionStatus, format_duration, person_name, set_condition
@@ -343,6 +344,11 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
         if gate.experiment is not None:
             decision, srm_ok = out.experiments.get(gate.name, (None, None))
             _upsert_row(s, record(gate, row, None, judge_experiment(gate, decision, srm_ok), now))
+            continue
+        if gate.compare is not None:
+            reading = out.compares.get(gate.name)
+            if reading is not None:
+                _upsert_row(s, fold_compare(gate, row, reading, now))
             continue
         m = out.values.get(gate.name)
         if m is not None:

@@ -22,6 +22,7 @@ from datetime import datetime
 from controller.models.common import Token, parse_token
 from controller.models.release import FINAL_PHASES
 from controller.models.track import HistoryEntry, MissingRevert, TrackSpec, TrackStatus
+from controller.track.daily import count_outcome
 
 ANNOTATION_UNLOCK = "stopline.dev/unlock"
 ANNOTATION_LOCK = "stopline.dev/lock"
@@ -289,6 +290,9 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
         s.push_lock.since = None
         for i, h in enumerate(s.history):
             if h.release == cur.name:
+                if not h.counted:  # once per outcome: a second observation finds the mark
+                    reverted = cur.revert_commit is not None
+                    s.daily = count_outcome(s.daily, cur.completed_at or now, result, reverted=reverted, now=now)
                 s.history[i] = h.model_copy(
                     update={
                         "result": result,
@@ -296,6 +300,7 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
                         "duration_seconds": _duration(cur),
                         "failed_gate": cur.failed_gate,
                         "revert_commit": cur.revert_commit,
+                        "counted": True,
                     }
                 )
         if cur.exists and cur.revert_missing and cur.revision:

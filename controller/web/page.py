@@ -469,7 +469,7 @@ def render_track(
         + f"</dl><h2>Past {days} days</h2>"
         + '<p class="legend"><span style="background:#4a7bd0"></span>pushes'
         + '<span style="background:#d0342c"></span>rolled back</p>'
-        + rollback_graph(s.history, now, days)
+        + rollback_graph(s.history, now, days, s.daily)
         + "<h2>History</h2>"
         + _table(
             ("Finished", "Revision", "Release", "Result", "Took", "Failed gate", "Revert", "Batched"),

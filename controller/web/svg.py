@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from html import escape
 
-from controller.models.track import HistoryEntry
+from controller.models.track import DailyCount, HistoryEntry
+from controller.track.daily import last_days
 
 ROLLBACK_RESULTS = frozenset({"RolledBack"})
 WIDTH = 720
@@ -35,8 +36,15 @@ def _day(entry: HistoryEntry) -> date | None:
     return when.date()
 
 
-def daily_counts(history: Iterable[HistoryEntry], now: datetime, days: int = 30) -> list[DayCount]:
-    """One entry per day for the ``days`` days ending today (UTC), oldest first."""
+def daily_counts(
+    history: Iterable[HistoryEntry], now: datetime, days: int = 30, daily: Sequence[DailyCount] = ()
+) -> list[DayCount]:
+    """One entry per day for the ``days`` days ending today (UTC), oldest first.
+
+    From the Track's per-day counts (``status.daily``, which cover 40 days whatever ``historyLimit``) when
+    it has any; a status written before them is drawn from the history it has."""
+    if daily:
+        return [DayCount(date.fromisoformat(d.day), d.pushes, d.rollbacks) for d in last_days(daily, now, days)]
     today = (now.astimezone(UTC) if now.tzinfo is not None else now).date()
     first = today - timedelta(days=days - 1)
     pushes: dict[date, int] = {}
@@ -60,9 +68,11 @@ def _nice_max(n: int) -> int:
     return n
 
 
-def rollback_graph(history: Iterable[HistoryEntry], now: datetime, days: int = 30) -> str:
+def rollback_graph(
+    history: Iterable[HistoryEntry], now: datetime, days: int = 30, daily: Sequence[DailyCount] = ()
+) -> str:
     """An SVG bar chart: for each day a ``<g class="day">`` with a pushes bar and a rollbacks bar."""
-    counts = daily_counts(history, now, days)
+    counts = daily_counts(history, now, days, daily)
     top = _nice_max(max((c.pushes for c in counts), default=0))
     plot_w = WIDTH - MARGIN_LEFT - 4
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM

@@ -244,6 +244,15 @@ def test_good_bad_good_commit_lock_and_unlock(
     assert history[0]["durationSeconds"] >= 10, "the canary hold alone is 10 s"
     assert history[1]["failedGate"] == "load" and history[1]["revertCommit"] == revert
     assert history[0]["skipped"] == [revert]
+    # per-day counts (status.daily, independent of historyLimit): every outcome counted once
+    daily = s["daily"]
+    totals = {k: sum(d.get(k, 0) for d in daily) for k in ("pushes", "succeeded", "rollbacks", "reverts", "failed")}
+    assert totals == {"pushes": 4, "succeeded": 3, "rollbacks": 1, "reverts": 1, "failed": 0}, daily
+    assert all(h["counted"] for h in history)
+    out = stopline_cli("history", "web", "-n", ns, "--days", "3")
+    assert daily[-1]["day"] in out
+    total = next(line for line in out.splitlines() if "total" in line)
+    assert [c.strip() for c in total.strip("│ ").split("│")] == ["total", "4", "3", "1", "1", "0"], out
     code, body = lock_api(controller, ns, "web")
     assert (code, body["locked"], body["lastGood"]) == (200, False, third)
 

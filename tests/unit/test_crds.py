@@ -25,6 +25,7 @@ from controller.models.crd import KINDS, Kind, render
 from controller.models.experiment import ExperimentSpec
 from controller.models.notify import EmailSink, Sink, WebhookSink
 from controller.models.release import (
+    CompareGate,
     Gate,
     GitSource,
     HelmSource,
@@ -240,6 +241,7 @@ CEL_PLACES: list[tuple[str, str, type[BaseModel]]] = [
     ("Release", ".spec", ReleaseSpec),
     ("Release", ".spec.phases[]", Phase),
     ("Release", ".spec.gates[]", Gate),
+    ("Release", ".spec.gates[].compare", CompareGate),
     ("Release", ".spec.source", ReleaseSource),
     ("Release", ".spec.source.helm", HelmSource),
     ("Track", ".spec", TrackSpec),
@@ -254,6 +256,7 @@ CEL_PLACES: list[tuple[str, str, type[BaseModel]]] = [
     ("Track", ".spec.template.notify[]", Sink),
     ("Track", ".spec.template.notify[].webhook", WebhookSink),
     ("Track", ".spec.template.notify[].email", EmailSink),
+    ("Track", ".spec.template.gates[].compare", CompareGate),
     ("Experiment", ".spec", ExperimentSpec),
 ]
 

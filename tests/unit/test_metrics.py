@@ -96,6 +96,29 @@ def test_only_rows_read_this_round_are_counted(m: ControllerMetrics) -> None:
     assert value(m, "stopline_gate_evaluations_total", {"verdict": "Inconclusive"}) == 1
 
 
+def test_gate_verdicts_are_counted_per_gate_kind(m: ControllerMetrics) -> None:
+    for kind in ("query", "experiment", "compare"):
+        assert value(m, "stopline_gate_verdicts_total", {"kind": kind, "verdict": "Fail"}) == 0
+    before = status(row("Pass", 1), row("Pass", 1, gate="latency").model_copy(update={"kind": "compare"}))
+    after = status(row("Pass", 2), row("Fail", 2, breaches=1, gate="latency").model_copy(update={"kind": "compare"}))
+    m.on_step(REF, EvaluateGates("canary", ("load", "latency")), Readings({}), before, after)
+    assert value(m, "stopline_gate_verdicts_total", {"kind": "compare", "verdict": "Fail"}) == 1
+    assert value(m, "stopline_gate_verdicts_total", {"kind": "query", "verdict": "Pass"}) == 1
+    assert value(m, "stopline_gate_verdicts_total", {"kind": "compare", "verdict": "Pass"}) == 0
+
+
+def test_gauges_rows_carry_the_gate_kind() -> None:
+    from controller.gates.evaluate import new_row
+    from controller.models.release import Gate
+
+    gates = [
+        Gate(name="q", query="up", max=1),
+        Gate(name="e", experiment={"name": "x"}),  # type: ignore[arg-type]
+        Gate(name="c", compare={"query": "up"}),  # type: ignore[arg-type]
+    ]
+    assert [new_row(g, "canary", None).kind for g in gates] == ["query", "experiment", "compare"]
+
+
 def test_gate_evaluation_seconds_observes_evaluation_rounds_only(m: ControllerMetrics) -> None:
     m.on_action(REF, EvaluateGates("canary", ("load",)), 0.3)
     m.on_action(REF, EvaluateGates("canary", ("load",)), 0.02)
@@ -443,6 +466,12 @@ def test_dashboard_covers_the_issue_and_queries_only_exported_metrics() -> None:
         "stopline_active_releases",
     ):
         assert metric in used, metric
+    prevented = [e for t, e in exprs if t == "Rollbacks prevented per day"]
+    assert 'sum(increase(stopline_rollbacks_total{job=~"$job"}[1d]))' in prevented
+    panel = next(p for p in data["panels"] if p["title"] == "Rollbacks prevented per day")
+    assert panel["interval"] == "1d" and panel["fieldConfig"]["defaults"]["custom"]["drawStyle"] == "bars"
+    by_kind = [e for t, e in exprs if t == "Gate verdicts by kind"]
+    assert by_kind and all("sum by (kind, verdict)" in e and "stopline_gate_verdicts_total" in e for e in by_kind)
     detect = [e for t, e in exprs if t.startswith("Detect")]
     assert any("histogram_quantile(0.5," in e for e in detect) and any("histogram_quantile(0.95," in e for e in detect)
     ids = [p["id"] for p in data["panels"]]

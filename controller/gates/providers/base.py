@@ -1,9 +1,14 @@
-"""The metrics provider interface: one async method. Other providers (Datadog, CloudWatch) plug in here."""
+"""The metrics provider interface: an instant read and a range read.
+
+Other providers (Datadog, CloudWatch) plug in here.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
+from controller.gates.compare import Samples
 from controller.gates.evaluate import Measurement
 
 
@@ -12,4 +17,8 @@ class MetricsProvider(Protocol):
 
     async def query(self, url: str, query: str) -> Measurement:
         """Run ``query`` against the provider at ``url``."""
+        ...
+
+    async def query_range(self, url: str, query: str, start: datetime, end: datetime, step: float) -> Samples:
+        """Every sample of ``query`` from ``start`` to ``end``, one per series per ``step`` seconds, pooled."""
         ...

@@ -39,6 +39,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
 from controller.errors import MetricsError
+from controller.gates.compare import Samples
 from controller.gates.evaluate import Measurement
 from controller.gates.providers.promql import PART_LABEL, with_sample_time
 from controller.gates.schedule import ScrapeClock
@@ -237,6 +238,13 @@ class PrometheusProvider:
         """An instant vector as ``{value of label: number}``; raises MetricsError when it cannot be read."""
         self.requests += 1
         return await self._run(self._vector_blocking, url, query, label)
+
+    async def query_range(self, url: str, query: str, start: datetime, end: datetime, step: float) -> Samples:
+        """Every sample of every series of a range query, pooled (the compare gate's read)."""
+        from controller.gates.providers.prometheus_range import read_range
+
+        self.requests += 1
+        return await self._run(read_range, self._client(url), query, start, end, step, self._timeout)
 
     async def query(self, url: str, query: str) -> Measurement:
         """Run an instant query; shares in-flight requests and very recent answers."""

@@ -405,3 +405,20 @@ def test_status_release_has_no_stuck_line_once_available(fake: FakeApi) -> None:
     code, out = invoke("status", "web-bbbbbbb")
     assert code == 0, out
     assert not [ln for ln in out.splitlines() if ln.startswith("Stuck")]
+
+
+def test_history_days_prints_the_per_day_counts(fake: FakeApi) -> None:
+    fake.objects["tracks"]["web"]["status"]["daily"] = [
+        {"day": "2024-05-01", "pushes": 9},  # outside the 3 days asked for
+        {"day": "2024-05-28", "pushes": 50, "succeeded": 45, "rollbacks": 5, "reverts": 4, "failed": 0},
+        {"day": "2024-05-30", "pushes": 12, "succeeded": 11, "rollbacks": 1, "reverts": 1},
+    ]
+    code, out = invoke("history", "web", "--days", "3")
+    assert code == 0, out
+    assert cells(line_with(out, "2024-05-30")) == ["2024-05-30", "12", "11", "1", "1", "0"]
+    assert cells(line_with(out, "2024-05-29")) == ["2024-05-29", "0", "0", "0", "0", "0"]
+    assert cells(line_with(out, "2024-05-28")) == ["2024-05-28", "50", "45", "5", "4", "0"]
+    assert cells(line_with(out, "total")) == ["total", "62", "56", "6", "5", "0"]
+    assert "2024-05-01" not in out
+    code, out = invoke("history", "web", "--days", "2", "-o", "json")
+    assert [(d["day"], d["pushes"]) for d in json.loads(out)] == [("2024-05-29", 0), ("2024-05-30", 12)]
