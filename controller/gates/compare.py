@@ -82,6 +82,7 @@ class CompareReading:
     baseline: Samples | None = None
     error: str | None = None
     invalid_query: bool = False
+    span: float | None = None  # seconds the window covered (since the phase became Available, capped)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class CompareJudgement:
     delta: float | None = None
     delta_percent: float | None = None
     test: MannWhitney | None = None
+    warming: bool = False  # too few samples only because the window is still shorter than minSamples steps
 
 
 def alternative(direction: str) -> Alternative:
@@ -200,10 +202,17 @@ def judge_compare(c: CompareGate, reading: CompareReading) -> CompareJudgement:
     assert reading.canary is not None and reading.baseline is not None
     canary, baseline = reading.canary.values, reading.baseline.values
     if len(canary) < c.min_samples or len(baseline) < c.min_samples:
-        return CompareJudgement(
-            "Inconclusive",
-            f"too few samples: canary n={len(canary)}, baseline n={len(baseline)} (minSamples {c.min_samples})",
-        )
+        counts = f"canary n={len(canary)}, baseline n={len(baseline)} (minSamples {c.min_samples})"
+        needed = c.min_samples * step_seconds(c)
+        if reading.span is not None and reading.span < needed:
+            # The phase has not been Available long enough for minSamples steps of one series: expected,
+            # so it does not count toward inconclusiveLimit (the hold waits for the first conclusive reading).
+            return CompareJudgement(
+                "Inconclusive",
+                f"collecting samples: {counts}; window {reading.span:.0f}s of the {needed:.0f}s minSamples × step",
+                warming=True,
+            )
+        return CompareJudgement("Inconclusive", f"too few samples: {counts}")
     cm, bm = statistics.median(canary), statistics.median(baseline)
     delta = cm - bm
     pct = relative_percent(cm, bm)
@@ -298,5 +307,5 @@ def fold(gate: Gate, row: GaugeRow, reading: CompareReading, now: datetime) -> G
             "pre_push": j.baseline_median if j.baseline_median is not None else row.pre_push,
         }
     )
-    judgement = Judgement(j.verdict, j.message, j.delta, j.delta_percent)
+    judgement = Judgement(j.verdict, j.message, j.delta, j.delta_percent, counts=not j.warming)
     return record(gate, base, j.canary_median, judgement, max(now, reading.at))

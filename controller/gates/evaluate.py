@@ -50,6 +50,9 @@ class Judgement:
     message: str
     delta: float | None = None
     delta_percent: float | None = None
+    counts: bool = True
+    """False for an Inconclusive reading that is expected — a compare gate still collecting its first
+    samples: it neither adds to nor resets the count ``inconclusiveLimit`` applies to."""
 
 
 def render_query(query: str, *, phase: str, revision: str, namespace: str) -> str:
@@ -172,7 +175,10 @@ def record(gate: Gate, row: GaugeRow, measurement_value: float | None, judgement
     # A reading without data neither confirms nor clears a breach: only a Pass resets the count, so a
     # metric that flaps between breaching and missing cannot slip past failureLimit.
     breaches = {"Fail": row.breaches + 1, "Pass": 0}.get(judgement.verdict, row.breaches)
-    inconclusive = row.inconclusive + 1 if judgement.verdict in ("Inconclusive", "Error") else 0
+    if not judgement.counts:
+        inconclusive = row.inconclusive
+    else:
+        inconclusive = row.inconclusive + 1 if judgement.verdict in ("Inconclusive", "Error") else 0
     verdict: Verdict = judgement.verdict
     message = judgement.message
     if judgement.verdict == "Fail" and breaches <= gate.failure_limit:

@@ -410,7 +410,7 @@ class Executor:
         start, end = compare_window(gate.compare, next((p for p in status.phases if p.name == phase), None), now)
         step = step_seconds(gate.compare)
         got = await asyncio.gather(*(self.metrics.query_range(url, q, start, end, step) for q in queries))
-        out[gate.name] = CompareReading(end, canary=got[0], baseline=got[1])
+        out[gate.name] = CompareReading(end, canary=got[0], baseline=got[1], span=(end - start).total_seconds())
 
     async def undo(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Undo) -> Undone:
         """Restore every snapshotted object and delete what the push created (the git revert runs apart)."""

@@ -127,7 +127,7 @@ def pause_reason(status: ReleaseStatus) -> Literal["User", "Inconclusive"] | Non
     phase = status.current_phase
     judging = phase == WATCH_PHASE or any(p.name == phase and p.state == "Holding" for p in status.phases)
     if judging and any(
-        r.phase == phase and not r.dry_run and r.verdict in ("Inconclusive", "Error") and r.readings > 0
+        r.phase == phase and not r.dry_run and r.verdict in ("Inconclusive", "Error") and r.inconclusive > 0
         for r in status.gauges
     ):
         return "Inconclusive"

@@ -136,6 +136,38 @@ def test_fold_fills_the_gauges_row_with_both_summaries() -> None:
     assert (passed.verdict, passed.breaches) == ("Pass", 0)
 
 
+@pytest.mark.parametrize(
+    ("span", "warming", "says"),
+    [
+        (4.0, True, "collecting samples: canary n=4, baseline n=4 (minSamples 10); window 4s of the 10s"),
+        (9.9, True, "collecting samples"),
+        (10.0, False, "too few samples: canary n=4"),
+        (None, False, "too few samples"),
+    ],
+    ids=["window-just-opened", "window-almost-long-enough", "window-long-enough", "window-unknown"],
+)
+def test_too_few_samples_while_the_window_is_shorter_than_min_samples_steps_is_warming_up(
+    span: float | None, warming: bool, says: str
+) -> None:
+    j = judge_compare(cmp(min_samples=10), reading([1.0] * 4, [1.0] * 4, span=span))
+    assert (j.verdict, j.warming) == ("Inconclusive", warming)
+    assert says in j.message
+
+
+def test_warming_up_readings_do_not_count_toward_inconclusive_limit() -> None:
+    """A compare gate needs minSamples steps of data before its first verdict: readings before that are
+    expected to be inconclusive and must not pause or fail the push by inconclusiveLimit."""
+    gate = Gate(name="latency", compare=cmp(min_samples=10), inconclusive_limit=1)
+    row = new_row(gate, "canary", None)
+    for i in range(5):  # five readings in the first 5 s of the window
+        row = fold(gate, row, reading([1.0] * i, [1.0] * i, span=float(i)), T0 + timedelta(seconds=i))
+    assert (row.verdict, row.inconclusive, row.readings) == ("Inconclusive", 0, 5)
+    row = fold(gate, row, reading([1.0] * 4, [1.0] * 4, span=30.0), T0 + timedelta(seconds=30))  # data stopped
+    assert row.inconclusive == 1
+    row = fold(gate, row, reading(*EQUAL, span=60.0), T0 + timedelta(seconds=60))
+    assert (row.verdict, row.inconclusive) == ("Pass", 0)
+
+
 def test_threshold_text_per_direction() -> None:
     assert threshold_text(cmp(direction="either", max_decrease_percent=5, min_effect_size=0.33)) == (
         "canary vs baseline median >+0% or <-5% (p<0.05, |δ|≥0.33)"

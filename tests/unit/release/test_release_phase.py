@@ -90,6 +90,11 @@ CASES = [
     ),
     Case("baseline-only-row-is-no-pause", holding(gauges=[row("load", "canary", pre=4.0)]), "Holding"),
     Case(
+        "compare-gate-collecting-its-first-samples-is-no-pause",
+        holding(gauges=[row("latency", "canary", verdict="Inconclusive", readings=3, inconclusive=0)]),
+        "Holding",
+    ),
+    Case(
         "dry-run-gate-without-data-is-no-pause",
         holding(gauges=[row("load", "canary", pre=4.0, dry_run=True, **NO_DATA)]),
         "Holding",
