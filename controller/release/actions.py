@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from controller.gates.evaluate import Measurement
+from controller.gates.kinds import GateCheck
 from controller.release.assign import ManifestObject, PhaseContents
 
 # Annotations users (or `stopline promote|abort|pause|resume`) set on a Release.
@@ -310,6 +311,8 @@ class Readings:
 
     values: Mapping[str, Measurement]
     experiments: Mapping[str, tuple[str | None, bool | None]] = field(default_factory=dict)
+    # kubernetes, job and http gates: what was observed, judged by the kind's pure function
+    checks: Mapping[str, GateCheck] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

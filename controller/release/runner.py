@@ -48,6 +48,8 @@ from controller.release.status import reduce
 
 log = logging.getLogger("stopline.release")
 
+_background: set[asyncio.Task[Any]] = set()  # fire-and-forget cleanups, referenced until they finish
+
 # Status is written before these (they change the world); reads (gates, baselines) need no write first.
 SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, RestoreStrategy, StartRevert)
 # A new gate reading that changes no verdict or counter is written at most this often (one PATCH per
@@ -218,6 +220,10 @@ class ReleaseKind:
         if is_final(status) and not self.final_reported:
             self.final_reported = True
             self.hooks.on_final(self.ref, status)
+            if any(g.job is not None for g in spec.gates):  # the smoke-test Jobs are done with
+                task = asyncio.ensure_future(self.executor.cleanup_jobs(self.ref))
+                _background.add(task)
+                task.add_done_callback(_background.discard)
         return settled(spec, status)
 
 
