@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.errors import GitConflict
+from controller.gates.providers.http import HttpProbe
 from controller.gates.providers.prometheus import PrometheusProvider
 from controller.gitops.credentials import GitCredentials
 from controller.gitops.manifests import normalize_path
@@ -18,6 +19,7 @@ from controller.gitops.repo import RepoCache
 from controller.gitops.results import CommitInfo
 from controller.kube.client import api_client
 from controller.kube.cluster import Cluster
+from controller.kube.gatechecks import GateChecks
 from controller.kube.leases import LEASE_THREADS, Leases
 from controller.kube.objects import Objects
 from controller.kube.watched import WorkloadCache
@@ -207,6 +209,8 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
         clock=clock,
         deliveries=deliveries,
         notify_defaults=settings.notify,
+        checks=GateChecks(cluster, objects),
+        http=HttpProbe(clock=clock),
     )
     rt = Runtime(settings, objects, cluster, git, prometheus, executor, clock)
     rt.scope = Scope(settings.namespaces)

@@ -41,7 +41,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from scipy.stats import mannwhitneyu
 
@@ -296,16 +296,19 @@ def step_seconds(c: CompareGate) -> float:
 # ---------------------------------------------------------------- the gauges row
 
 
-def fold(gate: Gate, row: GaugeRow, reading: CompareReading, now: datetime) -> GaugeRow:
-    """Fold one compare reading into the gauges row: prePush is the baseline's median, postPush the
-    canary's, delta and deltaPercent the difference of the medians; limits as for every gate."""
+def judged(gate: Gate, reading: CompareReading) -> tuple[Judgement, float | None, dict[str, Any]]:
+    """One compare reading as the gauges row takes it: the judgement, postPush (the canary's median) and
+    the row's other fields — prePush is the baseline's median at the same time (there is no pre-push
+    reading), and the threshold. Readings while the window is still filling are pending."""
     assert gate.compare is not None
     j = judge_compare(gate.compare, reading)
-    base = row.model_copy(
-        update={
-            "threshold": threshold_text(gate.compare),
-            "pre_push": j.baseline_median if j.baseline_median is not None else row.pre_push,
-        }
-    )
-    judgement = Judgement(j.verdict, j.message, j.delta, j.delta_percent, counts=not j.warming)
-    return record(gate, base, j.canary_median, judgement, max(now, reading.at))
+    update: dict[str, Any] = {"threshold": threshold_text(gate.compare)}
+    if j.baseline_median is not None:
+        update["pre_push"] = j.baseline_median
+    return Judgement(j.verdict, j.message, j.delta, j.delta_percent, pending=j.warming), j.canary_median, update
+
+
+def fold(gate: Gate, row: GaugeRow, reading: CompareReading, now: datetime) -> GaugeRow:
+    """Fold one compare reading into the gauges row; limits as for every gate."""
+    judgement, value, update = judged(gate, reading)
+    return record(gate, row.model_copy(update=update), value, judgement, max(now, reading.at))

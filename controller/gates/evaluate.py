@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from controller.gates.schedule import ScrapeGrid
+from controller.models.common import format_duration
 from controller.models.release import Gate, GaugeRow, Verdict
 
 _TEMPLATE = re.compile(r"\{\{\s*(phase|revision|namespace)\s*\}\}")
@@ -50,9 +51,10 @@ class Judgement:
     message: str
     delta: float | None = None
     delta_percent: float | None = None
-    counts: bool = True
-    """False for an Inconclusive reading that is expected — a compare gate still collecting its first
-    samples: it neither adds to nor resets the count ``inconclusiveLimit`` applies to."""
+    # Inconclusive because the check is still under way (a smoke-test Job running, every pod still
+    # starting, a compare gate still collecting its first samples), not because data is missing: it
+    # neither adds to nor resets the count ``inconclusiveLimit`` applies to.
+    pending: bool = False
 
 
 def render_query(query: str, *, phase: str, revision: str, namespace: str) -> str:
@@ -69,9 +71,28 @@ def _fmt(x: float) -> str:
 
 
 def threshold_text(gate: Gate) -> str:
-    """The bounds as the gauges table shows them, e.g. ``>6 or >+25%``."""
+    """The bounds as the gauges table shows them, e.g. ``>6 or >+25%``, ``restarts>0 or notReady>0 or
+    CrashLoopBackOff|OOMKilled|…``, ``job not Complete in 5m``, ``status not 2xx or >250``."""
     if gate.experiment is not None:
         return f"experiment {gate.experiment.name}: {gate.experiment.fail_on}"
+    if gate.kubernetes is not None:
+        k = gate.kubernetes
+        parts = [f"restarts>{k.max_restarts}", f"notReady>{k.max_not_ready}"]
+        if k.fail_on_reasons:
+            shown = "|".join(k.fail_on_reasons[:3]) + ("|…" if len(k.fail_on_reasons) > 3 else "")
+            parts.append(shown)
+        return " or ".join(parts)
+    if gate.job is not None:
+        return f"job not Complete in {format_duration(gate.job.timeout)}"
+    if gate.http is not None:
+        codes = ",".join(str(c) for c in gate.http.expect_status) if gate.http.expect_status else "2xx"
+        head = f"status not {codes}"
+        bounds = _bounds_text(gate)
+        return f"{head} or {gate.http.field} {bounds}" if bounds else head
+    return _bounds_text(gate)
+
+
+def _bounds_text(gate: Gate) -> str:
     parts: list[str] = []
     if gate.max is not None:
         parts.append(f">{_fmt(gate.max)}")
@@ -125,7 +146,7 @@ def judge(gate: Gate, pre: float | None, measurement: Measurement) -> Judgement:
             breaches.append(f"{shown}% < -{_fmt(down)}% (pre-push {pre:.2f})")
     if breaches:
         return Judgement("Fail", "; ".join(breaches), delta, pct)
-    return Judgement("Pass", f"{value:.2f} within {threshold_text(gate)}", delta, pct)
+    return Judgement("Pass", f"{value:.2f} within {_bounds_text(gate)}", delta, pct)
 
 
 def judge_experiment(gate: Gate, decision: str | None, srm_ok: bool | None) -> Judgement:
@@ -175,7 +196,7 @@ def record(gate: Gate, row: GaugeRow, measurement_value: float | None, judgement
     # A reading without data neither confirms nor clears a breach: only a Pass resets the count, so a
     # metric that flaps between breaching and missing cannot slip past failureLimit.
     breaches = {"Fail": row.breaches + 1, "Pass": 0}.get(judgement.verdict, row.breaches)
-    if not judgement.counts:
+    if judgement.pending:
         inconclusive = row.inconclusive
     else:
         inconclusive = row.inconclusive + 1 if judgement.verdict in ("Inconclusive", "Error") else 0

@@ -266,6 +266,193 @@ class ExperimentGate(Model):
     )
 
 
+#: Container states and last-termination reasons a ``kubernetes`` gate fails on by default.
+DEFAULT_FAIL_ON_REASONS: tuple[str, ...] = (
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "RunContainerError",
+    "OOMKilled",
+)
+
+#: Gate kinds, one per gate: the key that is set says which (``Gate.kind``).
+GateKind = Literal["query", "experiment", "kubernetes", "job", "http", "compare"]
+GATE_KINDS: tuple[GateKind, ...] = ("query", "experiment", "kubernetes", "job", "http", "compare")
+#: Kinds whose bounds are the gate's own min/max/maxIncreasePercent/maxDecreasePercent.
+NUMERIC_KINDS: frozenset[str] = frozenset({"query", "http"})
+
+
+class KubernetesGate(Model):
+    """Judge the pods of the workloads the Release pushed (this phase and earlier ones); no Prometheus.
+
+    Restarts count from the gate's baseline (captured before the phase changed anything): a pod that
+    existed then counts the restarts it made since, a pod created later all of its own. A pod counts as
+    not ready once it has been not ready for longer than notReadyGrace (pods still starting are not a
+    failure; while every pod is still starting the reading is Inconclusive without counting toward
+    inconclusiveLimit). Pods being deleted are ignored. No pods at all: Inconclusive (counts); a pushed
+    workload that does not exist: Error.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.failOnReasons) || self.failOnReasons.all(r, size(r) > 0)",
+                "failOnReasons entries must not be empty",
+            ),
+        )
+    )
+
+    max_restarts: int = Field(
+        default=0, description="Container restarts tolerated since the phase began, over all pods.", ge=0
+    )
+    max_not_ready: int = Field(default=0, description="Pods tolerated not ready past notReadyGrace.", ge=0)
+    not_ready_grace: Duration = Field(
+        default=timedelta(seconds=60),
+        description="How long a pod may be not ready (since it was created or last changed readiness) before it "
+        "counts as not ready.",
+    )
+    fail_on_reasons: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=lambda: list(DEFAULT_FAIL_ON_REASONS),
+        description="A container waiting with, or last terminated with, one of these reasons fails the gate "
+        "(default: CrashLoopBackOff, ImagePullBackOff, ErrImagePull, InvalidImageName, CreateContainerConfigError, "
+        "RunContainerError, OOMKilled). [] turns the check off.",
+        max_length=32,
+    )
+
+
+class JobMetadata(Model):
+    """Labels and annotations for the smoke-test Job (and, via its pod template, nothing else)."""
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the Job.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the Job.")
+
+
+class JobGate(Model):
+    """Run a Job once per phase (a smoke test) in the Release's namespace: Pass when it completes, Fail when it
+    fails or runs past timeout (then Kubernetes terminates it: activeDeadlineSeconds).
+
+    The Job is named ``<release>-<gate>-<phase>`` (shortened with a hash to fit 63 characters), owned by the
+    Release and labelled stopline.dev/release, stopline.dev/gate and stopline.dev/phase; it is created once
+    (a restarted controller finds it by name) when the phase becomes Available, and deleted when the
+    phase ends and when the Release is done. {{ phase }}, {{ revision }} and {{ namespace }} are filled in
+    every string of spec (env values, args, ...).
+    """
+
+    spec: dict[str, Any] = Field(
+        description="A batch/v1 JobSpec (template.spec.containers, backoffLimit, ...). restartPolicy defaults "
+        "to Never and backoffLimit to 0."
+    )
+    metadata: JobMetadata = Field(default_factory=JobMetadata, description="Extra labels/annotations on the Job.")
+    timeout: Duration = Field(
+        default=timedelta(minutes=5), description="Fail when the Job has not completed within this time."
+    )
+
+    @field_validator("spec")
+    @classmethod
+    def _has_template(cls, v: dict[str, Any]) -> dict[str, Any]:
+        template = v.get("template")
+        containers = ((template or {}).get("spec") or {}).get("containers") if isinstance(template, dict) else None
+        if not isinstance(containers, list) or not containers:
+            raise ValueError("job.spec.template.spec.containers must list at least one container")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, v: timedelta) -> timedelta:
+        if v < timedelta(seconds=1):
+            raise ValueError("job timeout must be at least 1s")
+        return v
+
+
+class SecretKeyRef(Model):
+    """One key of a Secret in the Release's namespace."""
+
+    name: str = Field(description="Secret name.", pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    key: str = Field(description="Key in the Secret's data.", min_length=1, max_length=253)
+
+
+class HeaderSource(Model):
+    """Where a header value comes from."""
+
+    secret_key_ref: SecretKeyRef = Field(description="A key of a Secret (the value is never logged or shown).")
+
+
+class HttpHeader(Model):
+    """One request header: a literal value, or a value from a Secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(("has(self.value) != has(self.valueFrom)", "set exactly one of value or valueFrom"))
+    )
+
+    name: str = Field(description="Header name.", pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", max_length=256)
+    value: str | None = Field(default=None, description="Literal value ({{ phase }} etc. templated).")
+    value_from: HeaderSource | None = Field(default=None, description="Value from a Secret key.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HttpHeader:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"header {self.name!r}: set exactly one of value or valueFrom")
+        return self
+
+
+class HttpGate(Model):
+    """Call a URL (an in-cluster Service, or loopback in tests) and judge its answer.
+
+    Fail: a status not in expectStatus (default any 2xx; a 5xx from a health endpoint is a real failure
+    signal), or the JSON field outside the gate's min/max/maxIncreasePercent/maxDecreasePercent.
+    Inconclusive (counts toward inconclusiveLimit): timeout, connection refused, DNS failure. Error: the
+    body is not JSON, or the field is missing or not a number, when a field is set.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("!has(self.body) || self.method != 'GET'", "a GET request takes no body"),
+            (
+                "!has(self.expectStatus) || self.expectStatus.all(s, s >= 100 && s <= 599)",
+                "expectStatus entries must be HTTP status codes (100-599)",
+            ),
+        )
+    )
+
+    url: str = Field(
+        description="URL to call ({{ phase }}, {{ revision }}, {{ namespace }} templated), e.g. "
+        "http://web.shop.svc:8080/healthz.",
+        pattern=r"^https?://[^\s/?#]+([/?#]\S*)?$",
+        max_length=2048,
+    )
+    method: Literal["GET", "POST"] = Field(default="GET", description="GET or POST.")
+    headers: list[HttpHeader] = Field(default_factory=list, description="Request headers.", max_length=32)
+    body: str | None = Field(default=None, description="Request body (POST), templated.", max_length=65536)
+    timeout: Duration = Field(default=timedelta(seconds=5), description="Give up on the request after this.")
+    expect_status: list[int] = Field(
+        default_factory=list, description="Status codes that pass (default: any 2xx).", max_length=32
+    )
+    field: str | None = Field(
+        default=None,
+        description="A number in the JSON body to judge with the gate's bounds: a dotted path with optional "
+        "list indexes, e.g. 'checks.db.latencyMs' or 'items[0].value' (a leading '$.' is allowed). true/false "
+        "read as 1/0.",
+        max_length=512,
+        pattern=r"^(\$\.?)?[A-Za-z0-9_\-]+(\[[0-9]+\])*(\.[A-Za-z0-9_\-]+(\[[0-9]+\])*)*$",
+    )
+
+    @field_validator("expect_status")
+    @classmethod
+    def _codes(cls, v: list[int]) -> list[int]:
+        bad = [c for c in v if not 100 <= c <= 599]
+        if bad:
+            raise ValueError(f"expectStatus: not HTTP status codes: {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _no_get_body(self) -> HttpGate:
+        if self.body is not None and self.method == "GET":
+            raise ValueError("http: a GET request takes no body (use method: POST)")
+        return self
+
+
 CompareDirection = Literal["increase", "decrease", "either"]
 
 
@@ -366,17 +553,14 @@ class CompareGate(Model):
         return v
 
 
-GateKind = Literal["query", "experiment", "compare"]
-
-
 class Gate(Model):
     """A metric check evaluated during every hold and the watch window."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
-                "[has(self.query), has(self.experiment), has(self.compare)].filter(x, x).size() == 1",
-                "set exactly one of query, experiment or compare",
+                "[" + ", ".join(f"has(self.{k})" for k in GATE_KINDS) + "].filter(x, x).size() == 1",
+                "set exactly one gate kind: " + ", ".join(GATE_KINDS),
             ),
             (
                 "!has(self.query) || has(self.min) || has(self.max) || has(self.maxIncreasePercent)"
@@ -384,9 +568,14 @@ class Gate(Model):
                 "a query gate needs at least one bound: min, max, maxIncreasePercent or maxDecreasePercent",
             ),
             (
-                "!has(self.compare) || !(has(self.min) || has(self.max) || has(self.maxIncreasePercent)"
-                " || has(self.maxDecreasePercent))",
-                "a compare gate takes its bounds inside compare",
+                "has(self.query) || has(self.http) || !(has(self.min) || has(self.max)"
+                " || has(self.maxIncreasePercent) || has(self.maxDecreasePercent))",
+                "min, max, maxIncreasePercent and maxDecreasePercent apply to query and http gates only",
+            ),
+            (
+                "!has(self.http) || has(self.http.field) || !(has(self.min) || has(self.max)"
+                " || has(self.maxIncreasePercent) || has(self.maxDecreasePercent))",
+                "an http gate with bounds needs http.field (the JSON number they apply to)",
             ),
             ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not be greater than max"),
             ("!has(self.interval) || duration(self.interval) >= duration('100ms')", "interval must be at least 100ms"),
@@ -407,6 +596,13 @@ class Gate(Model):
     compare: CompareGate | None = Field(
         default=None, description="Judge the pushed pods against the baseline pods (Mann-Whitney U) instead of a query."
     )
+    kubernetes: KubernetesGate | None = Field(
+        default=None,
+        description="Judge the pushed workloads' pods: restarts, crash loops, image pull errors, OOM kills, "
+        "not-ready pods ({} for the defaults). Also read while the phase rolls out.",
+    )
+    job: JobGate | None = Field(default=None, description="Run a smoke-test Job once per phase.")
+    http: HttpGate | None = Field(default=None, description="Call a URL: judge its status and a JSON field.")
     min: float | None = Field(default=None, description="Fail when the value is below this.")
     max: float | None = Field(default=None, description="Fail when the value is above this.")
     max_increase_percent: float | None = Field(
@@ -457,27 +653,35 @@ class Gate(Model):
             raise ValueError("earlyInterval must be at least 100ms")
         return v
 
+    @property
+    def kind(self) -> GateKind:
+        """Which kind of gate this is: the one kind key that is set (validated: exactly one)."""
+        for k in GATE_KINDS:
+            if getattr(self, k) is not None:
+                return k
+        raise ValueError(f"gate {self.name!r} has no kind")  # unreachable after validation
+
     @model_validator(mode="after")
     def _source_and_bounds(self) -> Gate:
-        if [self.query, self.experiment, self.compare].count(None) != 2:
-            raise ValueError(f"gate {self.name!r}: set exactly one of query, experiment or compare")
+        kinds = [k for k in GATE_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            got = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"gate {self.name!r}: set exactly one of {', '.join(GATE_KINDS)} (got {got})")
         bounds = (self.min, self.max, self.max_increase_percent, self.max_decrease_percent)
         if self.query is not None and all(b is None for b in bounds):
             raise ValueError(
                 f"gate {self.name!r}: set at least one bound (min, max, maxIncreasePercent, maxDecreasePercent)"
             )
-        if self.experiment is not None and any(b is not None for b in bounds):
-            raise ValueError(f"gate {self.name!r}: an experiment gate takes no numeric bounds")
         if self.compare is not None and any(b is not None for b in bounds):
             raise ValueError(f"gate {self.name!r}: a compare gate takes its bounds inside compare")
+        if kinds[0] not in NUMERIC_KINDS and any(b is not None for b in bounds):
+            article = "an" if kinds[0][0] in "aeiou" else "a"
+            raise ValueError(f"gate {self.name!r}: {article} {kinds[0]} gate takes no numeric bounds")
+        if self.http is not None and self.http.field is None and any(b is not None for b in bounds):
+            raise ValueError(f"gate {self.name!r}: bounds on an http gate need http.field (the JSON number to judge)")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"gate {self.name!r}: min ({self.min}) is greater than max ({self.max})")
         return self
-
-    @property
-    def kind(self) -> GateKind:
-        """What judges the gate: the ``kind`` label of the verdict metrics and the gauges rows."""
-        return "compare" if self.compare is not None else "experiment" if self.experiment is not None else "query"
 
 
 UndoMode = Literal["fast", "rolling"]
@@ -737,7 +941,9 @@ class GaugeRow(StatusModel):
 
     gate: str = Field(description="Gate name.")
     phase: str = Field(description="Phase name, or 'watch'.")
-    kind: str = Field(default="query", description="What judges the gate: query, experiment, compare, ...")
+    kind: str = Field(
+        default="query", description="What judges the gate: query, experiment, kubernetes, job, http or compare."
+    )
     pre_push: float | None = Field(default=None, description="Value captured just before the phase changed anything.")
     post_push: float | None = Field(default=None, description="Latest value during the hold.")
     delta: float | None = Field(default=None, description="postPush - prePush.")
@@ -759,6 +965,10 @@ class GaugeRow(StatusModel):
     )
     scrape_period: float | None = Field(
         default=None, description="Seconds between samples of the gate's series, as learned from their timestamps."
+    )
+    restarts_at_start: dict[str, int] = Field(
+        default_factory=dict,
+        description="kubernetes gates: container restarts per pod (by UID; pods with none left out) at the baseline.",
     )
 
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from controller.gates.compare import CompareReading
 from controller.gates.evaluate import Measurement
+from controller.gates.kinds import GateCheck
 from controller.notify.outbox import DeliveryJob, RecordDelivery, StartDelivery
 from controller.release.assign import ManifestObject, PhaseContents
 
@@ -315,7 +315,8 @@ class Readings:
 
     values: Mapping[str, Measurement]
     experiments: Mapping[str, tuple[str | None, bool | None]] = field(default_factory=dict)
-    compares: Mapping[str, CompareReading] = field(default_factory=dict)
+    # kubernetes, job and http gates: what was observed, judged by the kind's pure function
+    checks: Mapping[str, GateCheck] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,6 +18,19 @@ from controller.gates.compare import CompareReading, render_compare, step_second
 from controller.gates.compare import groups as compare_groups
 from controller.gates.compare import window as compare_window
 from controller.gates.evaluate import Measurement, render_query
+from controller.gates.httpcheck import HttpResult
+from controller.gates.jobs import (
+    LABEL_PHASE,
+    LABEL_RELEASE,
+    JobState,
+    job_labels,
+    job_manifest,
+    job_name,
+    job_state,
+    ours,
+)
+from controller.gates.kinds import BASELINE_KINDS, GateCheck
+from controller.gates.pods import PodsReading, pod_health
 from controller.gates.providers.base import MetricsProvider
 from controller.gitops.results import CommitInfo
 from controller.models.notify import Sink
@@ -131,6 +144,28 @@ class GitPort(Protocol):
     ) -> RevertResult: ...
 
 
+class GateChecksPort(Protocol):
+    """Kubernetes reads and writes of the kubernetes and job gates, and Secret values for http headers."""
+
+    async def pods(self, namespace: str, workloads: Iterable[str]) -> dict[str, list[dict[str, Any]] | None]: ...
+
+    async def ensure_job(self, namespace: str, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], bool]: ...
+
+    async def jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
+
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None: ...
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str: ...
+
+
+class HttpPort(Protocol):
+    """One HTTP request; never raises for network problems (they come back as ``HttpResult.error``)."""
+
+    async def request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout_seconds: float
+    ) -> HttpResult: ...
+
+
 class ExperimentsPort(Protocol):
     """Reads an Experiment's decision for experiment gates."""
 
@@ -175,9 +210,13 @@ class Executor:
         clock: Callable[[], datetime],
         deliveries: Deliveries | None = None,
         notify_defaults: tuple[Sink, ...] = (),
+        checks: GateChecksPort | None = None,
+        http: HttpPort | None = None,
     ) -> None:
         self.deliveries = deliveries
         self.notify_defaults = notify_defaults
+        self.checks = checks
+        self.http = http
         self.cluster = cluster
         self.git = git
         self.metrics = metrics
@@ -308,8 +347,8 @@ class Executor:
             secret = cm if any(split_key(k)[0] == "Secret" for k in taken) else None
             return SnapshotTaken(cm, tuple(taken), tuple(absent), secret)
         if isinstance(action, CaptureBaseline | EvaluateGates):
-            judging = status if isinstance(action, EvaluateGates) else None  # compare gates have no pre-push
-            return await self.read_gates(ref, spec, action.phase, action.gates, judging)
+            baseline = isinstance(action, CaptureBaseline)
+            return await self.read_gates(ref, spec, action.phase, action.gates, status, baseline=baseline)
         if isinstance(action, ApplyPhase):
             return await self.apply_phase(ref, spec, action)
         if isinstance(action, Undo):
@@ -342,75 +381,58 @@ class Executor:
         return Applied(uids, tuple(pruned))
 
     async def read_gates(
-        self, ref: ReleaseRef, spec: ReleaseSpec, phase: str, names: Iterable[str], status: ReleaseStatus | None = None
-    ) -> Readings:
-        """Read the named gates concurrently (identical queries are shared by the provider); compare gates
-        only with the status (their groups and window come from its phases)."""
-        wanted = set(names)
-        gates = [g for g in gates_for(spec, phase) if g.name in wanted]
-        url = spec.prometheus.url if spec.prometheus else self.default_prometheus
-        values: dict[str, Measurement] = {}
-        experiments: dict[str, tuple[str | None, bool | None]] = {}
-
-        async def one(gate_name: str, query: str) -> None:
-            if url is None:
-                values[gate_name] = Measurement(None, self.clock(), error="no Prometheus URL configured")
-                return
-            try:
-                rendered = render_query(query, phase=phase, revision=spec.source.revision, namespace=ref.namespace)
-            except ValueError as exc:
-                values[gate_name] = Measurement(None, self.clock(), error=str(exc), invalid_query=True)
-                return
-            values[gate_name] = await self.metrics.query(url, rendered)
-
-        async def exp(gate_name: str, experiment: str) -> None:
-            if self.experiments is None:
-                experiments[gate_name] = (None, None)
-                return
-            experiments[gate_name] = await self.experiments.decision(ref.namespace, experiment)
-
-        tasks = [one(g.name, g.query) for g in gates if g.query is not None]
-        tasks += [exp(g.name, g.experiment.name) for g in gates if g.experiment is not None]
-        compares: dict[str, CompareReading] = {}
-        if status is not None:
-            tasks += [self._compare(ref, spec, status, phase, g, url, compares) for g in gates if g.compare is not None]
-        await asyncio.gather(*tasks)
-        return Readings(values, experiments, compares)
-
-    async def _compare(
         self,
         ref: ReleaseRef,
         spec: ReleaseSpec,
-        status: ReleaseStatus,
         phase: str,
-        gate: Gate,
-        url: str | None,
-        out: dict[str, CompareReading],
-    ) -> None:
-        """Both groups of a compare gate over the same window, read at the same time."""
-        assert gate.compare is not None
-        now = self.clock()
-        if url is None:
-            out[gate.name] = CompareReading(now, error="no Prometheus URL configured")
-            return
-        canary, baseline = compare_groups(status.phases, phase)
-        if not baseline:
-            out[gate.name] = CompareReading(now, error=f"no baseline: no phase after {phase} has workloads")
-            return
+        names: Iterable[str],
+        status: ReleaseStatus | None = None,
+        *,
+        baseline: bool = False,
+    ) -> Readings:
+        """Read the named gates concurrently, each with its kind's reader (identical queries are shared by the
+        provider). A baseline reads only the kinds that have a pre-push value (a job gate runs nothing then)."""
+        wanted = set(names)
+        gates = [g for g in gates_for(spec, phase) if g.name in wanted]
+        if baseline:
+            gates = [g for g in gates if g.kind in BASELINE_KINDS]
+        read = _GateRead(self, ref, spec, phase, status or ReleaseStatus())
+        readers: dict[str, Callable[[Gate], Awaitable[None]]] = {
+            "query": read.query,
+            "experiment": read.experiment,
+            "kubernetes": read.kubernetes,
+            "job": read.job,
+            "http": read.http,
+            "compare": read.compare,
+        }
+        await asyncio.gather(*(readers[g.kind](g) for g in gates))
+        return Readings(read.values, read.experiments, read.checks)
+
+    async def cleanup_jobs(self, ref: ReleaseRef, keep_phase: str | None = None) -> list[str]:
+        """Delete the smoke-test Jobs this Release's gates created (ours by label *and* owner), except those of
+        ``keep_phase``. Best effort: a Job left behind is garbage-collected with the Release."""
+        if self.checks is None:
+            return []
         try:
-            queries = [
-                render_compare(
-                    gate.compare.query, keys, phase=phase, revision=spec.source.revision, namespace=ref.namespace
-                )
-                for keys in (canary, baseline)
-            ]
-        except ValueError as exc:
-            out[gate.name] = CompareReading(now, error=str(exc), invalid_query=True)
-            return
-        start, end = compare_window(gate.compare, next((p for p in status.phases if p.name == phase), None), now)
-        step = step_seconds(gate.compare)
-        got = await asyncio.gather(*(self.metrics.query_range(url, q, start, end, step) for q in queries))
-        out[gate.name] = CompareReading(end, canary=got[0], baseline=got[1], span=(end - start).total_seconds())
+            found = await self.checks.jobs(
+                ref.namespace, f"{LABEL_RELEASE}={job_labels(ref.name, 'x', 'x')[LABEL_RELEASE]}"
+            )
+        except StoplineError as exc:
+            log.warning("%s/%s: cannot list smoke-test Jobs: %s", ref.namespace, ref.name, exc)
+            return []
+        deleted: list[str] = []
+        for job in found:
+            meta = job.get("metadata") or {}
+            if not ours(job, ref.name, ref.uid) or (
+                keep_phase and (meta.get("labels") or {}).get(LABEL_PHASE) == keep_phase
+            ):
+                continue
+            try:
+                await self.checks.delete_job(ref.namespace, str(meta.get("name")), str(meta.get("uid")))
+                deleted.append(str(meta.get("name")))
+            except StoplineError as exc:
+                log.warning("%s/%s: cannot delete Job %s: %s", ref.namespace, ref.name, meta.get("name"), exc)
+        return deleted
 
     async def undo(self, ref: ReleaseRef, spec: ReleaseSpec, status: ReleaseStatus, action: Undo) -> Undone:
         """Restore every snapshotted object and delete what the push created (the git revert runs apart)."""
@@ -448,3 +470,144 @@ def _permanent(exc: StoplineError) -> bool:
     from controller.errors import InvalidSpec, ManifestError, SnapshotTooLarge
 
     return isinstance(exc, InvalidSpec | ManifestError | SnapshotTooLarge)
+
+
+def pushed_workloads(status: ReleaseStatus, phase: str) -> list[str]:
+    """Workloads (Kind/name) the Release pushed up to and including ``phase`` (every phase for ``watch``)."""
+    keys: list[str] = []
+    for p in status.phases:
+        keys.extend(k for k in workload_keys(p) if k not in keys)
+        if p.name == phase:
+            break
+    return keys
+
+
+class _GateRead:
+    """One round of gate readings: a reader per gate kind, filling values / experiments / checks."""
+
+    def __init__(self, ex: Executor, ref: ReleaseRef, spec: ReleaseSpec, phase: str, status: ReleaseStatus) -> None:
+        self.ex, self.ref, self.spec, self.phase, self.status = ex, ref, spec, phase, status
+        self.values: dict[str, Measurement] = {}
+        self.experiments: dict[str, tuple[str | None, bool | None]] = {}
+        self.checks: dict[str, GateCheck] = {}
+
+    def _render(self, text: str) -> str:
+        return render_query(text, phase=self.phase, revision=self.spec.source.revision, namespace=self.ref.namespace)
+
+    async def query(self, gate: Gate) -> None:
+        assert gate.query is not None
+        url = self.spec.prometheus.url if self.spec.prometheus else self.ex.default_prometheus
+        if url is None:
+            self.values[gate.name] = Measurement(None, self.ex.clock(), error="no Prometheus URL configured")
+            return
+        try:
+            rendered = self._render(gate.query)
+        except ValueError as exc:
+            self.values[gate.name] = Measurement(None, self.ex.clock(), error=str(exc), invalid_query=True)
+            return
+        self.values[gate.name] = await self.ex.metrics.query(url, rendered)
+
+    async def experiment(self, gate: Gate) -> None:
+        assert gate.experiment is not None
+        if self.ex.experiments is None:
+            self.experiments[gate.name] = (None, None)
+            return
+        self.experiments[gate.name] = await self.ex.experiments.decision(self.ref.namespace, gate.experiment.name)
+
+    async def compare(self, gate: Gate) -> None:
+        """Both groups of a compare gate over the same window, read at the same time."""
+        assert gate.compare is not None
+        url = self.spec.prometheus.url if self.spec.prometheus else self.ex.default_prometheus
+        now = self.ex.clock()
+        if url is None:
+            self.checks[gate.name] = CompareReading(now, error="no Prometheus URL configured")
+            return
+        canary, baseline = compare_groups(self.status.phases, self.phase)
+        if not baseline:
+            self.checks[gate.name] = CompareReading(
+                now, error=f"no baseline: no phase after {self.phase} has workloads"
+            )
+            return
+        try:
+            queries = [
+                render_compare(
+                    gate.compare.query,
+                    keys,
+                    phase=self.phase,
+                    revision=self.spec.source.revision,
+                    namespace=self.ref.namespace,
+                )
+                for keys in (canary, baseline)
+            ]
+        except ValueError as exc:
+            self.checks[gate.name] = CompareReading(now, error=str(exc), invalid_query=True)
+            return
+        current = next((p for p in self.status.phases if p.name == self.phase), None)
+        start, end = compare_window(gate.compare, current, now)
+        step = step_seconds(gate.compare)
+        got = await asyncio.gather(*(self.ex.metrics.query_range(url, q, start, end, step) for q in queries))
+        span = (end - start).total_seconds()
+        self.checks[gate.name] = CompareReading(end, canary=got[0], baseline=got[1], span=span)
+
+    async def kubernetes(self, gate: Gate) -> None:
+        workloads = pushed_workloads(self.status, self.phase)
+        if self.ex.checks is None:
+            self.checks[gate.name] = PodsReading(self.ex.clock(), error="no Kubernetes client for gates")
+            return
+        try:
+            found = await self.ex.checks.pods(self.ref.namespace, workloads)
+        except StoplineError as exc:
+            self.checks[gate.name] = PodsReading(self.ex.clock(), error=str(exc))
+            return
+        pods = tuple(pod_health(k, p) for k, items in found.items() for p in items or [])
+        missing = tuple(k for k, items in found.items() if items is None)
+        self.checks[gate.name] = PodsReading(self.ex.clock(), pods, missing, workloads=tuple(workloads))
+
+    async def job(self, gate: Gate) -> None:
+        name = job_name(self.ref.name, gate.name, self.phase)
+        if self.ex.checks is None:
+            self.checks[gate.name] = JobState(name, self.ex.clock(), error="no Kubernetes client for gates")
+            return
+        try:
+            manifest = job_manifest(
+                gate,
+                release=self.ref.name,
+                namespace=self.ref.namespace,
+                phase=self.phase,
+                revision=self.spec.source.revision,
+                owner=self.ref.owner(),
+            )
+        except ValueError as exc:
+            self.checks[gate.name] = JobState(name, self.ex.clock(), error=str(exc), rejected=True)
+            return
+        try:
+            job, created = await self.ex.checks.ensure_job(self.ref.namespace, manifest)
+        except StoplineError as exc:
+            self.checks[gate.name] = JobState(name, self.ex.clock(), error=str(exc), rejected=_permanent(exc))
+            return
+        if created:  # a new phase's smoke test started: the earlier phases' Jobs are done with
+            await self.ex.cleanup_jobs(self.ref, keep_phase=self.phase)
+        self.checks[gate.name] = job_state(name, job, self.ex.clock())
+
+    async def http(self, gate: Gate) -> None:
+        assert gate.http is not None
+        h = gate.http
+        if self.ex.http is None:
+            self.checks[gate.name] = HttpResult(self.ex.clock(), error="no HTTP client for gates")
+            return
+        try:
+            url = self._render(h.url)
+            body = self._render(h.body).encode() if h.body is not None else None
+            headers: dict[str, str] = {}
+            for header in h.headers:
+                if header.value is not None:
+                    headers[header.name] = self._render(header.value)
+                elif header.value_from is not None:
+                    if self.ex.checks is None:
+                        raise StoplineError("no Kubernetes client to read header Secrets")
+                    ref = header.value_from.secret_key_ref
+                    headers[header.name] = await self.ex.checks.secret_value(self.ref.namespace, ref.name, ref.key)
+        except (ValueError, StoplineError) as exc:  # never the header values themselves: they may be secret
+            self.checks[gate.name] = HttpResult(self.ex.clock(), error=f"request not sent: {exc}")
+            return
+        self.checks[gate.name] = await self.ex.http.request(h.method, url, headers, body, h.timeout.total_seconds())

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from controller.gates.evaluate import breached, outage
+from controller.gates.kinds import ROLLOUT_KINDS
 from controller.models.common import format_duration, parse_token
 from controller.models.release import (
     FINAL_PHASES,
@@ -370,7 +371,7 @@ def _plan_push(spec: ReleaseSpec, status: ReleaseStatus, facts: Facts) -> Action
             return CaptureBaseline(WATCH_PHASE, watch_missing)
         return ApplyPhase(current.name, tuple(current.deployments), tuple(current.objects), tuple(current.pruned))
     if current.state == "Progressing":
-        return _plan_rollout(spec, current, facts)
+        return _plan_progressing(spec, status, current, facts)
     if current.state == "Holding":
         return _plan_gates(spec, status, facts, current.name, user_paused)
     return FailPush("InternalError", f"phase {current.name} is in unexpected state {current.state}")
@@ -438,6 +439,34 @@ def note_stuck(
             since = recorded.since
     fails_at = None if cause.heals else since + spec.stuck_after
     return NoteStuck(phase, cause, since, fails_at)
+
+
+def _plan_progressing(spec: ReleaseSpec, status: ReleaseStatus, current: PhaseStatus, facts: Facts) -> Action:
+    """The rollout, with the gates of kinds read while it runs (kubernetes: a crash-looping rollout fails
+    on the gate within seconds instead of waiting for progressDeadline). Their verdicts never hold the
+    rollout up; a breach past failureLimit fails the push as in the hold."""
+    gates = [g for g in gates_for(spec, current.name) if g.kind in ROLLOUT_KINDS]
+    for g in gates:
+        row = row_for(status, g.name, current.name)
+        if row is not None and breached(g, row):
+            return FailPush(
+                "GateFailed", f"gate {g.name} {row.message} in phase {current.name}", gate=g.name, phase=current.name
+            )
+    action = _plan_rollout(spec, current, facts)
+    if not isinstance(action, Wait) or not gates:
+        return action
+    due: list[str] = []
+    wake: list[datetime] = []
+    for g in gates:
+        row = row_for(status, g.name, current.name)
+        when = reading_due(g, row, status, current.name, facts.now) if row is not None else None
+        if when is None or when <= facts.now:
+            due.append(g.name)
+        else:
+            wake.append(when)
+    if due:
+        return EvaluateGates(current.name, tuple(due))
+    return Wait(min([*wake, *([action.until] if action.until else [])]), action.reason)
 
 
 def _plan_rollout(spec: ReleaseSpec, current: PhaseStatus, facts: Facts) -> Action:

@@ -50,6 +50,8 @@ from controller.release.status import reduce
 
 log = logging.getLogger("stopline.release")
 
+_background: set[asyncio.Task[Any]] = set()  # fire-and-forget cleanups, referenced until they finish
+
 # Status is written before these (they change the world); reads (gates, baselines) need no write first.
 # StartDelivery: the outbox entries it sends are written first, so a restart never records them again.
 SIDE_EFFECTS = (Snapshot, ApplyPhase, Undo, RestoreStrategy, StartRevert, StartDelivery)
@@ -229,6 +231,10 @@ class ReleaseKind:
         if is_final(status) and not self.final_reported:
             self.final_reported = True
             self.hooks.on_final(self.ref, status)
+            if any(g.job is not None for g in spec.gates):  # the smoke-test Jobs are done with
+                task = asyncio.ensure_future(self.executor.cleanup_jobs(self.ref))
+                _background.add(task)
+                task.add_done_callback(_background.discard)
         return settled(spec, status)  # also waits for the outbox to drain (sent or given up)
 
 

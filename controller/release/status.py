@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from controller.gates.compare import fold as fold_compare
-from controller.gates.evaluate import judge, judge_experiment, new_row, outage, record
+from controller.gates.evaluate import new_row, outage, record
+from controller.gates.kinds import baseline, judge_reading
 from controller.gates.schedule import next_reading
 from controller.models.common import ConditionStatus, format_duration, person_name, set_condition
 from controller.models.release import (
     REVERT_LANDED,
     ActionError,
     FailureStatus,
+    Gate,
     GaugeRow,
     PhaseStatus,
     ReleaseSpec,
@@ -231,9 +232,8 @@ def _reduce(spec: ReleaseSpec, s: ReleaseStatus, action: Action, outcome: Outcom
         for gate in gates_for(spec, action.phase):
             if gate.name not in action.gates:
                 continue
-            m = outcome.values.get(gate.name)
-            pre = m.value if m is not None and m.usable else None
-            _upsert_row(s, new_row(gate, action.phase, pre).model_copy(update={"at": None}))
+            base = baseline(gate, outcome)
+            _upsert_row(s, new_row(gate, action.phase, base.pre).model_copy(update={"at": None, **base.row}))
     elif isinstance(action, ApplyPhase):
         _update_phase(s, action.phase, state="Progressing", started_at=now)
         s.message = f"phase {action.phase}: applied {', '.join(action.objects or action.deployments)}"
@@ -340,32 +340,48 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
     for gate in gates_for(spec, action.phase):
         if gate.name not in action.gates:
             continue
-        row = row_for(s, gate.name, action.phase) or new_row(gate, action.phase, _baseline(s, gate.name, action.phase))
+        row = row_for(s, gate.name, action.phase) or _first_row(s, gate, action.phase)
+        judged = judge_reading(gate, row, out, now)
+        if judged is None:
+            continue
         if gate.experiment is not None:
-            decision, srm_ok = out.experiments.get(gate.name, (None, None))
-            _upsert_row(s, record(gate, row, None, judge_experiment(gate, decision, srm_ok), now))
+            _upsert_row(s, record(gate, row, None, judged.judgement, now))
             continue
-        if gate.compare is not None:
-            reading = out.compares.get(gate.name)
-            if reading is not None:
-                _upsert_row(s, fold_compare(gate, row, reading, now))
-            continue
+        # ``at`` is when the reading was taken into account, not when the query started: the next
+        # reading is due one interval later, even if the provider answered from its short cache —
+        # or, when the provider knows the scrape grid, just after the next sample lands.
         m = out.values.get(gate.name)
-        if m is not None:
-            # ``at`` is when the reading was taken into account, not when the query started: the next
-            # reading is due one interval later, even if the provider answered from its short cache —
-            # or, when the provider knows the scrape grid, just after the next sample lands.
-            taken = max(now, m.at)
-            interval = reading_interval(gate, s, action.phase, now).total_seconds()
-            due = next_reading(taken.timestamp(), interval, m.scrape)
-            recorded = record(gate, row, m.value, judge(gate, row.pre_push, m), taken)
-            schedule = {
-                "next_at": datetime.fromtimestamp(due, UTC),
-                "scrape_period": m.scrape.period if m.scrape else None,
-            }
-            _upsert_row(s, recorded.model_copy(update=schedule))
-    _tick_hold(spec, s, action.phase, now)
-    _gate_conditions(spec, s, action.phase, now)
+        scrape = m.scrape if m is not None else None
+        interval = reading_interval(gate, s, action.phase, now).total_seconds()
+        due = next_reading(judged.at.timestamp(), interval, scrape)
+        recorded = record(gate, row.model_copy(update=dict(judged.row)), judged.value, judged.judgement, judged.at)
+        schedule = {
+            "next_at": datetime.fromtimestamp(due, UTC),
+            "scrape_period": scrape.period if scrape else None,
+        }
+        _upsert_row(s, recorded.model_copy(update=schedule))
+    if _judging(s, action.phase):  # readings taken while the phase rolls out (kubernetes gates) hold nothing
+        _tick_hold(spec, s, action.phase, now)
+        _gate_conditions(spec, s, action.phase, now)
+
+
+def _judging(s: ReleaseStatus, phase: str) -> bool:
+    """Whether the phase (or the watch window) is in its hold, where readings count toward it."""
+    return phase == WATCH_PHASE or any(p.name == phase and p.state == "Holding" for p in s.phases)
+
+
+def _first_row(s: ReleaseStatus, gate: Gate, phase: str) -> GaugeRow:
+    """A row for a gate that has none in this phase yet: its pre-push value from the baseline it falls back on."""
+    row = new_row(gate, phase, _baseline(s, gate.name, phase))
+    if phase == WATCH_PHASE:  # restarts count from each pod's first baseline (phases capture in order)
+        merged: dict[str, int] = {}
+        for r in s.gauges:
+            if r.gate == gate.name and r.phase != WATCH_PHASE:
+                for uid, n in r.restarts_at_start.items():
+                    merged.setdefault(uid, n)
+        if merged:
+            row = row.model_copy(update={"restarts_at_start": merged})
+    return row
 
 
 def _complete(spec: ReleaseSpec, s: ReleaseStatus, action: CompletePhase, now: datetime) -> None:

@@ -190,6 +190,30 @@ class Then:
         )
         return result
 
+    def rolled_back_by(self, name: str, gate: str, phase: str, timeout: float = 90) -> dict[str, Any]:
+        """Named expectation: the Release is RolledBack by ``gate`` in ``phase``, and the revert landed in Git."""
+        status = self.release_reaches(name, "RolledBack", "Failed", "Succeeded", timeout=timeout)
+        seen = json.dumps({k: status.get(k) for k in ("phase", "failedGate", "failure", "gauges")}, indent=1)
+        assert status["phase"] == "RolledBack" and status.get("failedGate") == gate, (
+            f"not rolled back by {gate}: {seen}"
+        )
+        assert (status.get("failure") or {}).get("phase") == phase, f"failed in another phase than {phase}: {seen}"
+        assert self.condition(status, "RolledBack")["status"] == "True"
+        reverted: dict[str, Any] = wait_for(
+            lambda: (s := self.status("release", name)) and self.condition(s, "GitReverted")["status"] == "True" and s,
+            timeout=60,
+            message=f"release {name}: GitReverted=True",
+        )
+        return reverted
+
+    def succeeded(self, name: str, timeout: float = 90) -> dict[str, Any]:
+        """Named expectation: the Release passes every phase (fails with the state it saw otherwise)."""
+        status = self.release_reaches(name, "Succeeded", "RolledBack", "Failed", timeout=timeout)
+        assert status["phase"] == "Succeeded", (
+            f"release {name} did not succeed: {status.get('message')}: " + json.dumps(status.get("gauges"), indent=1)
+        )
+        return status
+
     def condition(self, status: Mapping[str, Any], type_: str) -> dict[str, Any]:
         for c in status.get("conditions") or []:
             if c.get("type") == type_:

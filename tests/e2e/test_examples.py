@@ -67,6 +67,7 @@ def test_every_example_folder_has_a_readme_and_yaml() -> None:
         "04-kustomize",
         "05-helm",
         "06-experiment-growth",
+        "07-gate-kinds",
     ]
     for folder in folders:
         assert (folder / "README.md").is_file(), folder

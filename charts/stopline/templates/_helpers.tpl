@@ -120,10 +120,16 @@ Rules for the namespaced resources stopline reads and writes. Bound cluster-wide
   resources: {{ .resources | toJson }}
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 {{- end }}
-# Why a rollout or restore is stuck: the new ReplicaSet and the pods of a workload not Available yet.
+# Why a rollout or restore is stuck: the new ReplicaSet and the pods of a workload not Available yet;
+# kubernetes gates: the pods of the pushed workloads.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
+# job gates: the smoke-test Job of each phase (created once, read, deleted when done), also when
+# rbac.appResources leaves batch out; http gates read header values from Secrets (get).
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "create", "delete"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["list"]

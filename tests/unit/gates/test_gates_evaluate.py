@@ -216,7 +216,13 @@ def fold(g: Gate, values: list[float | None], pre: float | None = 4.0) -> list[G
 def test_new_row() -> None:
     g = gate(max=6, maxIncreasePercent=25, dryRun=True)
     assert new_row(g, "chat", 4.13) == GaugeRow(
-        gate="g", phase="chat", pre_push=4.13, threshold=">6 or >+25%", verdict="Inconclusive", dry_run=True
+        gate="g",
+        phase="chat",
+        pre_push=4.13,
+        threshold=">6 or >+25%",
+        verdict="Inconclusive",
+        dry_run=True,
+        kind="query",
     )
 
 

@@ -240,14 +240,14 @@ CASES: list[Bad] = [
         R,
         patched(RELEASE, gates__0__experiment={"name": "gdc"}),
         "gates.0",
-        r"gate 'load': set exactly one of query, experiment or compare",
+        r"gate 'load': set exactly one of query, experiment, kubernetes, job, http, compare",
     ),
     Bad(
         "gate-neither-query-nor-experiment",
         R,
         patched(RELEASE, gates__0={"name": "load", "max": 1}),
         "gates.0",
-        r"gate 'load': set exactly one of query, experiment or compare",
+        r"gate 'load': set exactly one of query, experiment, kubernetes, job, http, compare",
     ),
     Bad(
         "experiment-gate-with-bounds",

@@ -108,8 +108,8 @@ async def test_no_data_is_inconclusive_and_capture_reads_no_range() -> None:
     row = next(r for r in reduce_status(SPEC, status, EvaluateGates("canary", ("latency",)), readings, NOW).gauges)
     assert row.verdict == "Inconclusive" and "too few samples" in row.message
     metrics.ranges.clear()
-    captured = await executor(metrics).read_gates(REF, SPEC, "canary", ("latency", "load"))
-    assert metrics.ranges == [] and "latency" not in captured.compares
+    captured = await executor(metrics).read_gates(REF, SPEC, "canary", ("latency", "load"), baseline=True)
+    assert metrics.ranges == [] and "latency" not in captured.checks
     before = reduce_status(
         SPEC, ReleaseStatus(phases=status.phases), CaptureBaseline("canary", ("latency",)), captured, NOW
     )
@@ -121,7 +121,7 @@ async def test_a_phase_whose_later_phases_have_no_workloads_has_no_baseline() ->
     status.phases[1].workloads = []
     status.phases[2].workloads = []
     readings = await executor(Metrics({})).read_gates(REF, SPEC, "canary", ("latency",), status)
-    assert readings.compares["latency"].error == "no baseline: no phase after canary has workloads"
+    assert readings.checks["latency"].error == "no baseline: no phase after canary has workloads"
 
 
 async def test_an_unknown_template_variable_is_an_error() -> None:
