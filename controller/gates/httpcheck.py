@@ -128,5 +128,7 @@ def judge_http(gate: Gate, pre: float | None, result: HttpResult) -> tuple[Judge
         value = json_field(document, h.field)
     except FieldError as exc:
         return Judgement("Error", f"{h.url} answered {status}: {exc}"), None
+    if all(b is None for b in (gate.min, gate.max, gate.max_increase_percent, gate.max_decrease_percent)):
+        return Judgement("Pass", f"{h.url} answered {status}; {h.field} = {value:.6g} (recorded: no bounds)"), value
     verdict = judge(gate, pre, Measurement(value, result.at))
     return Judgement(verdict.verdict, f"{h.field}: {verdict.message}", verdict.delta, verdict.delta_percent), value

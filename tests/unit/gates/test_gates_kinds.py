@@ -266,6 +266,14 @@ def test_http_verdicts(bounds: dict[str, Any], result: HttpResult, verdict: str)
     assert judgement.verdict == verdict, judgement.message
 
 
+def test_http_field_without_bounds_is_recorded_and_passes() -> None:
+    judgement, value = judge_http(
+        http_gate(http={"field": "checks.errors"}), None, answer(200, {"checks": {"errors": 3}})
+    )
+    assert (judgement.verdict, value) == ("Pass", 3.0)
+    assert judgement.message == "http://127.0.0.1:8080/health answered 200; checks.errors = 3 (recorded: no bounds)"
+
+
 def test_http_relative_bound_uses_the_baseline_field() -> None:
     gate = http_gate(http={"field": "latency"}, maxIncreasePercent=50)
     judgement, value = judge_http(gate, 100.0, answer(200, {"latency": 180}))
