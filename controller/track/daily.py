@@ -47,14 +47,13 @@ def count_outcome(
 
 def count_late_revert(daily: Sequence[DailyCount], when: datetime, *, now: datetime) -> list[DailyCount]:
     """``daily`` with one more revert on ``when``'s day (the day the rolled-back push finished); nothing when
-    that day is no longer kept."""
+    that day is no longer kept (days older than DAILY_DAYS before ``now`` drop, as in :func:`count_outcome`)."""
     day = utc_day(when).isoformat()
     first = (utc_day(now) - timedelta(days=DAILY_DAYS - 1)).isoformat()
-    if day < first:
-        return list(daily)
     rows = {d.day: d for d in daily}
-    row = rows.get(day) or DailyCount(day=day)
-    rows[day] = row.model_copy(update={"reverts": row.reverts + 1})
+    if day >= first:
+        row = rows.get(day) or DailyCount(day=day)
+        rows[day] = row.model_copy(update={"reverts": row.reverts + 1})
     return [rows[d] for d in sorted(rows) if d >= first]
 
 
