@@ -15,12 +15,13 @@ from pydantic import ValidationError
 from controller.handlers.startup import namespace_guard, runtime, serves
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
+from controller.models.notify import NotificationsStatus
 from controller.models.track import TrackSpec, TrackStatus
 from controller.reconcile.supervisor import Run, Supervisor, default_wake
 from controller.release.actions import ANNOTATION_WAIVE_REVERT
 from controller.track.plan import FINAL, LABEL_TRACK
 from controller.track.prune import releases_to_prune
-from controller.track.runner import TrackRef, run_track
+from controller.track.runner import TrackNotify, TrackRef, run_track
 from controller.wiring import Runtime
 
 
@@ -71,6 +72,18 @@ def supervisor(rt: Runtime) -> Supervisor:
                 "releases", namespace, release, {"metadata": {"annotations": {ANNOTATION_WAIVE_REVERT: token}}}
             )
 
+        metrics = default_metrics()
+
+        def notes_step(before: NotificationsStatus | None, after: NotificationsStatus | None) -> None:
+            metrics.delivered(before, after)
+            metrics.outbox(("Track", namespace, name), after)
+
+        deliveries = rt.executor.deliveries
+        notify = (
+            TrackNotify(deliveries, rt.settings.notify, wake=run.wake, on_step=notes_step)
+            if deliveries is not None
+            else None
+        )
         await run_track(
             ref,
             run.read_body,
@@ -86,10 +99,12 @@ def supervisor(rt: Runtime) -> Supervisor:
             waive=waive,
             on_persist_error=default_metrics().status_write_error,
             may_act=namespace_guard(rt, run),
+            notify=notify,
         )
 
     def gone(run: Run) -> None:
         rt.tracks.pop((run.namespace, run.name), None)
+        default_metrics().outbox(("Track", run.namespace, run.name), None)
 
     return Supervisor("Track", start, wake_on=_wake_on, on_gone=gone, serves=lambda ns: serves(rt, ns))
 

@@ -214,6 +214,7 @@ class NotificationMessage(StatusModel):
     revert_commit: str | None = Field(default=None, description="The revert commit's SHA.")
     revert_reason: str | None = Field(default=None, description="Why the revert is not (yet) on the branch.")
     track: str | None = Field(default=None, description="The Track, when known.")
+    release: str | None = Field(default=None, description="The Release whose rollback set the lock (Track events).")
     by: str | None = Field(default=None, description="Who locked or unlocked (Track events).")
 
 

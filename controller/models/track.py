@@ -109,6 +109,10 @@ class HistoryEntry(StatusModel):
     counted: bool = Field(
         default=False, description="The outcome is in status.daily (so observing it again never counts it twice)."
     )
+    revert_counted: bool = Field(
+        default=False,
+        description="Its revert is in status.daily's reverts (with the outcome, or once when it landed later).",
+    )
 
 
 class DailyCount(StatusModel):

@@ -201,6 +201,42 @@ def apply_results(
     return trim(notes.model_copy(update={"outbox": outbox}))
 
 
+def next_delivery(notes: NotificationsStatus | None, job: DeliveryJob | None, now: datetime) -> DeliveryAction | None:
+    """The delivery step an object's planner takes where it would otherwise wait: fold in a finished task's
+    answers, else start one for the due entries (never a second beside a running one), else nothing."""
+    if job is not None and not job.running and job.results:
+        return RecordDelivery(job.results)
+    if job is not None and job.running:
+        return None
+    ready = due(notes, now)
+    return StartDelivery(tuple(e.key for e in ready)) if ready else None
+
+
+Event = tuple[str, str, str]  # (type, reason, message), as the reconcile driver emits them
+
+
+def delivery_events(before: NotificationsStatus | None, after: NotificationsStatus | None) -> list[Event]:
+    """NotificationSent per accepted message; a Warning per failed attempt (NotificationFailed, or
+    NotificationGaveUp once retries are exhausted). Names the sink, never its URL or credentials."""
+    old = {e.key: e for e in (before.outbox if before else [])}
+    out: list[Event] = []
+    for e in after.outbox if after else []:
+        was = old.get(e.key)
+        if was is None or was.attempts == e.attempts:
+            continue
+        what = f"{e.event} to {e.sink_type} sink {e.sink}"
+        if e.state == "Sent":
+            out.append(("Normal", "NotificationSent", f"{what} (attempt {e.attempts})"))
+        elif e.state == "Failed":
+            why = f"{what}: {e.last_error}; gave up after {e.attempts} attempts"
+            out.append(("Warning", "NotificationGaveUp", why))
+        else:
+            nxt = e.next_attempt_at.strftime("%H:%M:%SZ") if e.next_attempt_at else "-"
+            why = f"{what}: {e.last_error}; attempt {e.attempts}, retry at {nxt}"
+            out.append(("Warning", "NotificationFailed", why))
+    return out
+
+
 def summary(notes: NotificationsStatus | None) -> str:
     """One line for people: ``2 pending (1 failing: ops-webhook: HTTP 503), 3 sent``; empty when none."""
     if notes is None or not notes.outbox:

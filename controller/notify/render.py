@@ -54,9 +54,18 @@ def lines(m: NotificationMessage) -> list[str]:
         out.append(f"Pushed by {m.author}" + (f", committed by {m.committer}" if other else ""))
     if m.revision:
         out.append(f"Revision {m.revision} on {m.branch} of {m.repo}")
+    if m.release:
+        out.append(f"Release {m.namespace}/{m.release}" + (f", revert {m.revert_commit}" if m.revert_commit else ""))
+    if m.by:
+        out.append(f"{lock_verb(m)} by {m.by}")
     what = f"{m.kind} {m.namespace}/{m.name}" + (f" (Track {m.track})" if m.track else "")
     out.append(f"{what}, {m.at.strftime('%Y-%m-%d %H:%M:%SZ')}")
     return out
+
+
+def lock_verb(m: NotificationMessage) -> str:
+    """``Locked`` or ``Unlocked``: what the person named in ``by`` did."""
+    return "Unlocked" if m.event == "Unlocked" else "Locked"
 
 
 def slack(entry: OutboxEntry) -> bytes:
@@ -72,6 +81,12 @@ def slack(entry: OutboxEntry) -> bytes:
     if m.revert_state:
         rev = f"`{m.revert_commit[:12]}` " if m.revert_commit else ""
         fields.append({"type": "mrkdwn", "text": f"*Revert*\n{rev}{m.revert_state}"})
+    elif m.revert_commit:
+        fields.append({"type": "mrkdwn", "text": f"*Revert*\n`{m.revert_commit[:12]}`"})
+    if m.release:
+        fields.append({"type": "mrkdwn", "text": f"*Release*\n{m.release}"})
+    if m.by:
+        fields.append({"type": "mrkdwn", "text": f"*{lock_verb(m)} by*\n{m.by}"})
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": m.title[:150], "emoji": True}},
     ]

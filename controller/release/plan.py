@@ -28,7 +28,7 @@ from controller.models.release import (
     SnapshotStatus,
     StuckStatus,
 )
-from controller.notify.outbox import RecordDelivery, StartDelivery, due, next_attempt, pending
+from controller.notify.outbox import next_attempt, next_delivery, pending
 from controller.release.actions import (
     ANNOTATION_ABORT,
     ANNOTATION_PAUSED,
@@ -295,16 +295,12 @@ def plan_delivery(status: ReleaseStatus, facts: Facts, wait: Wait) -> Action:
     """Notifications go out only where the push would wait anyway: fold in a finished delivery task's answers,
     else start one for the due outbox entries (a background task: the loop never waits for a receiver), else
     wait — no longer than until the next retry is due."""
-    job = facts.delivery_job
-    if job is not None and not job.running and job.results:
-        return RecordDelivery(job.results)
-    if job is not None and job.running:
-        return wait
-    ready = due(status.notifications, facts.now)
-    if ready:
-        return StartDelivery(tuple(e.key for e in ready))
+    step = next_delivery(status.notifications, facts.delivery_job, facts.now)
+    if step is not None:
+        return step
     retry = next_attempt(status.notifications)
-    if retry is not None and (wait.until is None or retry < wait.until):
+    idle = facts.delivery_job is None or not facts.delivery_job.running
+    if retry is not None and idle and (wait.until is None or retry < wait.until):
         return replace(wait, until=retry)
     return wait
 

@@ -18,7 +18,7 @@ from controller.errors import StoplineError
 from controller.gates.evaluate import breached
 from controller.kube.causes import PROGRESS
 from controller.models.release import FailureStatus, ReleaseSpec, ReleaseStatus, StuckStatus
-from controller.notify.outbox import RecordDelivery, StartDelivery
+from controller.notify.outbox import RecordDelivery, StartDelivery, delivery_events
 from controller.notify.release import record_events
 from controller.reconcile.driver import Context, Driver, Event, mark_invalid
 from controller.release.actions import (
@@ -312,28 +312,6 @@ def _sleep_for(wait: Wait, status: ReleaseStatus, now: datetime, tick: float) ->
     return max(0.0, min((wait.until - now).total_seconds(), cap))
 
 
-def delivery_events(before: ReleaseStatus | Any, after: ReleaseStatus | Any, action: RecordDelivery) -> list[Event]:
-    """NotificationSent per accepted message; a Warning per failed attempt (NotificationFailed, or
-    NotificationGaveUp once retries are exhausted). Names the sink, never its URL or credentials."""
-    old = {e.key: e for e in (before.notifications.outbox if before.notifications else [])}
-    out: list[Event] = []
-    for e in after.notifications.outbox if after.notifications else []:
-        was = old.get(e.key)
-        if was is None or was.attempts == e.attempts:
-            continue
-        what = f"{e.event} to {e.sink_type} sink {e.sink}"
-        if e.state == "Sent":
-            out.append(("Normal", "NotificationSent", f"{what} (attempt {e.attempts})"))
-        elif e.state == "Failed":
-            why = f"{what}: {e.last_error}; gave up after {e.attempts} attempts"
-            out.append(("Warning", "NotificationGaveUp", why))
-        else:
-            nxt = e.next_attempt_at.strftime("%H:%M:%SZ") if e.next_attempt_at else "-"
-            why = f"{what}: {e.last_error}; attempt {e.attempts}, retry at {nxt}"
-            out.append(("Warning", "NotificationFailed", why))
-    return out
-
-
 def _stuck(status: ReleaseStatus, phase: str | None) -> StuckStatus | None:
     if phase is None:
         return status.undo.stuck if status.undo is not None else None
@@ -383,7 +361,7 @@ def release_events(before: ReleaseStatus, after: ReleaseStatus, action: Action, 
         if was is None or (was.workload, was.reason, was.detail) != action.cause.identity:
             out.append(("Warning", "RolloutStuck" if action.phase else "RestoreStuck", after.message or ""))
     elif isinstance(action, RecordDelivery):
-        out += delivery_events(before, after, action)
+        out += delivery_events(before.notifications, after.notifications)
     if isinstance(outcome, ActionFailed):
         out.append(("Warning", "ActionFailed", f"{type(action).__name__}: {outcome.message}"))
     if before.pause_reason != "Inconclusive" and after.pause_reason == "Inconclusive":

@@ -7,7 +7,9 @@ pushes, succeeded, rollbacks, failed and reverts, for the last :data:`DAILY_DAYS
 Each outcome is counted exactly once: the Track reducer counts a push when it records the Release's
 final result and marks that history entry ``counted``; observing the same outcome again (a controller
 restart that reads the Release once more) finds the mark and counts nothing. A push counts on the UTC
-day it finished; ``reverts`` counts rolled-back pushes whose revert commit was on the branch by then.
+day it finished; ``reverts`` counts rolled-back pushes whose revert commit is on the branch: counted with
+the outcome when the revert landed first, else once when the Track sees it land (``RevertsLanded``), on
+the day the push finished — so a day never shows more reverts than rollbacks.
 """
 
 from __future__ import annotations
@@ -40,6 +42,18 @@ def count_outcome(
         update["reverts"] = row.reverts + 1
     rows[day] = row.model_copy(update=update)
     first = (utc_day(now) - timedelta(days=DAILY_DAYS - 1)).isoformat()
+    return [rows[d] for d in sorted(rows) if d >= first]
+
+
+def count_late_revert(daily: Sequence[DailyCount], when: datetime, *, now: datetime) -> list[DailyCount]:
+    """``daily`` with one more revert on ``when``'s day (the day the rolled-back push finished); nothing when
+    that day is no longer kept (days older than DAILY_DAYS before ``now`` drop, as in :func:`count_outcome`)."""
+    day = utc_day(when).isoformat()
+    first = (utc_day(now) - timedelta(days=DAILY_DAYS - 1)).isoformat()
+    rows = {d.day: d for d in daily}
+    if day >= first:
+        row = rows.get(day) or DailyCount(day=day)
+        rows[day] = row.model_copy(update={"reverts": row.reverts + 1})
     return [rows[d] for d in sorted(rows) if d >= first]
 
 

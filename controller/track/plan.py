@@ -22,7 +22,14 @@ from datetime import datetime
 from controller.models.common import Token, parse_token
 from controller.models.release import FINAL_PHASES
 from controller.models.track import HistoryEntry, MissingRevert, TrackSpec, TrackStatus
-from controller.track.daily import count_outcome
+from controller.notify.outbox import (
+    DeliveryAction,
+    DeliveryJob,
+    RecordDelivery,
+    apply_results,
+    next_delivery,
+)
+from controller.track.daily import count_late_revert, count_outcome
 
 ANNOTATION_UNLOCK = "stopline.dev/unlock"
 ANNOTATION_LOCK = "stopline.dev/lock"
@@ -54,6 +61,7 @@ class ReleaseFacts:
     lock_on_failure: bool = True
     revert_state: str | None = None  # status.revert.state
     revert_reason: str | None = None
+    author: str | None = None  # status.author: who wrote the revision
 
     @property
     def revert_missing(self) -> bool:
@@ -79,6 +87,7 @@ class TrackFacts:
     in_flight: Sequence[ReleaseFacts] = ()  # this Track's Releases that are not final (current or not)
     annotations: Mapping[str, str] = field(default_factory=dict)
     reverting: Mapping[str, ReleaseFacts] = field(default_factory=dict)  # Releases of status.missingReverts
+    delivery_job: DeliveryJob | None = None  # the notification delivery task beside the loop
 
 
 @dataclass(frozen=True)
@@ -122,9 +131,11 @@ class RefuseUnlock:
 
 @dataclass(frozen=True)
 class RevertsLanded:
-    """Reverts of these revisions are on the branch now (or their Release says so)."""
+    """Reverts of these revisions are on the branch now (or their Release says so); ``commits``: the revert
+    commit of each, where known (same order)."""
 
     revisions: tuple[str, ...]
+    commits: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,9 @@ class Observe:
     message: str = ""
 
 
-TrackAction = CreateRelease | FinishRelease | Adopt | Unlock | RefuseUnlock | RevertsLanded | Lock | Observe
+TrackAction = (
+    CreateRelease | FinishRelease | Adopt | Unlock | RefuseUnlock | RevertsLanded | Lock | Observe | DeliveryAction
+)
 FINAL = FINAL_PHASES
 RESULT_WORDS = {"Succeeded": "succeeded", "RolledBack": "rolled back", "Failed": "failed"}
 
@@ -154,7 +167,16 @@ def release_name(track: str, revision: str) -> str:
 
 
 def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFacts) -> TrackAction:
-    """The next action for this Track."""
+    """The next action for this Track: the line's, else (only where the line would just observe) a
+    notification's — delivery never comes before a Release, a lock or an unlock."""
+    action = _plan_line(track, spec, status, facts)
+    if isinstance(action, Observe):
+        return next_delivery(status.notifications, facts.delivery_job, facts.now) or action
+    return action
+
+
+def _plan_line(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFacts) -> TrackAction:
+    """The line's next action (Releases, locks)."""
     if not status.current:  # first: the push lock is never broken, whatever else is pending
         finished = {h.release for h in status.history if h.result != "InProgress"}
         orphans = [r for r in facts.in_flight if r.exists and r.phase not in FINAL and r.name not in finished]
@@ -166,7 +188,7 @@ def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFac
         return Lock(parse_token(lock_raw))
     landed = _landed(status, facts)
     if landed:
-        return RevertsLanded(landed)
+        return RevertsLanded(tuple(r for r, _c in landed), tuple(c for _r, c in landed))
     unlock_raw = facts.annotations.get(ANNOTATION_UNLOCK, "").strip()
     blocked = status.commit_lock.locked or bool(status.missing_reverts)
     if blocked and unlock_raw and unlock_raw != status.commit_lock.last_unlock:
@@ -210,15 +232,17 @@ def plan_track(track: str, spec: TrackSpec, status: TrackStatus, facts: TrackFac
     return CreateRelease(release_name(track, facts.tip), facts.tip, skipped)
 
 
-def _landed(status: TrackStatus, facts: TrackFacts) -> tuple[str, ...]:
-    """Missing reverts that are on the branch now: a new commit says so, or the Release that pushes it."""
-    on_branch = {c.reverts for c in facts.new_commits if c.reverts}
-    out = []
+def _landed(status: TrackStatus, facts: TrackFacts) -> list[tuple[str, str | None]]:
+    """Missing reverts that are on the branch now (with the revert commit where known): a new commit says
+    so, or the Release that pushes it."""
+    on_branch = {c.reverts: c.sha for c in facts.new_commits if c.reverts}
+    out: list[tuple[str, str | None]] = []
     for m in status.missing_reverts:
         rel = facts.reverting.get(m.release)
         if m.revision in on_branch or (rel is not None and rel.revert_landed):
-            out.append(m.revision)
-    return tuple(out)
+            commit = rel.revert_commit if rel is not None and rel.revert_commit else on_branch.get(m.revision)
+            out.append((m.revision, commit))
+    return out
 
 
 def _duration(cur: ReleaseFacts) -> float | None:
@@ -290,9 +314,11 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
         s.push_lock.since = None
         for i, h in enumerate(s.history):
             if h.release == cur.name:
+                revert_counted = h.revert_counted
                 if not h.counted:  # once per outcome: a second observation finds the mark
                     reverted = cur.revert_commit is not None
                     s.daily = count_outcome(s.daily, cur.completed_at or now, result, reverted=reverted, now=now)
+                    revert_counted = reverted and result == "RolledBack"
                 s.history[i] = h.model_copy(
                     update={
                         "result": result,
@@ -301,6 +327,7 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
                         "failed_gate": cur.failed_gate,
                         "revert_commit": cur.revert_commit,
                         "counted": True,
+                        "revert_counted": revert_counted,
                     }
                 )
         if cur.exists and cur.revert_missing and cur.revision:
@@ -346,6 +373,7 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
             "wait for it, or unlock with --without-revert to push with the bad commit still on the branch"
         )
     elif isinstance(action, RevertsLanded):
+        _count_late_reverts(s, action, now)
         s.missing_reverts = [m for m in s.missing_reverts if m.revision not in action.revisions]
         s.message = f"revert of {', '.join(r[:7] for r in action.revisions)} is on {spec.source.branch}"
         if s.commit_lock.locked and s.commit_lock.reason:
@@ -359,7 +387,26 @@ def reduce_track(spec: TrackSpec, status: TrackStatus, action: TrackAction, fact
         s.commit_lock.release = None
         s.commit_lock.revision = None
         s.message = f"locked by {action.token.by}: {s.commit_lock.reason}"
+    elif isinstance(action, RecordDelivery):
+        s.notifications = apply_results(s.notifications, action.results, now)
+    # StartDelivery: the outbox it sends was written first; nothing of the line changes
     return s
+
+
+def _count_late_reverts(s: TrackStatus, action: RevertsLanded, now: datetime) -> None:
+    """A revert that lands after its Release finished counts in ``status.daily`` now, once: on the day the
+    push finished (where the rollback was counted), marked ``revertCounted`` on its history entry (set by the
+    finish too when the revert was there first) in the same status write that drops the missing revert."""
+    commits = dict(zip(action.revisions, action.commits, strict=False))
+    releases = {m.release: m.revision for m in s.missing_reverts if m.revision in action.revisions}
+    for i, h in enumerate(s.history):
+        revision = releases.get(h.release)
+        if revision is None or not h.counted or h.result != "RolledBack" or h.revert_counted or h.revert_commit:
+            continue  # not finished yet (counted with its outcome then), or counted already
+        s.daily = count_late_revert(s.daily, h.at or now, now=now)
+        s.history[i] = h.model_copy(
+            update={"revert_counted": True, "revert_commit": commits.get(revision) or h.revert_commit}
+        )
 
 
 def _consume_stale_tokens(s: TrackStatus, action: TrackAction, annotations: Mapping[str, str]) -> None:

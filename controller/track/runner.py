@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from controller.errors import StoplineError
 from controller.models.common import API, REVERT_TRAILER, owned_by, set_condition
+from controller.models.notify import NotificationsStatus, Sink
 from controller.models.release import GitSource
 from controller.models.track import TrackSpec, TrackStatus
+from controller.notify.delivery import Deliveries
+from controller.notify.outbox import RecordDelivery, StartDelivery, delivery_events, effective_sinks, next_attempt
+from controller.notify.track import record_events
 from controller.reconcile.driver import Context, Driver, mark_invalid
 from controller.release.actions import ANNOTATION_SKIPPED
 from controller.track.plan import (
@@ -90,6 +94,7 @@ def release_facts(name: str, obj: Mapping[str, Any] | None) -> ReleaseFacts:
         lock_on_failure=bool((spec.get("onFailure") or {}).get("lock", True)),
         revert_state=revert.get("state"),
         revert_reason=revert.get("reason"),
+        author=st.get("author"),
     )
 
 
@@ -194,6 +199,17 @@ class TrackOutcome:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class TrackNotify:
+    """The Track's notifications: the shared delivery tasks, the controller's default sinks, and a hook that
+    sees the outbox before and after each step (metrics)."""
+
+    deliveries: Deliveries
+    defaults: tuple[Sink, ...] = ()
+    wake: Callable[[], None] = lambda: None
+    on_step: Callable[[NotificationsStatus | None, NotificationsStatus | None], None] = lambda _b, _a: None
+
+
 class TrackKind:
     """What the reconcile driver needs to know about Tracks. A Track's loop never ends on its own."""
 
@@ -209,7 +225,9 @@ class TrackKind:
         owned: Callable[[], Awaitable[Iterable[Mapping[str, Any]]]] | None,
         prune: Callable[[TrackSpec, TrackStatus], Awaitable[None]] | None,
         waive: Callable[[str, str], Awaitable[None]] | None,
+        notify: TrackNotify | None = None,
     ) -> None:
+        self.notify = notify
         self.ref = ref
         self.git = git
         self.objects = objects
@@ -240,6 +258,8 @@ class TrackKind:
             self.ref, spec, status, meta.get("annotations") or {}, self.git, self.objects, self.clock(), releases
         )
         self.list_owned = None
+        if self.notify is not None:
+            facts = replace(facts, delivery_job=self.notify.deliveries.job(self.ref.uid))
         return facts
 
     def observe_failed(self, spec: TrackSpec, status: TrackStatus, error: StoplineError, now: datetime) -> TrackStatus:
@@ -251,11 +271,17 @@ class TrackKind:
         return plan_track(self.ref.name, spec, status, facts)
 
     def is_side_effect(self, action: TrackAction) -> bool:
-        return isinstance(action, CreateRelease | FinishRelease) or (isinstance(action, Unlock) and bool(action.waive))
+        # StartDelivery: the outbox entries it sends are written first, so a restart never records them again
+        return isinstance(action, CreateRelease | FinishRelease | StartDelivery) or (
+            isinstance(action, Unlock) and bool(action.waive)
+        )
 
     async def execute(
         self, spec: TrackSpec, status: TrackStatus, action: TrackAction, facts: TrackFacts
     ) -> TrackOutcome:
+        if isinstance(action, StartDelivery):
+            self._start_delivery(spec, status, action)
+            return TrackOutcome()
         try:
             await execute_track(self.ref, spec, action, self.objects)
             if isinstance(action, Unlock) and action.waive and self.waive is not None:
@@ -270,6 +296,20 @@ class TrackKind:
                 log.warning("track %s/%s: cannot prune old Releases: %s", self.ref.namespace, self.ref.name, exc)
         return TrackOutcome()
 
+    def _start_delivery(self, spec: TrackSpec, status: TrackStatus, action: StartDelivery) -> None:
+        """Send the due outbox entries in the background (no receiver can hold up the line)."""
+        if self.notify is None or status.notifications is None:
+            return
+        keys = set(action.keys)
+        entries = [e for e in status.notifications.outbox if e.key in keys]
+        sinks = effective_sinks(spec.template.notify, self.notify.defaults)
+        self.notify.deliveries.start(self.ref.uid, self.ref.namespace, sinks, entries, self.notify.wake)
+
+    def forget(self) -> None:
+        """The loop stops: a delivery in flight is cancelled (its entries stay Pending, sent next time)."""
+        if self.notify is not None:
+            self.notify.deliveries.forget(self.ref.uid)
+
     def reduce(
         self, spec: TrackSpec, status: TrackStatus, action: TrackAction, outcome: TrackOutcome, facts: TrackFacts
     ) -> TrackStatus:
@@ -282,6 +322,12 @@ class TrackKind:
             return s
         s = reduce_track(spec, status, action, facts)
         s.conditions = _conditions(s, facts)
+        if self.notify is not None:
+            # a lock set or cleared in this step goes into the outbox in the same status write
+            cause = action.release if isinstance(action, FinishRelease) else None
+            r = self.ref
+            s = record_events(spec, status, s, self.notify.defaults, r.namespace, r.name, r.uid, facts.now, cause)
+            self.notify.on_step(status.notifications, s.notifications)
         return s
 
     def events(
@@ -290,7 +336,7 @@ class TrackKind:
         if outcome.error is not None:
             reason = "CreateReleaseFailed" if isinstance(action, CreateRelease) else "ActionFailed"
             return [("Warning", reason, after.message or outcome.error)]
-        return track_events(action, after)
+        return step_events(before, after, action)
 
     def persist_now(self, status: TrackStatus, persisted: TrackStatus, action: TrackAction, since: float) -> bool:
         return status != persisted
@@ -298,8 +344,14 @@ class TrackKind:
     def sleep_for(self, spec: TrackSpec, status: TrackStatus, action: TrackAction, facts: TrackFacts) -> float | None:
         if self.failed:
             return min(spec.poll_interval.total_seconds(), 5.0)
+        poll = spec.poll_interval.total_seconds()
+        if isinstance(action, StartDelivery):
+            return poll  # the delivery task wakes the loop when it is done
         if isinstance(action, Observe):
-            return spec.poll_interval.total_seconds()
+            retry = next_attempt(status.notifications)
+            if retry is not None and (facts.delivery_job is None or not facts.delivery_job.running):
+                return max(0.0, min(poll, (retry - facts.now).total_seconds()))
+            return poll
         return None
 
     def done(self, spec: TrackSpec, status: TrackStatus) -> bool:
@@ -322,6 +374,7 @@ async def run_track(
     waive: Callable[[str, str], Awaitable[None]] | None = None,
     on_persist_error: Callable[[str], None] = lambda _k: None,
     may_act: Callable[[], Awaitable[bool]] | None = None,
+    notify: TrackNotify | None = None,
 ) -> TrackStatus:
     """Follow the branch until stopped (through the reconcile driver).
 
@@ -329,7 +382,7 @@ async def run_track(
     short wait; they never end the loop. ``owned`` lists this Track's Releases (label ``stopline.dev/track``);
     it is read once, on the first iteration. ``waive`` annotates a Release so it stops retrying its revert.
     """
-    kind = TrackKind(ref, git, objects, clock=clock, owned=owned, prune=prune, waive=waive)
+    kind = TrackKind(ref, git, objects, clock=clock, owned=owned, prune=prune, waive=waive, notify=notify)
     ctx = Context(
         kind="Track",
         namespace=ref.namespace,
@@ -343,7 +396,10 @@ async def run_track(
         on_persist_error=on_persist_error,
         may_act=may_act,
     )
-    return await Driver(kind, ctx).run()
+    try:
+        return await Driver(kind, ctx).run()
+    finally:
+        kind.forget()
 
 
 def _conditions(status: TrackStatus, facts: TrackFacts) -> list[Any]:
@@ -398,3 +454,10 @@ def track_events(action: TrackAction, status: TrackStatus) -> list[tuple[str, st
     elif isinstance(action, RevertsLanded):
         out.append(("Normal", "RevertLanded", status.message or ""))
     return out
+
+
+def step_events(before: TrackStatus, after: TrackStatus, action: TrackAction) -> list[tuple[str, str, str]]:
+    """The Events of a step, notifications' included (NotificationSent, NotificationFailed, ...)."""
+    if isinstance(action, RecordDelivery):
+        return delivery_events(before.notifications, after.notifications)
+    return track_events(action, after)

@@ -1,6 +1,7 @@
 """Notifications on the real stack: a failed push tells a loopback webhook receiver (Slack-style and signed
 JSON) and a loopback SMTP server exactly once each — also when the controller is killed right after the
-rollback — and a sink that is down first is retried and delivers later, its failure shown meanwhile."""
+rollback — and a sink that is down first is retried and delivers later, its failure shown meanwhile. A
+Track whose push is rolled back tells its sink once that the line is locked, and once that it was unlocked."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dsl import App, Given, Then, When, gate
-from helpers import apply, wait_for, wait_scraped
+from dsl import API, App, Given, Then, When, gate
+from helpers import apply, branch_sha, wait_for, wait_scraped
 from operator_proc import Controller
-from receivers import SmtpReceiver, WebhookReceiver
+from receivers import Request, SmtpReceiver, WebhookReceiver
+from test_track import pushed, rel_name, stopline_cli, wait_track
 
 from controller.notify.signing import verify
 
@@ -190,3 +192,87 @@ def test_sink_down_first_is_retried_and_delivers_later(
         check_rolled_back_texts(down, None)
     finally:
         down.stop()
+
+
+def lock_messages(hook: WebhookReceiver, event: str, count: int = 1, timeout: float = 60) -> list[Request]:
+    """Wait until the receiver got ``count`` distinct ``event`` messages on /hook (repeats of a delivery key
+    dropped, as a receiver does); fails with what it got."""
+
+    def got() -> list[Request]:
+        return [r for r in hook.on("/hook") if r.json()["event"] == event]
+
+    wait_for(lambda: len(got()) >= count, timeout=timeout, message=f"{count} {event} message(s) on /hook")
+    return got()
+
+
+def test_track_lock_and_unlock_are_told_once_each(
+    controller: Controller, given: Given, when: When, then: Then, ns: str, hook: WebhookReceiver
+) -> None:
+    app = given.app(f"{ns}-notify-line")
+    secrets(ns, hook)
+    when.metric(LOAD, 4.1)
+    wait_scraped()
+    lock_sink = {
+        "name": "ops-hook",
+        "events": ["Locked", "Unlocked"],
+        "webhook": {"url": f"{hook.url}/hook", "signingSecretRef": {"name": "notify", "key": "hmac"}},
+    }
+    template = {
+        "phases": [{"name": "canary", "deployments": ["web-canary"], "hold": "60s"}],
+        "gates": [gate("chat-loadavg", LOAD, ns, max=6)],
+        "watch": "0s",
+        "notify": [lock_sink],
+    }
+    spec = {
+        "source": {"repo": app.repo, "branch": "main", "path": "deploy/"},
+        "pollInterval": "1s",
+        "template": template,
+    }
+    apply(json.dumps({"apiVersion": API, "kind": "Track", "metadata": {"name": "line"}, "spec": spec}), ns)
+    r0 = rel_name("line", branch_sha(app.repo))
+    then.release_in(r0, "Holding", "canary", timeout=120)
+    when.annotate("release", r0, "stopline.dev/promote", "e2e-skip-the-first-hold")
+    pushed(ns, "line", r0)
+
+    bad = app.commit("v2-bad", "web v2 (bad)")
+    r1 = rel_name("line", bad)
+    then.release_in(r1, "Holding", "canary", timeout=120)
+    when.metric(LOAD, 7.2)
+    status = then.release_reaches(r1, "RolledBack", "Failed", timeout=90)
+    assert status["phase"] == "RolledBack", status.get("message")
+    wait_track(ns, "line", lambda s: (s.get("commitLock") or {}).get("locked"), "commit lock set")
+
+    [locked] = lock_messages(hook, "Locked")
+    box = then.notifications_sent("line", 1, kind="track")
+    body = locked.json()
+    assert (body["kind"], body["name"], body["release"], body["revision"], body["by"]) == (
+        "Track",
+        "line",
+        r1,
+        bad,
+        "stopline",
+    ), body
+    assert "chat-loadavg" in body["title"] and AUTHOR in body["title"] and body["author"].startswith(AUTHOR), body
+    assert body["deliveryId"] == box[0]["key"] and box[0]["event"] == "Locked"
+    headers = {k.lower(): v for k, v in locked.headers.items()}
+    assert headers["x-stopline-event"] == "Locked"
+    assert verify(
+        HMAC_KEY.encode(),
+        headers["x-stopline-timestamp"],
+        locked.body,
+        headers["x-stopline-signature"],
+        now=time.time(),
+    )
+    assert not [r for r in hook.requests if r.json()["event"] != "Locked"], "the Release's sinks want no RolledBack"
+
+    out = stopline_cli("unlock", "line", "-n", ns, "--reason", "fixed the query", "--by", "e2e")
+    assert "unlock requested" in out, out
+    [unlocked] = lock_messages(hook, "Unlocked")
+    box = then.notifications_sent("line", 2, kind="track")
+    doc = unlocked.json()
+    assert (doc["by"], doc["reason"]) == ("e2e", "fixed the query") and "unlocked by e2e" in doc["title"], doc
+    assert len(hook.raw("/hook")) == 2, [r.json()["deliveryId"] for r in hook.raw("/hook")]
+    assert len({r.json()["deliveryId"] for r in hook.raw("/hook")}) == 2, "distinct delivery keys"
+    assert [e["event"] for e in box] == ["Locked", "Unlocked"]
+    assert {"NotificationSent"} <= {e["reason"] for e in then.events("line")}
+    assert HMAC_KEY not in json.dumps(then.get("track", "line"))

@@ -3,11 +3,23 @@ per outcome across restarts, days rolling off after DAILY_DAYS."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from controller.models.track import DailyCount, TrackSpec, TrackStatus
 from controller.track.daily import DAILY_DAYS, count_outcome, last_days
-from controller.track.plan import CreateRelease, FinishRelease, ReleaseFacts, TrackFacts, reduce_track
+from controller.track.plan import (
+    Commit,
+    CreateRelease,
+    FinishRelease,
+    ReleaseFacts,
+    RevertsLanded,
+    TrackFacts,
+    plan_track,
+    reduce_track,
+)
 from controller.web.svg import daily_counts, rollback_graph
 
 T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
@@ -91,3 +103,71 @@ def test_a_track_without_daily_counts_still_draws_from_history() -> None:
     legacy = [h.model_copy(update={"counted": False}) for h in s.history]
     counts = daily_counts(legacy, T0 + timedelta(hours=1), 30)
     assert counts[-1].pushes == 1 and counts[-1].rollbacks == 1
+
+
+# ------------------------------------------------------------------ a revert that lands after its push finished
+LATE_REVERT = "e" * 40
+
+
+def rolled_back_revert_pending(at: datetime) -> tuple[TrackStatus, ReleaseFacts]:
+    sha = f"{7:040x}"
+    name = f"web-{sha[-7:]}"
+    s = reduce_track(SPEC, TrackStatus(), CreateRelease(name, sha, ()), TrackFacts(now=at))
+    done = at + timedelta(minutes=5)
+    cur = ReleaseFacts(
+        name=name, exists=True, phase="RolledBack", revision=sha, started_at=at, completed_at=done,
+        revert_state="Pending", revert_reason="Unreachable: git daemon down", lock_on_failure=False,
+    )  # fmt: skip
+    return reduce_track(SPEC, s, FinishRelease(cur), TrackFacts(now=done, current=cur)), cur
+
+
+def totals(s: TrackStatus) -> tuple[int, int]:
+    return sum(d.rollbacks for d in s.daily), sum(d.reverts for d in s.daily)
+
+
+def reload(s: TrackStatus) -> TrackStatus:
+    return TrackStatus.model_validate(s.model_dump(mode="json", by_alias=True))
+
+
+@pytest.mark.parametrize("via", ["trailer-commit", "release-status"])
+def test_a_revert_landing_after_the_push_finished_counts_once(via: str) -> None:
+    s, cur = rolled_back_revert_pending(T0)
+    assert totals(s) == (1, 0) and [m.revision for m in s.missing_reverts] == [cur.revision]
+    assert not s.history[0].revert_counted
+    later = T0 + timedelta(days=1, hours=2)  # lands the next day: counted on the push's day
+    assert cur.revision is not None
+    if via == "trailer-commit":
+        f = TrackFacts(now=later, tip=LATE_REVERT, new_commits=[Commit(LATE_REVERT, reverts=cur.revision)])
+    else:
+        landed = replace(cur, revert_state="Pushed", revert_commit=LATE_REVERT)
+        f = TrackFacts(now=later, tip=LATE_REVERT, reverting={cur.name: landed})
+    action = plan_track("web", SPEC, s, f)
+    assert action == RevertsLanded((cur.revision,), (LATE_REVERT,))
+    s = reduce_track(SPEC, s, action, f)
+    assert totals(s) == (1, 1)
+    assert [(d.day, d.rollbacks, d.reverts) for d in s.daily] == [(T0.date().isoformat(), 1, 1)]
+    assert s.history[0].revert_counted and s.history[0].revert_commit == LATE_REVERT
+    assert s.missing_reverts == [], "the same status write drops the missing revert"
+    # after a restart the Track reads the same commits again: nothing is counted twice
+    s = reload(s)
+    again = plan_track("web", SPEC, s, f)
+    assert not isinstance(again, RevertsLanded)
+    s = reduce_track(SPEC, s, RevertsLanded((cur.revision,), (LATE_REVERT,)), f)  # even if it were replayed
+    assert totals(s) == (1, 1)
+
+
+def test_a_revert_landed_before_the_finish_is_not_counted_again() -> None:
+    s, cur = push(TrackStatus(), 8, T0, "RolledBack", revert="f" * 40)
+    assert totals(s) == (1, 1) and s.history[0].revert_counted
+    assert cur.revision is not None
+    s = reduce_track(SPEC, s, RevertsLanded((cur.revision,), ("f" * 40,)), TrackFacts(now=T0 + timedelta(hours=1)))
+    assert totals(s) == (1, 1)
+
+
+def test_a_revert_landing_after_its_day_rolled_off_counts_nowhere() -> None:
+    s, cur = rolled_back_revert_pending(T0)
+    assert cur.revision is not None
+    much_later = T0 + timedelta(days=DAILY_DAYS + 1)
+    s = reduce_track(SPEC, s, RevertsLanded((cur.revision,), (LATE_REVERT,)), TrackFacts(now=much_later))
+    assert all(d.day > T0.date().isoformat() for d in s.daily) and totals(s) == (0, 0)
+    assert s.history[0].revert_counted and s.missing_reverts == []

@@ -168,19 +168,19 @@ CASES = [
         "landed-via-the-trailer-commit",
         missing(),
         facts(REVERT_OF_B, [Commit(REVERT_OF_B, "stopline: revert bbbbbbb", reverts=B)]),
-        RevertsLanded((B,)),
+        RevertsLanded((B,), (REVERT_OF_B,)),
     ),
     Case(
         "landed-via-the-release-status",
         missing(),
         facts(B, reverting={BAD: rel("RolledBack", "Pushed")}),
-        RevertsLanded((B,)),
+        RevertsLanded((B,), (None,)),
     ),
     Case(
         "landed-beats-a-refused-unlock",
         missing(),
         facts(B, annotations=unlock(UNLOCK), reverting={BAD: rel("RolledBack", "AlreadyReverted")}),
-        RevertsLanded((B,)),
+        RevertsLanded((B,), (None,)),
     ),
     Case(
         "release-still-retrying-is-not-landed",
