@@ -410,6 +410,9 @@ def _track_view(console: Console, t: TrackView) -> None:
     ]
     if not lock.locked and lock.unlocked_at:
         facts.insert(1, ("Last unlock", f"{timestamp(lock.unlocked_at)} by {lock.by}: {lock.unlock_reason or ''}"))
+    notes = notify_summary(s.notifications)
+    if notes:
+        facts.append(("Notifications", notes))
     console.print(_facts(facts))
     if s.history:
         console.print(history_table(t, limit=5))

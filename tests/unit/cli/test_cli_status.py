@@ -14,6 +14,7 @@ from cli.conftest import FakeApi
 from controller import cli
 from controller.kube import cli_client
 from controller.kube.cli_client import CliError
+from controller.models.notify import NotificationMessage, NotificationsStatus, OutboxEntry
 
 runner = CliRunner()
 ENV = {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
@@ -155,6 +156,30 @@ def test_status_track_shows_locks_current_and_last_good(fake: FakeApi) -> None:
     assert fact(out, "Last good") == samples.GOOD
     assert fact(out, "Push lock") == "free"
     assert cells(line_with(out, "web-3f9c2e1", "RolledBack"))[1:4] == ["3f9c2e1", "web-3f9c2e1", "RolledBack"]
+
+
+def test_status_track_says_how_its_lock_notifications_fare(fake: FakeApi) -> None:
+    status = samples.locked_track_status()
+    message = NotificationMessage(
+        event="Locked", kind="Track", namespace="shop", name="web", at=samples.NOW, title="web locked"
+    )
+    status.notifications = NotificationsStatus(
+        outbox=[
+            OutboxEntry(
+                key="shop/web/1/Locked/ops",
+                event="Locked",
+                sink="ops",
+                sink_type="webhook",
+                attempts=2,
+                last_error="HTTP 503",
+                message=message,
+            )
+        ]
+    )
+    fake.objects["tracks"]["web"] = samples.track_object("web", status)
+    code, out = invoke("status", "web")
+    assert code == 0, out
+    assert fact(out, "Notifications") == "1 pending (1 failing: ops: HTTP 503)"
 
 
 def test_status_prefers_the_track_when_names_collide(fake: FakeApi) -> None:
