@@ -117,6 +117,12 @@ def new_replicaset(deployment: Mapping[str, Any], replicasets: Iterable[Mapping[
     return same[0] if same else max(owned, key=_revision)
 
 
+def is_revision_of(replicaset: Mapping[str, Any], deployment: Mapping[str, Any]) -> bool:
+    """Whether the ReplicaSet carries the Deployment's current revision (so it is the new one for good)."""
+    want = _revision(deployment)
+    return bool(want) and _revision(replicaset) == want
+
+
 def pod_template_hash(replicaset: Mapping[str, Any] | None) -> str | None:
     """The ``pod-template-hash`` label the new ReplicaSet's pods carry."""
     if replicaset is None:

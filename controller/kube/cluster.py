@@ -150,6 +150,8 @@ class Cluster:
         # (namespace, key, uid, generation) → the last read of a workload's ReplicaSets / pods: reused for
         # its gap (DIAGNOSE_EVERY doubling up to DIAGNOSE_MAX while nothing is found that cannot heal).
         self._diagnosed: dict[tuple[str, str, str, str], _Diagnosis] = {}
+        # (namespace, key, uid, generation) → the Deployment's new ReplicaSet, once found: listed once.
+        self._new_replicasets: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
         # (namespace, key, uid, generation) → when it was first seen not Available.
         self._unavailable_since: dict[tuple[str, str, str, str], float] = {}
 
@@ -281,8 +283,20 @@ class Cluster:
         if selector is None:
             return own
         if kind == "Deployment":
-            replicasets = self._list(namespace, "ReplicaSet", "apps/v1", {"labelSelector": selector})
+            meta = obj.get("metadata") or {}
+            memo = (namespace, key, str(meta.get("uid") or ""), str(meta.get("generation") or ""))
+            known = self._new_replicasets.get(memo)
+            if known is not None:
+                # The new ReplicaSet of a generation never changes: only its pods are read again. (A later
+                # ReplicaFailure of it shows in the Deployment's own conditions, which are read every time.)
+                replicasets = [known]
+            else:
+                replicasets = self._list(namespace, "ReplicaSet", "apps/v1", {"labelSelector": selector})
             new = causes.new_replicaset(obj, replicasets)
+            if known is None and new is not None and causes.is_revision_of(new, obj):
+                if len(self._new_replicasets) > 4096:
+                    self._new_replicasets.clear()
+                self._new_replicasets[memo] = new
             rs = causes.condition_cause(key, new)
             if not causes.needs_pods(rs):
                 return rs

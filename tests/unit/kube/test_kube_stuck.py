@@ -173,10 +173,19 @@ async def test_a_cause_that_cannot_heal_is_read_again_every_second_not_on_every_
     live["metadata"]["resourceVersion"] = "7"  # its status moved: no read of its own for that
     await c.states("shop", ["Deployment/web"])
     assert len(reads(api)) == 2
-    for expected in (4, 6, 8):  # it cannot heal: every DIAGNOSE_EVERY, never backed off
+    for expected in (3, 4, 5):  # it cannot heal: every DIAGNOSE_EVERY, never backed off
         clock.t += DIAGNOSE_EVERY
         await c.states("shop", ["Deployment/web"])
         assert len(reads(api)) == expected
+    # the generation's new ReplicaSet was listed once: after that only its pods are read
+    assert [p.rsplit("/", 1)[-1] for p in reads(api)] == ["replicasets", "pods", "pods", "pods", "pods"]
+    live["metadata"]["generation"] = 3  # a new push: its new ReplicaSet is looked up afresh
+    live["status"]["observedGeneration"] = 3
+    clock.t += DIAGNOSE_AFTER + DIAGNOSE_EVERY
+    await c.states("shop", ["Deployment/web"])
+    clock.t += DIAGNOSE_AFTER
+    await c.states("shop", ["Deployment/web"])
+    assert reads(api)[5].endswith("/replicasets"), reads(api)
 
 
 @pytest.mark.parametrize(
@@ -223,7 +232,7 @@ async def test_a_slow_rollout_that_turns_bad_is_read_every_second_again(api: Fak
     before = len(reads(api))
     clock.t += DIAGNOSE_EVERY
     await c.states("shop", ["Deployment/web"])
-    assert len(reads(api)) == before + 2, "a cause that cannot heal is watched every second"
+    assert len(reads(api)) == before + 1, "a cause that cannot heal is watched every second (its pods)"
 
 
 async def test_a_statefulset_create_failure_comes_from_its_events(api: FakeApiClient, clock: Clock) -> None:
