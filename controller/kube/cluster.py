@@ -286,6 +286,7 @@ class Cluster:
             meta = obj.get("metadata") or {}
             memo = (namespace, key, str(meta.get("uid") or ""), str(meta.get("generation") or ""))
             known = self._new_replicasets.get(memo)
+            replicasets: Sequence[Mapping[str, Any]]
             if known is not None:
                 # The new ReplicaSet of a generation never changes: only its pods are read again. (A later
                 # ReplicaFailure of it shows in the Deployment's own conditions, which are read every time.)
