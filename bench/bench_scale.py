@@ -97,6 +97,38 @@ def parse_time(raw: str | None) -> datetime | None:
     return datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
 
 
+def list_releases(crd: Any, prefix: str, attempts: int = 5) -> list[dict[str, Any]]:
+    """This run's Releases, 500 a page; a broken or failed LIST (the API server is busy: at 2,000 Releases
+    one 3.5 MB answer was cut off mid-read) is retried, not fatal to the run."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    for attempt in range(attempts):
+        try:
+            items: list[dict[str, Any]] = []
+            token: str | None = None
+            while True:
+                page = crd.list_cluster_custom_object(
+                    "stopline.dev",
+                    "v1alpha1",
+                    "releases",
+                    label_selector=f"{_stack.LABEL}={prefix}",
+                    limit=500,
+                    **({"_continue": token} if token else {}),
+                )
+                items += page["items"]
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    return items
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            status = getattr(exc, "status", None)
+            if (status is not None and status < 500 and status != 410) or attempt == attempts - 1:
+                raise
+            print(f"[bench] LIST releases failed ({type(exc).__name__}); retrying", flush=True)
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
 def setup(api: Any, prefix: str, names: list[str], files: dict[str, str], workers: int) -> float:
     """Namespaces and their Deployments, all Available; returns the seconds it took."""
     import yaml
@@ -421,9 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                 last_print = 0.0
                 items: list[dict[str, Any]] = []
                 while True:
-                    items = crd.list_cluster_custom_object(
-                        "stopline.dev", "v1alpha1", "releases", label_selector=f"{_stack.LABEL}={prefix}"
-                    )["items"]
+                    items = list_releases(crd, prefix)
                     phases = collections.Counter((i.get("status") or {}).get("phase", "New") for i in items)
                     done = sum(phases[p] for p in FINAL)
                     now = time.monotonic()
