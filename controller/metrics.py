@@ -91,6 +91,13 @@ class ControllerMetrics:
         self.reconcile_errors = Counter(
             "stopline_reconcile_errors", "Failed actions and crashed reconcile loops, by kind.", ["kind"], registry=r
         )
+        self.kube_requests = Counter(
+            "stopline_kube_requests",
+            "Kubernetes API requests the controller sent (watches not included), by verb (GET on a collection: "
+            "LIST) and resource.",
+            ["verb", "resource"],
+            registry=r,
+        )
         self.active_releases = Gauge("stopline_active_releases", "Releases being driven right now.", registry=r)
         self.revert_attempts = Counter(
             "stopline_revert_attempts",
@@ -187,6 +194,10 @@ class ControllerMetrics:
         else:
             self._pending_notes.pop(owner, None)
         self.notifications_pending.set(sum(self._pending_notes.values()))
+
+    def kube_request(self, verb: str, resource: str) -> None:
+        """The controller sent one Kubernetes API request."""
+        self.kube_requests.labels(verb, resource).inc()
 
     def status_write_error(self, kind: str) -> None:
         """A status patch of ``kind`` failed (the loop retries it)."""

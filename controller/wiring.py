@@ -23,6 +23,7 @@ from controller.kube.gatechecks import GateChecks
 from controller.kube.leases import LEASE_THREADS, Leases
 from controller.kube.objects import Objects
 from controller.kube.watched import WorkloadCache
+from controller.metrics import default_metrics
 from controller.models.common import SecretRef
 from controller.models.release import GitSource, ReleaseSource, ReleaseSpec
 from controller.models.track import TrackSpec
@@ -193,7 +194,7 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     # One connection per thread that may call at once — the I/O pool and the Lease calls' own threads: a
     # smaller pool makes urllib3 discard connections under load ("Connection pool is full") and open new
     # TLS connections to the API server, which is what held hold ends up at 500 Releases.
-    client = api_client(pool_size=settings.max_threads + LEASE_THREADS)
+    client = api_client(pool_size=settings.max_threads + LEASE_THREADS, on_request=default_metrics().kube_request)
     objects = Objects(client)
     cluster = Cluster(client)
     tools = Tools(kustomize=settings.kustomize, helm=settings.helm, timeout=settings.render_timeout_seconds)

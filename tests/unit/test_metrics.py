@@ -79,6 +79,13 @@ def test_every_series_is_exported_from_the_start(m: ControllerMetrics) -> None:
     assert m.exposition()[1].startswith("text/plain")
 
 
+def test_kube_requests_are_counted_by_verb_and_resource(m: ControllerMetrics) -> None:
+    for verb, resource in (("LIST", "pods"), ("LIST", "pods"), ("PATCH", "releases")):
+        m.kube_request(verb, resource)
+    assert value(m, "stopline_kube_requests_total", {"verb": "LIST", "resource": "pods"}) == 2
+    assert value(m, "stopline_kube_requests_total", {"verb": "PATCH", "resource": "releases"}) == 1
+
+
 def test_process_collectors_only_when_asked() -> None:
     assert "process_" not in ControllerMetrics().exposition()[0].decode()
     assert "python_gc_objects_collected_total" in ControllerMetrics(process=True).exposition()[0].decode()
