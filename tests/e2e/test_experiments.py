@@ -113,8 +113,12 @@ def test_report_from_prometheus_counts(controller: Controller, ns: str) -> None:
     status = wait_status(
         ns,
         name,
-        "report with the IMVU counts",
-        lambda s: [r.get("samples") for r in s.get("report") or []] == [148266, 150702],
+        "report with the IMVU counts, config published",
+        # the report and the publish are separate steps: under load the report can land first
+        lambda s: (
+            [r.get("samples") for r in s.get("report") or []] == [148266, 150702]
+            and any(c.get("type") == "Published" for c in s.get("conditions") or [])
+        ),
     )
 
     control, enhanced = status["report"]
