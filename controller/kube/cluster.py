@@ -11,6 +11,7 @@ import asyncio
 import copy
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -152,6 +153,9 @@ class Cluster:
         self._diagnosed: dict[tuple[str, str, str, str], _Diagnosis] = {}
         # (namespace, key, uid, generation) → the Deployment's new ReplicaSet, once found: listed once.
         self._new_replicasets: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
+        # (namespace, key) → how many restores of it have started: an older one still retrying stops.
+        self._restore_epochs: dict[tuple[str, str], int] = {}
+        self._restore_lock = threading.Lock()
         # (namespace, key, uid, generation) → when it was first seen not Available.
         self._unavailable_since: dict[tuple[str, str, str, str], float] = {}
 
@@ -565,7 +569,15 @@ class Cluster:
         r = self._resource(kind, str(saved.get("apiVersion") or "") or None)
         name = str(saved["metadata"]["name"])
         source = (fast_strategy(kind, saved) if fast else None) or saved
+        with self._restore_lock:  # each restore of an object supersedes the ones before it
+            epoch = self._restore_epochs[(namespace, key)] = self._restore_epochs.get((namespace, key), 0) + 1
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
+            if self._restore_epochs.get((namespace, key)) != epoch:
+                # A later restore of this object has started (the loop that began this one was cancelled and
+                # its thread outlived it, e.g. across an API outage): retrying a fast write now would undo
+                # the exact strategy the later one put back.
+                log.info("restore of %s in %s superseded by a later one; not retried", key, namespace)
+                return
             live = self._get(namespace, key)
             body = copy.deepcopy(source)
             body["metadata"]["namespace"] = namespace

@@ -364,6 +364,33 @@ async def test_fast_restore_writes_surge_all_then_an_exact_restore_puts_the_stra
         assert api.get(plural, name)["spec"] == before[key], key  # type: ignore[index]
 
 
+async def test_a_fast_restore_outlived_by_an_exact_one_does_not_retry_over_it(api: FakeApiClient) -> None:
+    """Seen in e2e after an API outage: the loop that started a fast restore was cancelled, its thread lived
+    on, and its 409 retry wrote the surge-all strategy again over the exact one a later restore put back."""
+    api.put(deployment("web", "web:v1"), "deployments")
+    c = cluster(api)
+    taken, _ = await c.snapshot("shop", BASE, OWNER, ["Deployment/web"])
+    saved = copy.deepcopy(api.get("deployments", "web")["spec"])  # type: ignore[index]
+    await c.apply("shop", [deployment("web", "web:v2")], "web-1")
+    put = ("PUT", "/apis/apps/v1/namespaces/shop/deployments/web")
+    calls = c.rest.call
+    state = {"raced": False}
+
+    def call(method: str, path: str, **kw: Any) -> Any:
+        if (method, path) == put and not state["raced"]:  # the fast write is in flight: the exact restore runs
+            state["raced"] = True
+            c._restore_one("shop", "Deployment/web", copy.deepcopy(saved_doc), False)
+            api.races[put] = 1  # and so the fast write meets a 409 (the object changed under it)
+        return calls(method, path, **kw)
+
+    saved_doc = copy.deepcopy(api.get("deployments", "web"))  # type: ignore[arg-type]
+    saved_doc["spec"] = copy.deepcopy(saved)
+    c.rest.call = call  # type: ignore[method-assign]
+    await c.restore("shop", BASE, taken, [], "web-1", {}, fast=taken)
+    assert state["raced"]
+    assert api.get("deployments", "web")["spec"] == saved, "the exact strategy stays"  # type: ignore[index]
+
+
 async def test_fast_restore_leaves_a_recreate_deployment_as_its_snapshot(api: FakeApiClient) -> None:
     api.put(deployment("web", "web:v1", {"type": "Recreate"}), "deployments")
     c = cluster(api)
