@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from controller.gates.evaluate import Judgement, record, render_query
-from controller.models.release import CompareGate, Gate, GaugeRow, PhaseStatus
+from controller.gates.evaluate import Judgement, render_query
+from controller.models.release import CompareGate, Gate, PhaseStatus
 from controller.release.assign import split_key, workload_keys
 
 Alternative = Literal["greater", "less", "two-sided"]
@@ -306,9 +306,3 @@ def judged(gate: Gate, reading: CompareReading) -> tuple[Judgement, float | None
     if j.baseline_median is not None:
         update["pre_push"] = j.baseline_median
     return Judgement(j.verdict, j.message, j.delta, j.delta_percent, pending=j.warming), j.canary_median, update
-
-
-def fold(gate: Gate, row: GaugeRow, reading: CompareReading, now: datetime) -> GaugeRow:
-    """Fold one compare reading into the gauges row; limits as for every gate."""
-    judgement, value, update = judged(gate, reading)
-    return record(gate, row.model_copy(update=update), value, judgement, max(now, reading.at))

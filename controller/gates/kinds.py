@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from controller.gates.compare import CompareReading
 from controller.gates.compare import judged as compare_judged
-from controller.gates.evaluate import Judgement, Measurement, judge, judge_experiment
+from controller.gates.evaluate import Judgement, Measurement, judge, judge_experiment, record
 from controller.gates.httpcheck import HttpResult, judge_http, read_value
 from controller.gates.jobs import JobState, judge_job
 from controller.gates.pods import PodsReading, judge_pods, restart_baseline
@@ -145,6 +145,14 @@ CAPTURES: dict[str, Capture] = {
 def judge_reading(gate: Gate, row: GaugeRow, readings: ReadingsView, now: datetime) -> Judged | None:
     """The gate's reading judged by its kind (None: the outcome holds no reading of this gate)."""
     return JUDGES[gate.kind](gate, row, readings, now)
+
+
+def fold_reading(gate: Gate, row: GaugeRow, readings: ReadingsView, now: datetime) -> GaugeRow | None:
+    """The gauges row with the gate's reading folded in (None: the outcome holds no reading of this gate)."""
+    judged = judge_reading(gate, row, readings, now)
+    if judged is None:
+        return None
+    return record(gate, row.model_copy(update=dict(judged.row)), judged.value, judged.judgement, judged.at)
 
 
 def baseline(gate: Gate, readings: ReadingsView) -> Baseline:

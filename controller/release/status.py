@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from controller.gates.evaluate import new_row, outage, record
-from controller.gates.kinds import baseline, judge_reading
+from controller.gates.evaluate import new_row, outage
+from controller.gates.kinds import baseline, fold_reading
 from controller.gates.schedule import next_reading
 from controller.models.common import ConditionStatus, format_duration, person_name, set_condition
 from controller.models.release import (
@@ -341,11 +341,11 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
         if gate.name not in action.gates:
             continue
         row = row_for(s, gate.name, action.phase) or _first_row(s, gate, action.phase)
-        judged = judge_reading(gate, row, out, now)
-        if judged is None:
+        recorded = fold_reading(gate, row, out, now)
+        if recorded is None:
             continue
         if gate.experiment is not None:
-            _upsert_row(s, record(gate, row, None, judged.judgement, now))
+            _upsert_row(s, recorded)
             continue
         # ``at`` is when the reading was taken into account, not when the query started: the next
         # reading is due one interval later, even if the provider answered from its short cache —
@@ -353,8 +353,8 @@ def _fold_readings(spec: ReleaseSpec, s: ReleaseStatus, action: EvaluateGates, o
         m = out.values.get(gate.name)
         scrape = m.scrape if m is not None else None
         interval = reading_interval(gate, s, action.phase, now).total_seconds()
-        due = next_reading(judged.at.timestamp(), interval, scrape)
-        recorded = record(gate, row.model_copy(update=dict(judged.row)), judged.value, judged.judgement, judged.at)
+        assert recorded.at is not None
+        due = next_reading(recorded.at.timestamp(), interval, scrape)
         schedule = {
             "next_at": datetime.fromtimestamp(due, UTC),
             "scrape_period": scrape.period if scrape else None,

@@ -15,7 +15,6 @@ from controller.gates.compare import (
     CompareReading,
     Samples,
     alternative,
-    fold,
     groups,
     judge_compare,
     mann_whitney,
@@ -27,7 +26,9 @@ from controller.gates.compare import (
     workloads_regex,
 )
 from controller.gates.evaluate import new_row
-from controller.models.release import CompareGate, Gate, PhaseStatus
+from controller.gates.kinds import fold_reading
+from controller.models.release import CompareGate, Gate, GaugeRow, PhaseStatus
+from controller.release.actions import Readings
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "mannwhitney_reference.json").read_text("utf-8"))
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -119,6 +120,13 @@ def test_the_message_shows_both_medians_and_the_test() -> None:
         r"canary median [\d.]+ vs baseline [\d.]+ \(\+\d+\.\d%\), U=3600, p=1\.8e-21, δ=\+1\.00, n=60/60", j.message
     )
     assert j.canary_median is not None and j.baseline_median is not None and j.canary_median > 2 * j.baseline_median
+
+
+def fold(gate: Gate, row: GaugeRow, r: CompareReading, now: datetime) -> GaugeRow:
+    """The row as the reducer folds one compare reading into it."""
+    folded = fold_reading(gate, row, Readings({}, checks={gate.name: r}), now)
+    assert folded is not None
+    return folded
 
 
 def test_fold_fills_the_gauges_row_with_both_summaries() -> None:
