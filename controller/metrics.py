@@ -93,9 +93,22 @@ class ControllerMetrics:
         )
         self.kube_requests = Counter(
             "stopline_kube_requests",
-            "Kubernetes API requests the controller sent (watches not included), by verb (GET on a collection: "
-            "LIST) and resource.",
+            "Kubernetes API requests the controller sent, by verb (GET on a collection: LIST; with watch=true: "
+            "WATCH) and resource.",
             ["verb", "resource"],
+            registry=r,
+        )
+        self.watch_live = Gauge(
+            "stopline_workload_watch_live",
+            "1 while the workload watch of a kind is listed and streaming (its rollout state is read from memory); "
+            "0 while it is down or re-listing after a failure (read from the API server instead).",
+            ["kind"],
+            registry=r,
+        )
+        self.watch_errors = Counter(
+            "stopline_workload_watch_errors",
+            "Workload watch failures, by kind and reason (HTTP status or error type); each is retried with backoff.",
+            ["kind", "reason"],
             registry=r,
         )
         self.active_releases = Gauge("stopline_active_releases", "Releases being driven right now.", registry=r)
@@ -198,6 +211,12 @@ class ControllerMetrics:
     def kube_request(self, verb: str, resource: str) -> None:
         """The controller sent one Kubernetes API request."""
         self.kube_requests.labels(verb, resource).inc()
+
+    def workload_watch_live(self, kind: str, live: bool) -> None:
+        self.watch_live.labels(kind).set(1 if live else 0)
+
+    def workload_watch_error(self, kind: str, reason: str) -> None:
+        self.watch_errors.labels(kind, reason).inc()
 
     def status_write_error(self, kind: str) -> None:
         """A status patch of ``kind`` failed (the loop retries it)."""

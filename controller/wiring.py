@@ -23,6 +23,7 @@ from controller.kube.gatechecks import GateChecks
 from controller.kube.leases import LEASE_THREADS, Leases
 from controller.kube.objects import Objects
 from controller.kube.watched import WorkloadCache
+from controller.kube.workloadwatch import WorkloadWatch
 from controller.metrics import default_metrics
 from controller.models.common import SecretRef
 from controller.models.release import GitSource, ReleaseSource, ReleaseSpec
@@ -187,6 +188,7 @@ class Runtime:
     membership: Membership = field(default_factory=lambda: Membership(None, "", 1, utcnow))
     selected: set[str] | None = None  # namespaces matching settings.namespace_selector, as last listed
     background: list[Any] = field(default_factory=list)
+    workload_watch: WorkloadWatch | None = None  # feeds cluster.watched (started with the operator)
 
 
 def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:
@@ -215,7 +217,7 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     )
     rt = Runtime(settings, objects, cluster, git, prometheus, executor, clock)
     rt.scope = Scope(settings.namespaces)
-    cluster.watched = WorkloadCache()  # fed by controller.handlers.workloads
+    cluster.watched = WorkloadCache()  # fed by controller.kube.workloadwatch (started in handlers.startup)
     leases = (
         Leases(client, settings.lease_namespace, settings.lease_name, settings.shards)
         if settings.leader_election

@@ -7,6 +7,6 @@ controller, and a deletion stops the object's loop at once (docs/architecture.md
 
 from __future__ import annotations
 
-from controller.handlers import experiment, release, startup, track, workloads
+from controller.handlers import experiment, release, startup, track
 
-__all__ = ["experiment", "release", "startup", "track", "workloads"]
+__all__ = ["experiment", "release", "startup", "track"]

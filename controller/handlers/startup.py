@@ -14,6 +14,7 @@ from aiohttp import web
 
 from controller.errors import StoplineError
 from controller.kube.client import api_client
+from controller.kube.workloadwatch import WorkloadWatch
 from controller.metrics import default_metrics
 from controller.reconcile.shards import RENEW_INTERVAL
 from controller.reconcile.supervisor import Run
@@ -54,6 +55,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         "experiments": experiment.supervisor(rt),
     }
     memo.runtime = rt
+    rt.workload_watch = workload_watch(rt, asyncio.get_running_loop())
+    rt.workload_watch.start()
     rt.http = await serve(rt)
     rt.background = [asyncio.create_task(keep_membership(rt), name="stopline-membership")]
     log.info(
@@ -66,6 +69,26 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         f"shards={cfg.shards} leases={cfg.lease_namespace}/{cfg.lease_name}-shard-*"
         if cfg.leader_election
         else "leader election off",
+    )
+
+
+def workload_watch(rt: Runtime, loop: asyncio.AbstractEventLoop) -> WorkloadWatch:
+    """The workload watch feeding ``rt.cluster.watched``: it keeps what this replica serves and wakes the
+    Release loops of the namespace a change is in (called from its own threads)."""
+    metrics = default_metrics()
+    releases = rt.supervisors["releases"]
+    assert rt.cluster.watched is not None
+
+    def changed(namespace: str) -> None:
+        loop.call_soon_threadsafe(releases.wake_namespace, namespace)
+
+    return WorkloadWatch(
+        api_client(pool_size=4, on_request=metrics.kube_request),
+        rt.cluster.watched,
+        keeps=lambda namespace: serves(rt, namespace) is True,
+        changed=changed,
+        on_live=metrics.workload_watch_live,
+        on_error=metrics.workload_watch_error,
     )
 
 
@@ -82,6 +105,7 @@ def serves(rt: Runtime, namespace: str) -> bool | None:
 async def keep_membership(rt: Runtime) -> None:
     """Renew/take the shard Leases and refresh the selected namespaces every round; resync the loops."""
     metrics = default_metrics()
+    served: tuple[frozenset[int], frozenset[str] | None] | None = None
     while True:
         try:
             if rt.settings.namespace_selector:
@@ -91,6 +115,10 @@ async def keep_membership(rt: Runtime) -> None:
                     log.warning("namespaces matching %s unreadable: %s", rt.settings.namespace_selector, exc)
             await rt.membership.round()
             metrics.shards_held.set(len(rt.membership.held()))
+            now = (rt.membership.held(), None if rt.selected is None else frozenset(rt.selected))
+            if now != served and rt.workload_watch is not None:
+                rt.workload_watch.resync()  # keep what is served now, from memory at once
+            served = now
             for sup in rt.supervisors.values():
                 sup.resync()
         except Exception:  # never end leadership silently
@@ -104,6 +132,8 @@ async def shutdown(memo: Any, **_: Any) -> None:
     rt = runtime(memo)
     for task in rt.background:
         task.cancel()
+    if rt.workload_watch is not None:
+        rt.workload_watch.stop()
     await asyncio.gather(*(sup.shutdown(grace=8.0) for sup in rt.supervisors.values()))
     await rt.membership.release_all()  # after the loops stopped: a standby takes over at once
     if rt.http is not None:

@@ -20,15 +20,16 @@ _PATH = re.compile(r"^/(?:api/v1|apis/[^/]+/[^/]+)(?:/namespaces/[^/]+)?/(?P<plu
 
 def request_kind(method: str, url: str) -> tuple[str, str]:
     """``(verb, resource)`` of an API request, as the API server's request metrics name them: GET on a
-    collection is LIST, e.g. ``("LIST", "pods")``, ``("PATCH", "releases")``, ``("GET", "namespaces")``."""
-    path = re.sub(r"^[a-z]+://[^/]+", "", url).split("?", 1)[0]
+    collection is LIST (WATCH with ``watch=true``), e.g. ``("LIST", "pods")``, ``("PATCH", "releases")``,
+    ``("GET", "namespaces")``."""
+    path, _, query = re.sub(r"^[a-z]+://[^/]+", "", url).partition("?")
     m = _PATH.match(path)
     if m is None:
         return method.upper(), "other"
     plural = m.group("plural")
     verb = method.upper()
     if verb == "GET" and m.group("name") is None:
-        verb = "LIST"
+        verb = "WATCH" if re.search(r"(?:^|&)watch=(?:true|1)(?:&|$)", query) else "LIST"
     return verb, plural
 
 

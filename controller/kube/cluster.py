@@ -195,10 +195,8 @@ class Cluster:
 
     async def workload(self, namespace: str, key: str) -> dict[str, Any] | None:
         """A workload from the watch when its copy is at least as new as our last write, else read fresh."""
-        if self.watched is not None:
-            known, obj = self.watched.get(namespace, key)
-            if known:
-                return obj
+        if self.watched is not None and (obj := self.watched.get(namespace, key)) is not None:
+            return obj
         self.api_reads += 1
         return await self.get(namespace, key)
 

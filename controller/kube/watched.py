@@ -1,18 +1,28 @@
-"""Workload state from the watch: Deployments, StatefulSets and DaemonSets as the cluster-wide watch
-delivers them, so a rolling-out Release reads its workloads from memory instead of GETting them every tick.
+"""Workload state from the watch: Deployments, StatefulSets and DaemonSets as stopline's own workload watch
+(``controller.kube.workloadwatch``) delivers them, so a rolling-out Release reads its workloads from memory
+instead of GETting them every tick.
 
-Trust rule: an entry is used only when it is at least as new as what stopline itself last wrote to that
-object (its ``metadata.generation`` ≥ the generation the apply/restore response carried). Right after a
-write the watch may still hold the object from before it — judging that copy would call a rollout that has
-not started "Available" — so until the watch catches up (milliseconds) the adapter GETs as before.
+Trust rules — an entry is used only when
+* its kind's watch is **live** (listed and streaming): while a watch is down or re-listing, every read goes
+  to the API server, so a broken stream degrades to polling instead of to stale state;
+* it is at least as new as what stopline itself last wrote to that object (its ``metadata.generation`` ≥
+  the generation the apply/restore response carried). Right after a write the watch may still hold the
+  object from before it — judging that copy would call a rollout that has not started "Available" — so
+  until the watch catches up (milliseconds) the adapter GETs as before.
+
+A DELETED event forgets the entry rather than recording "gone": the watch selects stopline's labelled
+objects, and an object restored to an unlabelled snapshot leaves the selection with a DELETED event too.
+
+Written from the watch threads, read on the event loop and the I/O threads: every access holds a lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.release.assign import normal_key, object_key
+from controller.release.assign import normal_key, object_key, split_key
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 _DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
@@ -33,63 +43,84 @@ def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _where(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    meta = body.get("metadata") or {}
+    kind, namespace, name = body.get("kind"), meta.get("namespace"), meta.get("name")
+    if kind not in WORKLOAD_KINDS or not namespace or not name:
+        return None
+    return str(namespace), object_key(str(kind), str(name))
+
+
 class WorkloadCache:
     """The latest copy of every workload in the served namespaces, by (namespace, ``Kind/name``)."""
 
-    def __init__(self) -> None:
-        self._objs: dict[tuple[str, str], dict[str, Any] | None] = {}
+    def __init__(self, *, live: Iterable[str] = ()) -> None:
+        self._objs: dict[tuple[str, str], dict[str, Any]] = {}
         self._written: dict[tuple[str, str], int] = {}
+        self._live: set[str] = set(live)  # kinds whose watch is listed and streaming
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def on_event(self, type_: str | None, body: Mapping[str, Any]) -> tuple[str, str] | None:
         """Feed one watch event; returns (namespace, key) of the workload it was about."""
-        meta = body.get("metadata") or {}
-        kind, namespace, name = body.get("kind"), meta.get("namespace"), meta.get("name")
-        if kind not in WORKLOAD_KINDS or not namespace or not name:
+        where = _where(body)
+        if where is None:
             return None
-        where = (str(namespace), object_key(str(kind), str(name)))
-        if type_ == "DELETED":
-            self._objs[where] = None  # known to be gone
-        else:
-            self._objs[where] = _trim(body)
+        with self._lock:
+            if type_ == "DELETED":
+                self._objs.pop(where, None)  # deleted, or no longer selected: read it fresh if needed
+            else:
+                self._objs[where] = _trim(body)
         return where
 
-    def drop(self, body: Mapping[str, Any]) -> None:
-        """Forget this workload (its namespace is served by another replica): it is read fresh if needed."""
-        meta = body.get("metadata") or {}
-        self._objs.pop((str(meta.get("namespace")), object_key(str(body.get("kind")), str(meta.get("name")))), None)
+    def replace(self, kind: str, bodies: Iterable[Mapping[str, Any]]) -> None:
+        """A fresh LIST of ``kind`` (only what this replica keeps): every other copy of that kind goes, and
+        the kind is live from now on."""
+        fresh = {w: _trim(b) for b in bodies if (w := _where(b)) is not None and split_key(w[1])[0] == kind}
+        with self._lock:
+            for where in [w for w in self._objs if split_key(w[1])[0] == kind]:
+                del self._objs[where]
+            self._objs.update(fresh)
+            self._live.add(kind)
+
+    def lost(self, kind: str) -> None:
+        """The watch of ``kind`` broke: its copies are not to be trusted (nor kept) until the next LIST."""
+        with self._lock:
+            self._live.discard(kind)
+            for where in [w for w in self._objs if split_key(w[1])[0] == kind]:
+                del self._objs[where]
+
+    def live(self, kind: str) -> bool:
+        with self._lock:
+            return kind in self._live
 
     def wrote(self, namespace: str, key: str, response: Mapping[str, Any]) -> None:
         """stopline wrote this object (apply, restore): older copies from the watch are not to be trusted."""
         generation = int((response.get("metadata") or {}).get("generation") or 0)
         where = (namespace, normal_key(key))
-        if generation > self._written.get(where, 0):
-            self._written[where] = generation
+        with self._lock:
+            if generation > self._written.get(where, 0):
+                self._written[where] = generation
 
-    def get(self, namespace: str, key: str) -> tuple[bool, dict[str, Any] | None]:
-        """(known, object): known False — not seen yet, or older than our last write: read it fresh."""
+    def get(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """The watch's copy, or None — not live, not seen, or older than our last write: read it fresh."""
         where = (namespace, normal_key(key))
-        if where not in self._objs:
-            self.misses += 1
-            return False, None
-        obj = self._objs[where]
-        if obj is not None:
-            generation = int((obj.get("metadata") or {}).get("generation") or 0)
-            if generation < self._written.get(where, 0):
+        with self._lock:
+            obj = self._objs.get(where) if split_key(where[1])[0] in self._live else None
+            if obj is None or int((obj.get("metadata") or {}).get("generation") or 0) < self._written.get(where, 0):
                 self.misses += 1
-                return False, None
-        elif where in self._written:  # deleted after we wrote it, or the delete event is stale: read it
-            self.misses += 1
-            return False, None
-        self.hits += 1
-        return True, obj
+                return None
+            self.hits += 1
+            return obj
 
     def forget_namespace(self, namespace: str) -> None:
-        for where in [w for w in self._objs if w[0] == namespace]:
-            del self._objs[where]
-        for where in [w for w in self._written if w[0] == namespace]:
-            del self._written[where]
+        with self._lock:
+            for where in [w for w in self._objs if w[0] == namespace]:
+                del self._objs[where]
+            for where in [w for w in self._written if w[0] == namespace]:
+                del self._written[where]
 
     def __len__(self) -> int:
-        return len(self._objs)
+        with self._lock:
+            return len(self._objs)

@@ -25,6 +25,11 @@ from controller.kube.client import api_client, request_kind
         ("GET", "https://h/api/v1/namespaces/shop", ("GET", "namespaces")),
         ("GET", "https://h/api/v1/namespaces", ("LIST", "namespaces")),
         ("GET", "https://h/apis/apps/v1/deployments", ("LIST", "deployments")),
+        (
+            "GET",
+            "https://h/apis/apps/v1/deployments?labelSelector=a&watch=true&timeoutSeconds=60",
+            ("WATCH", "deployments"),
+        ),
         ("GET", "https://h/version", ("GET", "other")),
     ],
     ids=[
@@ -35,6 +40,7 @@ from controller.kube.client import api_client, request_kind
         "get-namespace",
         "list-namespaces",
         "list-all-namespaces",
+        "watch",
         "not-a-resource",
     ],
 )

@@ -301,10 +301,10 @@ def rolled_out(name: str, generation: int) -> dict[str, Any]:
 
 
 async def test_rollout_state_comes_from_the_watch_except_right_after_our_own_write(api: FakeApiClient) -> None:
-    from controller.kube.watched import WorkloadCache
+    from controller.kube.watched import WORKLOAD_KINDS, WorkloadCache
 
     c = cluster(api)
-    c.watched = WorkloadCache()
+    c.watched = WorkloadCache(live=WORKLOAD_KINDS)
     api.put(rolled_out("web", 1), "deployments")
     c.watched.on_event(None, rolled_out("web", 1))
     gets = ("GET", "/apis/apps/v1/namespaces/shop/deployments/web")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.kube.watched import WorkloadCache
+from controller.kube.watched import WORKLOAD_KINDS, WorkloadCache
+
+
+def live_cache() -> WorkloadCache:
+    return WorkloadCache(live=WORKLOAD_KINDS)
 
 
 def deployment(generation: int, observed: int, *, name: str = "web", **extra: Any) -> dict[str, Any]:
@@ -25,41 +29,45 @@ def deployment(generation: int, observed: int, *, name: str = "web", **extra: An
 
 
 def test_events_keep_a_trimmed_copy_by_key_and_bare_names_are_deployments() -> None:
-    cache = WorkloadCache()
+    cache = live_cache()
     assert cache.on_event(None, deployment(3, 3)) == ("shop", "Deployment/web")
-    known, obj = cache.get("shop", "web")
-    assert known and obj is not None
+    obj = cache.get("shop", "web")
+    assert obj is not None
     assert "managedFields" not in obj["metadata"]
     assert obj["metadata"]["annotations"] == {"keep": "me"}
-    assert cache.get("shop", "Deployment/web") == (True, obj)
+    assert cache.get("shop", "Deployment/web") == obj
     assert cache.on_event(None, {"kind": "ConfigMap", "metadata": {"name": "x", "namespace": "shop"}}) is None
-    assert cache.get("shop", "Deployment/other") == (False, None)  # never seen: read it
+    assert cache.get("shop", "Deployment/other") is None  # never seen: read it
 
 
 def test_a_copy_older_than_our_last_write_is_not_trusted_until_the_watch_catches_up() -> None:
-    cache = WorkloadCache()
+    cache = live_cache()
     cache.on_event("MODIFIED", deployment(3, 3))  # fully rolled out at generation 3
     cache.wrote("shop", "Deployment/web", {"metadata": {"generation": 4}})  # our apply: generation 4
-    assert cache.get("shop", "web") == (False, None)  # the watch still has generation 3: would read "Available"
+    assert cache.get("shop", "web") is None  # the watch still has generation 3: would read "Available"
     cache.on_event("MODIFIED", deployment(4, 3))
-    known, obj = cache.get("shop", "web")
-    assert known and obj is not None and obj["metadata"]["generation"] == 4
+    obj = cache.get("shop", "web")
+    assert obj is not None and obj["metadata"]["generation"] == 4
     assert (cache.hits, cache.misses) == (1, 1)
 
 
-def test_deletions_are_known_unless_we_wrote_the_object_since() -> None:
-    cache = WorkloadCache()
+def test_a_deletion_forgets_the_copy_so_it_is_read_fresh() -> None:
+    # the watch selects stopline's labelled objects: a restore to an unlabelled snapshot is a DELETED too
+    cache = live_cache()
     cache.on_event("ADDED", deployment(1, 1))
     cache.on_event("DELETED", deployment(1, 1))
-    assert cache.get("shop", "web") == (True, None)
-    cache.wrote("shop", "web", {"metadata": {"generation": 1}})  # recreated by a restore
-    assert cache.get("shop", "web") == (False, None)
+    assert cache.get("shop", "web") is None and len(cache) == 0
+    cache.on_event("ADDED", deployment(1, 1))
     cache.forget_namespace("shop")
-    assert len(cache) == 0 and cache.get("shop", "web") == (False, None)
+    assert len(cache) == 0 and cache.get("shop", "web") is None
 
 
-def test_workloads_of_another_shard_are_dropped() -> None:
+def test_copies_are_used_only_while_their_kind_is_live() -> None:
     cache = WorkloadCache()
     cache.on_event(None, deployment(1, 1))
-    cache.drop(deployment(1, 1))
-    assert len(cache) == 0 and cache.get("shop", "web") == (False, None)
+    assert cache.get("shop", "web") is None, "never listed: not live"
+    cache.replace("Deployment", [deployment(1, 1, name="api")])
+    assert cache.get("shop", "web") is None, "a LIST replaces the kind's copies"
+    assert cache.get("shop", "api") is not None and cache.live("Deployment")
+    cache.lost("Deployment")
+    assert not cache.live("Deployment") and cache.get("shop", "api") is None and len(cache) == 0
