@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import pytest
 from helpers import OUTPUT_DIR, Stack, apply, kubectl, kubectl_json, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Test namespaces of this pytest session start with this prefix, and the controller under test watches only
@@ -217,6 +218,20 @@ class Controller:
     def ensure_running(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The controller's own /metrics now: (sample name, sorted labels) → value."""
+        with urllib.request.urlopen(f"{self.http_url}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of :meth:`metrics` (0 when absent)."""
+        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
     def log_tail(self, lines: int = 80) -> str:
         if not self.log_path.exists():

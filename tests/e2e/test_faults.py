@@ -396,6 +396,18 @@ def test_status_patches_failing_mid_rollback_still_complete_it_with_one_revert(
         assert reverts_of(app, sha) == [landed["commit"]], "exactly one revert"
         log = other.log_path.read_text(errors="replace")
         assert "cannot write status" in log or "failed (retrying)" in log, "the outage was not noticed"
+        # the workload watch broke with the connection, degraded to reads, and is back (listed, streaming)
+        watch_errors = sum(
+            v
+            for (n, labels), v in other.metrics().items()
+            if n == "stopline_workload_watch_errors_total" and ("kind", "Deployment") in labels
+        )
+        assert watch_errors >= 1, "the workload watch did not notice the outage"
+        wait_for(
+            lambda: other.metric("stopline_workload_watch_live", kind="Deployment") == 1,
+            timeout=40,
+            message="the workload watch to be live again",
+        )
         assert stack.kubeconfig.exists()
     finally:
         other.stop()

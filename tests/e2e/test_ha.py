@@ -171,11 +171,18 @@ def test_two_shards_each_act_on_their_own_namespaces_and_one_takes_over_a_dead_o
         took = time.monotonic() - killed
         ns = namespaces[0]
         app = Given(ns).app(f"{ns}-app2")
+        gets = survivor.metric("stopline_kube_requests_total", verb="GET", resource="deployments")
         rel = When(ns).release(app, app.commit("v3"), phases=[{"name": "all", "remaining": True}])
         status = Then(ns).release_reaches(rel, "Succeeded", "RolledBack", "Failed", timeout=120)
         assert status["phase"] == "Succeeded", status.get("message")
         assert took <= FAILOVER_BOUND, f"shard takeover took {took:.1f} s"
         assert loop_started(survivor, ns, rel)
+        # the survivor judged the taken-over namespace's rollout from its workload watch (listed again when
+        # it took the shard), not by GETting the Deployments every tick
+        gets = survivor.metric("stopline_kube_requests_total", verb="GET", resource="deployments") - gets
+        workloads = len(app.specs())
+        print(f"GET deployments for the takeover Release: {gets:.0f} ({workloads} workloads)")
+        assert gets <= 3 * workloads, f"{gets:.0f} GETs of {workloads} Deployments: read per tick, not watched"
     finally:
         for r in replicas:
             r.stop()
