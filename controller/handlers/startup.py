@@ -55,8 +55,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         "experiments": experiment.supervisor(rt),
     }
     memo.runtime = rt
-    rt.workload_watch = workload_watch(rt, asyncio.get_running_loop())
-    rt.workload_watch.start()
+    rt.workload_watch = workload_watch(rt, asyncio.get_running_loop())  # started after the first Lease round
     rt.http = await serve(rt)
     rt.background = [asyncio.create_task(keep_membership(rt), name="stopline-membership")]
     log.info(
@@ -116,7 +115,9 @@ async def keep_membership(rt: Runtime) -> None:
             await rt.membership.round()
             metrics.shards_held.set(len(rt.membership.held()))
             now = (rt.membership.held(), None if rt.selected is None else frozenset(rt.selected))
-            if now != served and rt.workload_watch is not None:
+            if rt.workload_watch is not None and served is None:
+                rt.workload_watch.start()  # its first LIST keeps what the first round says is served
+            elif rt.workload_watch is not None and now != served:
                 rt.workload_watch.resync()  # keep what is served now, from memory at once
             served = now
             for sup in rt.supervisors.values():
