@@ -189,6 +189,7 @@ class Runtime:
     selected: set[str] | None = None  # namespaces matching settings.namespace_selector, as last listed
     background: list[Any] = field(default_factory=list)
     workload_watch: WorkloadWatch | None = None  # feeds cluster.watched (started with the operator)
+    watch_shards: frozenset[int] = frozenset()  # the shards held at the last Lease round: what the watch keeps
 
 
 def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:

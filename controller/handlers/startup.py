@@ -16,7 +16,7 @@ from controller.errors import StoplineError
 from controller.kube.client import api_client
 from controller.kube.workloadwatch import WorkloadWatch
 from controller.metrics import default_metrics
-from controller.reconcile.shards import RENEW_INTERVAL
+from controller.reconcile.shards import RENEW_INTERVAL, shard_of
 from controller.reconcile.supervisor import Run
 from controller.settings import Settings
 from controller.track.webhook import TrackTarget
@@ -84,11 +84,20 @@ def workload_watch(rt: Runtime, loop: asyncio.AbstractEventLoop) -> WorkloadWatc
     return WorkloadWatch(
         api_client(pool_size=4, on_request=metrics.kube_request),
         rt.cluster.watched,
-        keeps=lambda namespace: serves(rt, namespace) is True,
+        keeps=lambda namespace: kept(rt, namespace),
         changed=changed,
         on_live=metrics.workload_watch_live,
         on_error=metrics.workload_watch_error,
     )
+
+
+def kept(rt: Runtime, namespace: str) -> bool:
+    """Whether the workload watch keeps ``namespace``'s workloads: in scope and selected, and of a shard held
+    at the last Lease round (``rt.watch_shards``) — not of the Lease's validity this instant, which can lapse
+    between rounds; an event dropped then would leave a stale copy that no re-list ever replaces."""
+    if not rt.scope.matches(namespace) or (rt.selected is not None and namespace not in rt.selected):
+        return False
+    return shard_of(namespace, rt.membership.shards) in rt.watch_shards
 
 
 def serves(rt: Runtime, namespace: str) -> bool | None:
@@ -115,6 +124,7 @@ async def keep_membership(rt: Runtime) -> None:
             await rt.membership.round()
             metrics.shards_held.set(len(rt.membership.held()))
             now = (rt.membership.held(), None if rt.selected is None else frozenset(rt.selected))
+            rt.watch_shards = now[0]
             if rt.workload_watch is not None and served is None:
                 rt.workload_watch.start()  # its first LIST keeps what the first round says is served
             elif rt.workload_watch is not None and now != served:

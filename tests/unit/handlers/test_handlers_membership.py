@@ -54,6 +54,7 @@ async def test_the_workload_watch_lists_again_only_when_the_held_shards_change(
         supervisors={"releases": loops},
         workload_watch=watch,
         selected=None,
+        watch_shards=frozenset(),
     )
     task = asyncio.create_task(startup.keep_membership(rt))
     await asyncio.wait_for(rt.membership.done.wait(), 5)
@@ -61,4 +62,18 @@ async def test_the_workload_watch_lists_again_only_when_the_held_shards_change(
     task.cancel()
     # rounds: {} (first: the watch starts), {0} (gained), {0}, {0,1} (gained), {1} (lost 0), {1}
     assert (watch.starts, watch.resyncs) == (1, 3)
+    assert rt.watch_shards == frozenset({1})
     assert loops.resyncs >= len(held)
+
+
+def test_the_watch_keeps_the_shards_of_the_last_round_not_the_lease_validity_of_the_moment() -> None:
+    from controller.reconcile.shards import Scope, shard_of
+
+    namespaces = [f"team-{i}" for i in range(40)]
+    mine = {ns for ns in namespaces if shard_of(ns, 2) == 1}
+    lapsed = SimpleNamespace(shards=2, held=frozenset, owns=lambda ns: False)  # validity lapsed just now
+    rt: Any = SimpleNamespace(scope=Scope(("team-*",)), selected=None, membership=lapsed, watch_shards={1})
+    assert {ns for ns in namespaces if startup.kept(rt, ns)} == mine
+    assert not startup.kept(rt, "other"), "out of scope"
+    rt.selected = {"team-1"}
+    assert {ns for ns in namespaces if startup.kept(rt, ns)} == mine & {"team-1"}
