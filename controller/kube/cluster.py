@@ -202,7 +202,7 @@ class Cluster:
 
     def _wrote(self, namespace: str, key: str, response: Mapping[str, Any]) -> None:
         if self.watched is not None and split_key(key)[0] in WORKLOAD_KINDS:
-            self.watched.wrote(namespace, key, response)
+            self.watched.wrote(namespace, key, response, selected_by=LABEL_APP)
 
     async def states(self, namespace: str, names: Iterable[str]) -> dict[str, LiveDeployment]:
         """Rollout state of each workload (by key; a bare name is a Deployment), read fresh.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from controller.release.assign import normal_key, object_key, split_key
@@ -43,6 +44,48 @@ def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _version(body: Mapping[str, Any]) -> int | None:
+    """The resourceVersion as a number (etcd's revision), None when it is not one."""
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or "")
+    except ValueError:
+        return None
+
+
+def _older(incoming: Mapping[str, Any], kept: Mapping[str, Any] | None) -> bool:
+    """Whether ``incoming`` is an older state than ``kept`` (a lagging watch event after our own write's
+    response was stored); unknown order counts as newer."""
+    if kept is None:
+        return False
+    a, b = _version(incoming), _version(kept)
+    return a is not None and b is not None and a < b
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What stopline's last write of an object returned: a copy is trusted when it is that object at that
+    generation or later, or a later state of whatever is there now (its resourceVersion is newer, e.g. the
+    object was deleted and created again since)."""
+
+    uid: str
+    generation: int
+    version: int | None
+
+    def trusts(self, obj: Mapping[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        newer = _version(obj)
+        if newer is not None and self.version is not None and newer > self.version:
+            return True
+        same = not self.uid or str(meta.get("uid") or "") in ("", self.uid)
+        return same and int(meta.get("generation") or 0) >= self.generation
+
+    def covers(self, other: _Written) -> bool:
+        """A later mark than ``other`` (kept over it)."""
+        if self.version is not None and other.version is not None:
+            return self.version >= other.version
+        return self.uid == other.uid and self.generation >= other.generation
+
+
 def _where(body: Mapping[str, Any]) -> tuple[str, str] | None:
     meta = body.get("metadata") or {}
     kind, namespace, name = body.get("kind"), meta.get("namespace"), meta.get("name")
@@ -56,7 +99,8 @@ class WorkloadCache:
 
     def __init__(self, *, live: Iterable[str] = ()) -> None:
         self._objs: dict[tuple[str, str], dict[str, Any]] = {}
-        self._written: dict[tuple[str, str], int] = {}
+        self._written: dict[tuple[str, str], _Written] = {}
+        self._gone: dict[tuple[str, str], int] = {}  # DELETED seen, at this resourceVersion (0: unknown)
         self._live: set[str] = set(live)  # kinds whose watch is listed and streaming
         self._lock = threading.Lock()
         self.hits = 0
@@ -70,8 +114,10 @@ class WorkloadCache:
         with self._lock:
             if type_ == "DELETED":
                 self._objs.pop(where, None)  # deleted, or no longer selected: read it fresh if needed
-            else:
+                self._gone[where] = _version(body) or 0  # a write response older than this is not kept
+            elif not _older(body, self._objs.get(where)):
                 self._objs[where] = _trim(body)
+                self._gone.pop(where, None)
         return where
 
     def replace(self, kind: str, bodies: Iterable[Mapping[str, Any]]) -> None:
@@ -81,6 +127,8 @@ class WorkloadCache:
         with self._lock:
             for where in [w for w in self._objs if split_key(w[1])[0] == kind]:
                 del self._objs[where]
+            for where in [w for w in self._gone if split_key(w[1])[0] == kind]:
+                del self._gone[where]
             self._objs.update(fresh)
             self._live.add(kind)
 
@@ -95,20 +143,37 @@ class WorkloadCache:
         with self._lock:
             return kind in self._live
 
-    def wrote(self, namespace: str, key: str, response: Mapping[str, Any]) -> None:
-        """stopline wrote this object (apply, restore): older copies from the watch are not to be trusted."""
-        generation = int((response.get("metadata") or {}).get("generation") or 0)
+    def wrote(self, namespace: str, key: str, response: Mapping[str, Any], *, selected_by: str = "") -> None:
+        """stopline wrote this object (apply, restore): older copies from the watch are not to be trusted.
+
+        The write's response is the object as it is now, so it becomes the copy (unless the watch already
+        has a newer one) — a rollout is then judged from memory right after the apply, with no GET per tick
+        while a busy API server's watch lags. Only when the object stays in the watch's selection (it carries
+        the ``selected_by`` label): one that leaves it (restored to an unlabelled snapshot) gets no more
+        events, so its copy would never be replaced; it is read fresh instead."""
+        meta = response.get("metadata") or {}
+        mark = _Written(str(meta.get("uid") or ""), int(meta.get("generation") or 0), _version(response))
         where = (namespace, normal_key(key))
         with self._lock:
-            if generation > self._written.get(where, 0):
-                self._written[where] = generation
+            last = self._written.get(where)
+            if last is None or not last.covers(mark):
+                self._written[where] = mark
+            kind = split_key(where[1])[0]
+            keep = kind in self._live and selected_by and selected_by in (meta.get("labels") or {})
+            gone = self._gone.get(where)
+            if gone is not None and (gone == 0 or (_version(response) or 0) <= gone):
+                keep = False  # the watch saw it deleted (or leave the selection) after this write
+            if keep and response.get("kind") == kind and not _older(response, self._objs.get(where)):
+                self._objs[where] = _trim(response)
+                self._gone.pop(where, None)
 
     def get(self, namespace: str, key: str) -> dict[str, Any] | None:
         """The watch's copy, or None — not live, not seen, or older than our last write: read it fresh."""
         where = (namespace, normal_key(key))
         with self._lock:
             obj = self._objs.get(where) if split_key(where[1])[0] in self._live else None
-            if obj is None or int((obj.get("metadata") or {}).get("generation") or 0) < self._written.get(where, 0):
+            mark = self._written.get(where)
+            if obj is None or (mark is not None and not mark.trusts(obj)):
                 self.misses += 1
                 return None
             self.hits += 1
@@ -120,6 +185,8 @@ class WorkloadCache:
                 del self._objs[where]
             for where in [w for w in self._written if w[0] == namespace]:
                 del self._written[where]
+            for where in [w for w in self._gone if w[0] == namespace]:
+                del self._gone[where]
 
     def __len__(self) -> int:
         with self._lock:

@@ -159,7 +159,8 @@ served namespaces (writes stay in the served namespaces' Roles).
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-# Rollout state from one watch per workload kind (filtered to the watched namespaces by the controller).
+# Rollout state from stopline's own watch per workload kind: paged LIST + WATCH of the objects it applied
+# (label stopline.dev/app), kept only for the served namespaces (controller/kube/workloadwatch.py).
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["list", "watch"]

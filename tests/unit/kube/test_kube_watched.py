@@ -71,3 +71,36 @@ def test_copies_are_used_only_while_their_kind_is_live() -> None:
     assert cache.get("shop", "api") is not None and cache.live("Deployment")
     cache.lost("Deployment")
     assert not cache.live("Deployment") and cache.get("shop", "api") is None and len(cache) == 0
+
+
+def labelled(generation: int, observed: int, version: int, **extra: Any) -> dict[str, Any]:
+    body = deployment(generation, observed, resourceVersion=str(version), labels={"stopline.dev/app": "a1"})
+    body["metadata"].update(extra)
+    return body
+
+
+def test_our_write_response_is_the_copy_so_a_lagging_watch_costs_no_reads() -> None:
+    cache = live_cache()
+    cache.on_event("MODIFIED", labelled(3, 3, 100))  # rolled out at generation 3
+    cache.wrote("shop", "Deployment/web", labelled(4, 3, 110), selected_by="stopline.dev/app")  # our apply
+    obj = cache.get("shop", "web")
+    assert obj is not None and obj["metadata"]["generation"] == 4, "judged from memory: not rolled out yet"
+    cache.on_event("MODIFIED", labelled(3, 3, 105))  # the watch lags: an event from before our write
+    assert (cache.get("shop", "web") or {})["metadata"]["generation"] == 4, "an older event never wins"
+    cache.on_event("MODIFIED", labelled(4, 4, 120))  # the rollout, as the watch delivers it
+    assert (cache.get("shop", "web") or {})["status"]["observedGeneration"] == 4
+    cache.wrote("shop", "Deployment/web", labelled(4, 3, 110), selected_by="stopline.dev/app")  # a late response
+    assert (cache.get("shop", "web") or {})["status"]["observedGeneration"] == 4, "nor an older response"
+
+
+def test_a_write_that_leaves_the_selection_or_follows_a_deletion_is_read_fresh() -> None:
+    cache = live_cache()
+    cache.on_event("MODIFIED", labelled(3, 3, 100))
+    restored = deployment(4, 3, resourceVersion="110")  # restored to a snapshot without the label
+    cache.wrote("shop", "Deployment/web", restored, selected_by="stopline.dev/app")
+    assert cache.get("shop", "web") is None, "no events will come for it: its copy would go stale"
+    cache.on_event("DELETED", labelled(4, 3, 130))  # deleted by someone right after our apply...
+    cache.wrote("shop", "Deployment/web", labelled(5, 3, 125), selected_by="stopline.dev/app")  # ...whose answer
+    assert cache.get("shop", "web") is None, "the watch saw it deleted after this write"
+    cache.wrote("shop", "Deployment/web", labelled(1, 0, 140), selected_by="stopline.dev/app")  # re-created
+    assert cache.get("shop", "web") is not None
