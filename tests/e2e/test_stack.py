@@ -288,3 +288,25 @@ def test_example_is_accepted_by_server_side_dry_run(ns: str, path: Path) -> None
         kubectl("apply", "--dry-run=server", "-f", "-", input=in_namespace(path.read_text(), ns))
     except CommandError as exc:
         pytest.fail(f"{path.relative_to(REPO_ROOT)} rejected: {exc}", pytrace=False)
+
+
+def test_the_chart_is_accepted_by_the_api_server(stack: Stack, ns: str) -> None:
+    """The chart as `helm install` would send it (default values, HA with the Lease FlowSchema; and
+    namespaced RBAC), checked by the real API server with a server-side dry run."""
+    if not stack.helm:
+        pytest.fail("the stack has no helm (STOPLINE_HELM): hack/install-helm.sh builds it", pytrace=False)
+    chart = REPO_ROOT / "charts" / "stopline"
+    for values in ([], ["--set", f"watch.namespaces={{{ns}}}"]):
+        rendered = subprocess.run(
+            [stack.helm, "template", "stopline", str(chart), "--namespace", ns, "--skip-crds", *values],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        kinds = {d["kind"] for d in yaml.safe_load_all(rendered) if d}
+        assert {"Deployment", "FlowSchema", "PodDisruptionBudget", "Role"} <= kinds, kinds
+        try:
+            kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
+        except CommandError as exc:
+            pytest.fail(f"chart rendered with {values or 'defaults'} rejected: {exc}", pytrace=False)

@@ -205,6 +205,7 @@ def test_default_objects(render: Render) -> None:
         ("ClusterRoleBinding", "stopline", None),
         ("ClusterRoleBinding", "stopline-cluster", None),
         ("Deployment", "stopline", NAMESPACE),
+        ("FlowSchema", "stopline-leader-election", None),
         ("PodDisruptionBudget", "stopline", NAMESPACE),
         ("Role", "stopline-leases", NAMESPACE),
         ("RoleBinding", "stopline-leases", NAMESPACE),
@@ -239,6 +240,28 @@ def test_lease_role_in_the_release_namespace(render: Render, namespaces: list[st
     )
 
 
+def test_lease_requests_get_the_leader_election_priority_level(render: Render) -> None:
+    fs = _only(render({}), "FlowSchema", "stopline-leader-election")
+    assert fs["apiVersion"] == "flowcontrol.apiserver.k8s.io/v1"
+    assert fs["spec"]["priorityLevelConfiguration"] == {"name": "leader-election"}
+    assert 100 < fs["spec"]["matchingPrecedence"] < 200  # after system-leader-election, before workloads
+    (rule,) = fs["spec"]["rules"]
+    assert rule["subjects"] == [
+        {"kind": "ServiceAccount", "serviceAccount": {"name": "stopline", "namespace": NAMESPACE}}
+    ]
+    assert rule["resourceRules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "create", "update", "patch"],
+            "namespaces": [NAMESPACE],
+        }
+    ]
+    assert not [o for o in render({"leaderElection": {"flowSchema": False}}) if o["kind"] == "FlowSchema"]
+    without = render({"replicas": 1, "leaderElection": {"enabled": False}})
+    assert not [o for o in without if o["kind"] == "FlowSchema"], "no Leases, no FlowSchema"
+
+
 def test_no_lease_role_without_leader_election(render: Render) -> None:
     objects = render({"replicas": 1, "leaderElection": {"enabled": False}})
     assert not [o for o in objects if o["metadata"]["name"] == "stopline-leases"]
@@ -250,6 +273,7 @@ def test_namespaced_rbac(render: Render) -> None:
         ("ClusterRole", "stopline-cluster", None),
         ("ClusterRoleBinding", "stopline-cluster", None),
         ("Deployment", "stopline", NAMESPACE),
+        ("FlowSchema", "stopline-leader-election", None),
         ("PodDisruptionBudget", "stopline", NAMESPACE),
         ("Role", "stopline", "a"),
         ("Role", "stopline", "b"),
