@@ -13,7 +13,7 @@ from controller.errors import StoplineError
 from controller.experiments.growthbook import growthbook_key
 from controller.experiments.reconcile import configmap_key
 from controller.experiments.runner import CONFIGMAP_LABELS, run_experiment
-from controller.handlers.startup import namespace_guard, runtime, serves
+from controller.handlers.startup import fetcher, namespace_guard, runtime, serves
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.experiment import ExperimentSpec
@@ -54,6 +54,7 @@ def supervisor(rt: Runtime) -> Supervisor:
         start,
         wake_on=lambda old, new: old.get("spec") != new.get("spec"),
         serves=lambda ns: serves(rt, ns),
+        fetch=fetcher(rt, "experiments"),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import kopf
 
-from controller.handlers.startup import namespace_guard, runtime, serves
+from controller.handlers.startup import fetcher, namespace_guard, runtime, serves
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.release import FINAL_PHASES
@@ -56,7 +56,7 @@ def supervisor(rt: Runtime) -> Supervisor:
                 may_act=namespace_guard(rt, run),
             )
 
-    return Supervisor("Release", start, wanted=wanted, serves=lambda ns: serves(rt, ns))
+    return Supervisor("Release", start, wanted=wanted, serves=lambda ns: serves(rt, ns), fetch=fetcher(rt, "releases"))
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "releases")

@@ -100,6 +100,16 @@ def kept(rt: Runtime, namespace: str) -> bool:
     return shard_of(namespace, rt.membership.shards) in rt.watch_shards
 
 
+def fetcher(rt: Runtime, plural: str) -> Callable[[str, str], Awaitable[dict[str, Any] | None]]:
+    """Reads one object of ``plural`` fresh: a supervisor starts a taken-over shard's objects from it
+    (it keeps only their names while another replica serves them)."""
+
+    async def fetch(namespace: str, name: str) -> dict[str, Any] | None:
+        return await rt.objects.get(plural, namespace, name)
+
+    return fetch
+
+
 def serves(rt: Runtime, namespace: str) -> bool | None:
     """Whether this replica acts in ``namespace`` now: None outside the configured names/patterns; False
     when the namespace's labels do not match the selector or another replica holds its shard."""

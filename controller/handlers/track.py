@@ -12,7 +12,7 @@ from typing import Any, cast
 import kopf
 from pydantic import ValidationError
 
-from controller.handlers.startup import namespace_guard, runtime, serves
+from controller.handlers.startup import fetcher, namespace_guard, runtime, serves
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.notify import NotificationsStatus
@@ -106,7 +106,9 @@ def supervisor(rt: Runtime) -> Supervisor:
         rt.tracks.pop((run.namespace, run.name), None)
         default_metrics().outbox(("Track", run.namespace, run.name), None)
 
-    return Supervisor("Track", start, wake_on=_wake_on, on_gone=gone, serves=lambda ns: serves(rt, ns))
+    return Supervisor(
+        "Track", start, wake_on=_wake_on, on_gone=gone, serves=lambda ns: serves(rt, ns), fetch=fetcher(rt, "tracks")
+    )
 
 
 def _wake_on(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

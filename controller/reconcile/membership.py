@@ -71,6 +71,21 @@ class Membership:
         if self.leases is None:
             return
         now = self.clock()
+        # Renew what is held first, before the reads: on a saturated API server each call can take a
+        # second or more, and a renewal queued behind four reads and the member heartbeat let the Lease's
+        # validity (renewed + 8 s) lapse thousands of times at 2,000 Releases on 4 shards.
+        renewed: set[int] = set()
+        for shard in sorted(self.held()):
+            try:
+                ok = await self.leases.write(shard, self.me, now, LEASE_DURATION, take=False)
+            except StoplineError as exc:
+                log.warning("shard %d: Lease renewal failed: %s", shard, exc)
+                continue
+            if ok:
+                self.holdings.valid_until[shard] = now + LEASE_DURATION - SAFETY_MARGIN
+                renewed.add(shard)
+            else:  # another replica's write got there first: the reads below say who holds it
+                self.holdings.valid_until.pop(shard, None)
         try:
             views = await self.leases.read()
         except StoplineError as exc:
@@ -88,7 +103,8 @@ class Membership:
             for shard in moves.lost:
                 self.holdings.valid_until.pop(shard, None)
                 log.warning("shard %d: Lease now held by another replica; its namespaces are no longer served", shard)
-            for shard, take in [(s, False) for s in moves.renew] + [(s, True) for s in moves.take]:
+            renew = [s for s in moves.renew if s not in renewed]  # (renewed above already)
+            for shard, take in [(s, False) for s in renew] + [(s, True) for s in moves.take]:
                 try:
                     ok = await self.leases.write(shard, self.me, now, LEASE_DURATION, take=take)
                 except StoplineError as exc:

@@ -294,3 +294,52 @@ async def test_a_loop_that_stops_itself_because_its_namespace_is_not_served_is_p
     await settle()
     assert started == ["a", "a"] and sup.active() == 1
     await sup.shutdown(grace=1.0)
+
+
+async def test_with_fetch_another_shards_objects_are_parked_by_name_and_read_fresh_on_takeover() -> None:
+    loops = Loops()
+    served: dict[str, bool | None] = {"theirs": False}
+    live = {"obj-b": in_ns("b", "theirs"), "obj-c": in_ns("c-new", "theirs")}  # c was deleted and re-created
+    live["obj-b"]["status"] = {"phase": "Holding", "note": "x" * 10_000}
+    fetched: list[str] = []
+
+    async def fetch(namespace: str, name: str) -> dict[str, Any] | None:
+        fetched.append(name)
+        return live.get(name)
+
+    sup = Supervisor("Release", loops, serves=lambda ns: served.get(ns), fetch=fetch)
+    for uid in ("b", "c", "d"):  # d: gone by the takeover
+        sup.on_event(None, {**in_ns(uid, "theirs"), "status": {"note": "y" * 10_000}})
+    assert sup.parked() == 3
+    assert all(isinstance(p, tuple) for p in sup._parked.values()), "no other shard's body is kept"
+    served["theirs"] = True
+    sup.resync()
+    sup.resync()  # a second round before the reads answered: each is read once
+    await settle()
+    assert sorted(fetched) == ["obj-b", "obj-c", "obj-d"]
+    assert loops.started == ["b"] and sup.parked() == 0, "gone or replaced objects are not started"
+    run = sup.running("theirs", "obj-b")
+    assert run is not None and run.read_body()["status"]["phase"] == "Holding"
+    await sup.shutdown(grace=1.0)
+
+
+async def test_an_unreadable_taken_over_object_stays_parked_and_is_tried_again() -> None:
+    loops = Loops()
+    served: dict[str, bool | None] = {"theirs": False}
+    failures = [RuntimeError("API server unreachable")]
+
+    async def fetch(namespace: str, name: str) -> dict[str, Any] | None:
+        if failures:
+            raise failures.pop()
+        return in_ns("b", "theirs")
+
+    sup = Supervisor("Release", loops, serves=lambda ns: served.get(ns), fetch=fetch)
+    sup.on_event(None, in_ns("b", "theirs"))
+    served["theirs"] = True
+    sup.resync()
+    await settle()
+    assert loops.started == [] and sup.parked() == 1
+    sup.resync()  # the next Lease round
+    await settle()
+    assert loops.started == ["b"] and sup.parked() == 0
+    await sup.shutdown(grace=1.0)
