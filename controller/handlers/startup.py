@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable
@@ -120,10 +121,17 @@ def serves(rt: Runtime, namespace: str) -> bool | None:
     return rt.membership.owns(namespace)
 
 
+#: The workload watch keeps a shard's workloads for this many Lease rounds (30 s) after the shard was last
+#: held: a momentary lapse under load then costs no re-list of every workload (and no GET per tick until
+#: the shard is back), and a shard that really moved is forgotten half a minute later.
+WATCH_KEEP_ROUNDS = 15
+
+
 async def keep_membership(rt: Runtime) -> None:
     """Renew/take the shard Leases and refresh the selected namespaces every round; resync the loops."""
     metrics = default_metrics()
     served: tuple[frozenset[int], frozenset[str] | None] | None = None
+    recent: collections.deque[frozenset[int]] = collections.deque(maxlen=WATCH_KEEP_ROUNDS)
     while True:
         try:
             if rt.settings.namespace_selector:
@@ -133,8 +141,9 @@ async def keep_membership(rt: Runtime) -> None:
                     log.warning("namespaces matching %s unreadable: %s", rt.settings.namespace_selector, exc)
             await rt.membership.round()
             metrics.shards_held.set(len(rt.membership.held()))
-            now = (rt.membership.held(), None if rt.selected is None else frozenset(rt.selected))
-            rt.watch_shards = now[0]
+            recent.append(rt.membership.held())
+            rt.watch_shards = frozenset().union(*recent)
+            now = (rt.watch_shards, None if rt.selected is None else frozenset(rt.selected))
             if rt.workload_watch is not None and served is None:
                 rt.workload_watch.start()  # its first LIST keeps what the first round says is served
             elif rt.workload_watch is not None and now != served:
