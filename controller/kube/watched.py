@@ -3,8 +3,9 @@
 instead of GETting them every tick.
 
 Trust rules — an entry is used only when
-* its kind's watch is **live** (listed and streaming): while a watch is down or re-listing, every read goes
-  to the API server, so a broken stream degrades to polling instead of to stale state;
+* its kind's watch is **live** (listed and streaming) — or broke less than a grace period ago (30 s) and is
+  retrying: past that, every read goes to the API server, so a broken stream degrades to polling instead
+  of to state older than the grace;
 * it is at least as new as what stopline itself last wrote to that object (its ``metadata.generation`` ≥
   the generation the apply/restore response carried). Right after a write the watch may still hold the
   object from before it — judging that copy would call a rollout that has not started "Available" — so
@@ -19,6 +20,7 @@ Written from the watch threads, read on the event loop and the I/O threads: ever
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +104,7 @@ class WorkloadCache:
         self._written: dict[tuple[str, str], _Written] = {}
         self._gone: dict[tuple[str, str], int] = {}  # DELETED seen, at this resourceVersion (0: unknown)
         self._live: set[str] = set(live)  # kinds whose watch is listed and streaming
+        self._stale_until: dict[str, float] = {}  # kind → its watch broke: copies usable until then
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -131,17 +134,44 @@ class WorkloadCache:
                 del self._gone[where]
             self._objs.update(fresh)
             self._live.add(kind)
+            self._stale_until.pop(kind, None)
+
+    def failing(self, kind: str, grace: float) -> None:
+        """The watch of ``kind`` broke and is retrying: its copies (up to date until now) stay usable for
+        ``grace`` seconds — a client-go informer serves its store likewise — then every read of the kind
+        goes to the API server. At 2,000 Releases, dropping them at once sent every rolling-out Release
+        to GET its workloads each tick while the saturated API server's watch cache caught up."""
+        if grace <= 0:
+            self.lost(kind)
+            return
+        with self._lock:
+            if kind in self._live:
+                self._stale_until.setdefault(kind, time.monotonic() + grace)
+
+    def _usable(self, kind: str) -> bool:
+        if kind not in self._live:
+            return False
+        until = self._stale_until.get(kind)
+        if until is not None and time.monotonic() >= until:
+            self._live.discard(kind)
+            self._stale_until.pop(kind, None)
+            for where in [w for w in self._objs if split_key(w[1])[0] == kind]:
+                del self._objs[where]
+            return False
+        return True
 
     def lost(self, kind: str) -> None:
         """The watch of ``kind`` broke: its copies are not to be trusted (nor kept) until the next LIST."""
         with self._lock:
             self._live.discard(kind)
+            self._stale_until.pop(kind, None)
             for where in [w for w in self._objs if split_key(w[1])[0] == kind]:
                 del self._objs[where]
 
     def live(self, kind: str) -> bool:
+        """Whether reads of ``kind`` are served from the copies now."""
         with self._lock:
-            return kind in self._live
+            return self._usable(kind)
 
     def wrote(self, namespace: str, key: str, response: Mapping[str, Any], *, selected_by: str = "") -> None:
         """stopline wrote this object (apply, restore): older copies from the watch are not to be trusted.
@@ -159,7 +189,7 @@ class WorkloadCache:
             if last is None or not last.covers(mark):
                 self._written[where] = mark
             kind = split_key(where[1])[0]
-            keep = kind in self._live and selected_by and selected_by in (meta.get("labels") or {})
+            keep = self._usable(kind) and selected_by and selected_by in (meta.get("labels") or {})
             gone = self._gone.get(where)
             if gone is not None and (gone == 0 or (_version(response) or 0) <= gone):
                 keep = False  # the watch saw it deleted (or leave the selection) after this write
@@ -171,7 +201,7 @@ class WorkloadCache:
         """The watch's copy, or None — not live, not seen, or older than our last write: read it fresh."""
         where = (namespace, normal_key(key))
         with self._lock:
-            obj = self._objs.get(where) if split_key(where[1])[0] in self._live else None
+            obj = self._objs.get(where) if self._usable(split_key(where[1])[0]) else None
             mark = self._written.get(where)
             if obj is None or (mark is not None and not mark.trusts(obj)):
                 self.misses += 1

@@ -11,8 +11,9 @@ The informer contract, with the failures spelled out:
 * LIST (paged, ``limit``/``continue``) → replace the kind's copies → WATCH from the list's resourceVersion
   with bookmarks; a watch ending after its ``timeoutSeconds`` resumes from the last resourceVersion seen.
 * 410 Gone (the resourceVersion or a continue token expired) → LIST again at once.
-* Any other failure — refused, reset, a hung server (no byte for :data:`READ_TIMEOUT`), 5xx, 403 — marks the
-  kind not live, so every read of it goes to the API server (polling, never stale state); the watch retries
+* Any other failure — refused, reset, a hung server (no byte for :data:`READ_TIMEOUT`), 5xx, 403 — keeps the
+  copies in use for :data:`STALE_GRACE` (as a client-go informer serves its store), then marks the kind not
+  live, so every read of it goes to the API server (polling); the watch retries
   with backoff (0.5 s doubling to 30 s), logging a WARNING and counting it in
   ``stopline_workload_watch_errors_total{kind,reason}``; ``stopline_workload_watch_live{kind}`` says which
   kinds are served from the watch.
@@ -49,6 +50,8 @@ WATCH_SECONDS = 60
 READ_TIMEOUT = 90.0
 CONNECT_TIMEOUT = 10.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+#: After the watch breaks, its copies (current until then) are still used this long while it retries.
+STALE_GRACE = 30.0
 
 PATHS = {kind: f"/apis/apps/v1/{kind.lower()}s" for kind in WORKLOAD_KINDS}
 
@@ -102,6 +105,7 @@ class WorkloadWatch:
         read_timeout: float = READ_TIMEOUT,
         on_live: Callable[[str, bool], None] | None = None,
         on_error: Callable[[str, str], None] | None = None,
+        stale_grace: float = STALE_GRACE,
     ) -> None:
         self._api: Any = api_client
         self.cache = cache
@@ -112,6 +116,7 @@ class WorkloadWatch:
         self.page_size = page_size
         self.watch_seconds = watch_seconds
         self.read_timeout = read_timeout
+        self.stale_grace = stale_grace
         self.on_live = on_live or (lambda _kind, _live: None)
         self.on_error = on_error or (lambda _kind, _reason: None)
         self._stopped = threading.Event()
@@ -179,7 +184,7 @@ class WorkloadWatch:
                     break
                 if self._resync[kind].is_set():  # the stream was ended on purpose: list again at once
                     continue
-                self.cache.lost(kind)
+                self.cache.failing(kind, self.stale_grace)
                 self._set_live(kind, False)
                 self.on_error(kind, _reason(exc))
                 log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from controller.kube.watched import WORKLOAD_KINDS, WorkloadCache
@@ -104,3 +105,16 @@ def test_a_write_that_leaves_the_selection_or_follows_a_deletion_is_read_fresh()
     assert cache.get("shop", "web") is None, "the watch saw it deleted after this write"
     cache.wrote("shop", "Deployment/web", labelled(1, 0, 140), selected_by="stopline.dev/app")  # re-created
     assert cache.get("shop", "web") is not None
+
+
+def test_a_broken_watch_serves_its_copies_for_the_grace_then_reads_go_to_the_api() -> None:
+    cache = WorkloadCache()
+    cache.replace("Deployment", [deployment(1, 1)])
+    cache.failing("Deployment", grace=0.2)
+    assert cache.get("shop", "web") is not None and cache.live("Deployment")
+    time.sleep(0.25)
+    assert cache.get("shop", "web") is None and not cache.live("Deployment") and len(cache) == 0
+    cache.replace("Deployment", [deployment(2, 2)])  # listed again
+    assert (cache.get("shop", "web") or {})["metadata"]["generation"] == 2
+    cache.failing("Deployment", grace=0)
+    assert cache.get("shop", "web") is None

@@ -227,13 +227,14 @@ def test_a_failing_api_server_degrades_to_reads_and_recovers_with_backoff(
 ) -> None:
     fake, api_client = api
     fake.items = [deployment("mine", "web")]
-    with Run(api_client, {"mine"}, watch_seconds=30) as run:
+    with Run(api_client, {"mine"}, watch_seconds=30, stale_grace=0.4) as run:
         fake.wait(lambda: bool(fake.watch_requests()))
         assert run.cache.get("mine", "web") is not None
         fake.fail_lists = 2
         fake.send("ERROR", {"kind": "Status", "code": 500, "message": "internal error"})
         fake.wait(lambda: ("Deployment", False) in run.live)
-        assert run.cache.get("mine", "web") is None, "while the watch is down its copies are not used"
+        assert run.cache.get("mine", "web") is not None, "copies current until the break serve the grace"
+        fake.wait(lambda: run.cache.get("mine", "web") is None, timeout=2)  # past it: read from the API
         fake.wait(lambda: len(fake.watch_requests()) == 2, timeout=10)  # 0.5 s, 1 s, 2 s backoff
         assert run.cache.get("mine", "web") is not None
         assert [r for _k, r in run.errors] == ["500", "500", "500"]
