@@ -105,28 +105,24 @@ def parse_time(raw: str | None) -> datetime | None:
 
 
 def list_releases(crd: Any, prefix: str, attempts: int = 5) -> list[dict[str, Any]]:
-    """This run's Releases, 500 a page; a broken or failed LIST (the API server is busy: at 2,000 Releases
-    one 3.5 MB answer was cut off mid-read) is retried, not fatal to the run."""
+    """This run's Releases, from the API server's watch cache (``resourceVersion=0``: one answer, never
+    an etcd read, possibly a second stale — fine for progress). A paged consistent LIST failed with 504
+    "Too large resource version" at 2,000 Releases, the watch cache lagging etcd on the saturated cores;
+    a failed LIST is retried, not fatal to the run."""
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
     for attempt in range(attempts):
         try:
-            items: list[dict[str, Any]] = []
-            token: str | None = None
-            while True:
-                page = crd.list_cluster_custom_object(
-                    "stopline.dev",
-                    "v1alpha1",
-                    "releases",
-                    label_selector=f"{_stack.LABEL}={prefix}",
-                    limit=500,
-                    **({"_continue": token} if token else {}),
-                )
-                items += page["items"]
-                token = (page.get("metadata") or {}).get("continue")
-                if not token:
-                    return items
+            page = crd.list_cluster_custom_object(
+                "stopline.dev",
+                "v1alpha1",
+                "releases",
+                label_selector=f"{_stack.LABEL}={prefix}",
+                resource_version="0",
+                _request_timeout=120,
+            )
+            return list(page["items"])
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             status = getattr(exc, "status", None)
             if (status is not None and status < 500 and status != 410) or attempt == attempts - 1:
