@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -190,14 +191,17 @@ class Runtime:
     background: list[Any] = field(default_factory=list)
     workload_watch: WorkloadWatch | None = None  # feeds cluster.watched (started with the operator)
     watch_shards: frozenset[int] = frozenset()  # the shards held at the last Lease round: what the watch keeps
+    leases: Leases | None = None  # the shard Leases (None: leader election off)
+    renewer_stop: threading.Event = field(default_factory=threading.Event)
 
 
 def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:
     """Connect to the cluster and assemble the adapters."""
-    # One connection per thread that may call at once — the I/O pool and the Lease calls' own threads: a
-    # smaller pool makes urllib3 discard connections under load ("Connection pool is full") and open new
-    # TLS connections to the API server, which is what held hold ends up at 500 Releases.
-    client = api_client(pool_size=settings.max_threads + LEASE_THREADS, on_request=default_metrics().kube_request)
+    # One connection per thread that may call at once — the I/O pool, the Lease calls' own threads and the
+    # shard renewer thread: a smaller pool makes urllib3 discard connections under load ("Connection pool
+    # is full") and open new TLS connections to the API server, which is what held hold ends up at 500
+    # Releases.
+    client = api_client(pool_size=settings.max_threads + LEASE_THREADS + 1, on_request=default_metrics().kube_request)
     objects = Objects(client)
     cluster = Cluster(client)
     tools = Tools(kustomize=settings.kustomize, helm=settings.helm, timeout=settings.render_timeout_seconds)
@@ -225,4 +229,5 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
         else None
     )
     rt.membership = Membership(leases, settings.identity, settings.shards, clock)
+    rt.leases = leases
     return rt

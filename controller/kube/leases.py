@@ -33,6 +33,14 @@ def _parse(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def _newer(mine: str | None, read: str | None) -> bool:
+    """Whether the version we hold (from our own write) is newer than the one just read."""
+    try:
+        return mine is not None and read is not None and int(mine) > int(read)
+    except ValueError:
+        return False
+
+
 def lease_name(prefix: str, shard: int) -> str:
     return f"{prefix}-shard-{shard}"
 
@@ -67,8 +75,10 @@ class Leases:
                 views.append(LeaseView(shard, exists=False))
                 continue
             spec = obj.get("spec") or {}
-            self._versions[shard] = (obj.get("metadata") or {}).get("resourceVersion")
-            self._specs[shard] = spec
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            if not _newer(self._versions.get(shard), version):  # a renewal landed while this read was out
+                self._versions[shard] = version
+                self._specs[shard] = spec
             views.append(
                 LeaseView(
                     shard,
@@ -181,6 +191,10 @@ class Leases:
         """Lease calls run on their own two threads: never queued behind Release work on the shared pool
         (a renewal that waits there lets the Lease lapse under load)."""
         return await _call(fn, *args, executor=self._pool)
+
+    def renew_blocking(self, shard: int, me: str, now: datetime, duration: timedelta) -> bool:
+        """Renew shard ``shard`` for ``me`` on the calling thread (the renewer thread's own)."""
+        return self._write(shard, me, now, duration, False)
 
     async def read(self) -> Sequence[LeaseView]:
         return await self._io(self._read)

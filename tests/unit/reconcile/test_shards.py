@@ -3,8 +3,9 @@ Lease store with optimistic concurrency, as the API server does it."""
 
 from __future__ import annotations
 
+import asyncio
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -302,3 +303,51 @@ async def test_a_held_shard_is_renewed_before_the_slow_reads_of_the_round() -> N
     assert order == ["renew 0", "read"], "renewed first, and not again after the reads"
     assert held_during_read[-1] == {0}, "the shard lapsed during the round's own reads"
     assert m.held() == {0}
+
+
+def blocking_writer(client: FakeLeaseClient) -> Callable[[int, str, datetime, timedelta], bool]:
+    def write(shard: int, me: str, now: datetime, duration: timedelta) -> bool:
+        return asyncio.run(client.write(shard, me, now, duration, take=False))
+
+    return write
+
+
+async def test_the_renewer_thread_keeps_the_shards_while_the_event_loop_runs_no_round() -> None:
+    world, clock = FakeLeases(1), Clock()
+    client = world.client("a")
+    m = Membership(client, "a", 1, clock)
+    await m.round()
+    m.renewer = True
+    writes: list[int] = []
+    write = blocking_writer(client)
+
+    def counted(shard: int, me: str, now: datetime, duration: timedelta) -> bool:
+        writes.append(shard)
+        return write(shard, me, now, duration)
+
+    for _ in range(10):  # 20 s without a round (the event loop starved): the renewer alone keeps shard 0
+        clock.tick()
+        await asyncio.to_thread(m.renew_blocking, counted)
+        assert m.held() == {0}
+    assert writes == [0] * 10 and world.store[0][1] == clock.now
+    before = len(writes)
+    clock.tick()
+    await m.round()  # a round reads and decides, but does not renew again
+    assert len(writes) == before and world.store[0][1] == clock.now - RENEW_INTERVAL
+
+
+async def test_a_renewal_in_flight_never_revives_a_shard_given_up_meanwhile() -> None:
+    world, clock = FakeLeases(1), Clock()
+    client = world.client("a")
+    m = Membership(client, "a", 1, clock)
+    await m.round()
+    write = blocking_writer(client)
+
+    def slow(shard: int, me: str, now: datetime, duration: timedelta) -> bool:
+        ok = write(shard, me, now, duration)
+        m._drop(shard)  # the round gave the shard up (or saw it lost) while this write was out
+        return ok
+
+    clock.tick()
+    await asyncio.to_thread(m.renew_blocking, slow)
+    assert m.held() == frozenset(), "the renewal that was in flight must not make it valid again"
