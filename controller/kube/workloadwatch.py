@@ -277,8 +277,12 @@ class WorkloadWatch:
                 where = self.cache.on_event(str(type_), body)
                 if where is not None:
                     self.changed(where[0])
+        except BaseException:
+            stream.close()  # ended under it (resync, stop, a broken or hung stream): not reusable
+            raise
+        else:
+            stream.release_conn()
         finally:
             with self._lock:
                 self._streams.pop(kind, None)
-            stream.release_conn()
         return version

@@ -137,6 +137,7 @@ def api() -> Iterator[tuple[FakeApi, client.ApiClient]]:
         yield fake, api_client
     finally:
         server.shutdown()
+        server.server_close()
         api_client.close()
 
 
