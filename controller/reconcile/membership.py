@@ -143,8 +143,10 @@ class Membership:
             for shard in moves.lost:
                 self._drop(shard)
                 log.warning("shard %d: Lease now held by another replica; its namespaces are no longer served", shard)
-            # renewed above, or by the renewer thread
-            renew = [] if self.renewer else [s for s in moves.renew if s not in renewed]
+            # renewed above, or by the renewer thread — which renews only what is valid here: a Lease still
+            # held in our name by a previous process of this identity (a restart) is reclaimed by the round
+            valid = self.held()
+            renew = [s for s in moves.renew if s not in renewed and not (self.renewer and s in valid)]
             for shard, take in [(s, False) for s in renew] + [(s, True) for s in moves.take]:
                 try:
                     ok = await self.leases.write(shard, self.me, now, LEASE_DURATION, take=take)

@@ -351,3 +351,14 @@ async def test_a_renewal_in_flight_never_revives_a_shard_given_up_meanwhile() ->
     clock.tick()
     await asyncio.to_thread(m.renew_blocking, slow)
     assert m.held() == frozenset(), "the renewal that was in flight must not make it valid again"
+
+
+async def test_with_the_renewer_a_restarted_replica_still_reclaims_the_leases_held_in_its_name() -> None:
+    world, clock = FakeLeases(1), Clock()
+    before = Membership(world.client("a"), "a", 1, clock)
+    await before.round()  # the previous process of identity "a" took shard 0, then was killed
+    clock.tick()
+    restarted = Membership(world.client("a"), "a", 1, clock)
+    restarted.renewer = True  # as in the controller: a renewer thread renews what is valid here
+    await restarted.round()
+    assert restarted.held() == {0}, "the round must reclaim a Lease in its own name that it does not hold yet"
