@@ -126,8 +126,6 @@ class WorkloadWatch:
         self._threads: list[threading.Thread] = []
         self._live: dict[str, bool] = {}
         self._down_since: dict[str, float] = {}
-        self.lists = 0  # LIST requests sent (pages), for tests and the benchmark
-        self.watches = 0
 
     # ---------------------------------------------------------------- control
     def start(self) -> None:
@@ -235,7 +233,6 @@ class WorkloadWatch:
             if token:
                 query["continue"] = token
             page = self._request(kind, query, stream=False)
-            self.lists += 1
             for item in page.get("items") or []:
                 item.setdefault("kind", kind)  # LIST items carry no kind
                 if self._keep(item):
@@ -257,7 +254,6 @@ class WorkloadWatch:
         if version:
             query["resourceVersion"] = version
         stream = self._request(kind, query, stream=True)
-        self.watches += 1
         with self._lock:
             self._streams[kind] = stream
         try:

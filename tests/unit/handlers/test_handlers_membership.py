@@ -42,33 +42,8 @@ class Counting:
         self.starts += 1
 
 
-async def test_a_shard_given_up_is_forgotten_by_the_watch_after_the_keep_rounds(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(startup, "RENEW_INTERVAL", timedelta(seconds=0.001))
-    held = [frozenset({0})] * 3 + [frozenset({1})] * (startup.WATCH_KEEP_ROUNDS + 2)
-    watch, loops = Counting(), Counting()
-    rt: Any = SimpleNamespace(
-        settings=SimpleNamespace(namespace_selector=None),
-        membership=FakeMembership(held),
-        supervisors={"releases": loops},
-        workload_watch=watch,
-        selected=None,
-        watch_shards=frozenset(),
-    )
-    task = asyncio.create_task(startup.keep_membership(rt))
-    await asyncio.wait_for(rt.membership.done.wait(), 5)
-    await asyncio.sleep(0.01)
-    task.cancel()
-    assert rt.watch_shards == frozenset({1})
-    assert (watch.starts, watch.resyncs) == (1, 2)  # {0} → {0,1} → {1}
-
-
-async def test_the_workload_watch_lists_again_only_when_the_held_shards_change(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(startup, "RENEW_INTERVAL", timedelta(seconds=0.001))
-    held = [frozenset(), frozenset({0}), frozenset({0}), frozenset({0, 1}), frozenset({1}), frozenset({1})]
+async def run_rounds(held: list[frozenset[int]]) -> tuple[Any, Counting, Counting]:
+    """keep_membership over the rounds ``held`` (then the last one again): (runtime, watch, loops)."""
     watch, loops = Counting(), Counting()
     rt: Any = SimpleNamespace(
         settings=SimpleNamespace(namespace_selector=None),
@@ -82,6 +57,24 @@ async def test_the_workload_watch_lists_again_only_when_the_held_shards_change(
     await asyncio.wait_for(rt.membership.done.wait(), 5)
     await asyncio.sleep(0.01)  # the last round's decision
     task.cancel()
+    return rt, watch, loops
+
+
+async def test_a_shard_given_up_is_forgotten_by_the_watch_after_the_keep_rounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(startup, "RENEW_INTERVAL", timedelta(seconds=0.001))
+    rt, watch, _loops = await run_rounds([frozenset({0})] * 3 + [frozenset({1})] * (startup.WATCH_KEEP_ROUNDS + 2))
+    assert rt.watch_shards == frozenset({1})
+    assert (watch.starts, watch.resyncs) == (1, 2)  # {0} → {0,1} → {1}
+
+
+async def test_the_workload_watch_lists_again_only_when_the_held_shards_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(startup, "RENEW_INTERVAL", timedelta(seconds=0.001))
+    held = [frozenset(), frozenset({0}), frozenset({0}), frozenset({0, 1}), frozenset({1}), frozenset({1})]
+    rt, watch, loops = await run_rounds(held)
     # rounds: {} (first: the watch starts), {0} (gained), {0}, {0,1} (gained), {1}, {1}: shard 0 is kept
     # for WATCH_KEEP_ROUNDS after it was last held (a momentary lapse costs no re-list)
     assert (watch.starts, watch.resyncs) == (1, 2)
