@@ -317,6 +317,18 @@ def controller_reads(metrics: dict[str, float]) -> collections.Counter[tuple[str
     return out
 
 
+_STATUS_WRITE = re.compile(r'^stopline_status_writes_total\{(?=.*action="([^"]+)")(?=.*kind="Release").*\}$')
+
+
+def status_writes(metrics: dict[str, float]) -> collections.Counter[str]:
+    """Action → Release status patches the controller wrote for it (stopline_status_writes_total)."""
+    out: collections.Counter[str] = collections.Counter()
+    for key, value in metrics.items():
+        if m := _STATUS_WRITE.match(key):
+            out[m.group(1)] += int(value)
+    return out
+
+
 def merged_metrics(per_replica: list[dict[str, float]]) -> dict[str, float]:
     """Every replica's /metrics summed sample by sample (counters and sums add up over replicas)."""
     out: dict[str, float] = collections.defaultdict(float)
@@ -624,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
         f"watches not counted): {own} = {own / n_rollouts:.1f} per rollout → ratio / {READS_TARGET:g} = "
         f"{own / n_rollouts / READS_TARGET:.2f} ({'meets' if own / n_rollouts <= READS_TARGET else 'MISSES'}); "
         f"by kind: {', '.join(f'{v} {r} {c:.0f}' for (v, r), c in own_reads.most_common(8))}"
+    )
+    writes = status_writes(m) - status_writes(m0)
+    print(
+        f"Release status writes (stopline_status_writes_total): {sum(writes.values())} = "
+        f"{sum(writes.values()) / n:.1f} per Release; by action: "
+        f"{', '.join(f'{a} {c}' for a, c in writes.most_common(10))}"
     )
     reads = readings + baselines
     ratio = reads / queries if queries else math.inf

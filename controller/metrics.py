@@ -136,6 +136,13 @@ class ControllerMetrics:
             "stopline_status_write_errors", "Status patches that failed (retried with backoff), by kind.", ["kind"],
             registry=r,
         )  # fmt: skip
+        self.status_writes = Counter(
+            "stopline_status_writes",
+            "Status patches written, by kind and by what led to them (the action whose result is written; "
+            "before:<action> for the write that precedes a side effect).",
+            ["kind", "action"],
+            registry=r,
+        )
         self.notifications = Counter(
             "stopline_notifications",
             "Notification delivery attempts, by sink type, event and result (sent, failed: retried, gaveup).",
@@ -218,6 +225,10 @@ class ControllerMetrics:
     def workload_watch_error(self, kind: str, reason: str) -> None:
         self.watch_errors.labels(kind, reason).inc()
 
+    def status_written(self, kind: str, action: str) -> None:
+        """A status patch of ``kind`` was written, for ``action``."""
+        self.status_writes.labels(kind, action).inc()
+
     def status_write_error(self, kind: str) -> None:
         """A status patch of ``kind`` failed (the loop retries it)."""
         self.status_write_errors.labels(kind).inc()
@@ -259,6 +270,7 @@ class ControllerMetrics:
             on_step=self.on_step,
             on_final=self.on_final,
             on_persist_error=self.status_write_error,
+            on_persist=self.status_written,
         )
         if emit is not None:
             hooks.emit = emit

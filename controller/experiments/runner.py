@@ -218,6 +218,7 @@ async def run_experiment(
     emit: Callable[[str, str, str], None] = lambda _t, _r, _m: None,
     stopped: Callable[[], bool] = lambda: False,
     on_persist_error: Callable[[str], None] = lambda _k: None,
+    on_persist: Callable[[str, str], None] = lambda _k, _a: None,
     may_act: Callable[[], Awaitable[bool]] | None = None,
 ) -> ExperimentStatus:
     """Keep the published config and the report current until stopped (through the reconcile driver)."""
@@ -243,6 +244,7 @@ async def run_experiment(
         alive=alive,
         emit=emit,
         on_persist_error=on_persist_error,
+        on_persist=on_persist,
         may_act=may_act,
     )
     return await Driver(kind, ctx).run()

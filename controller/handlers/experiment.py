@@ -46,6 +46,7 @@ def supervisor(rt: Runtime) -> Supervisor:
             emit=emit,
             stopped=lambda: not run.alive(),
             on_persist_error=default_metrics().status_write_error,
+            on_persist=default_metrics().status_written,
             may_act=namespace_guard(rt, run),
         )
 

@@ -13,7 +13,7 @@ from controller.models.common import API_GROUP, API_VERSION
 from controller.models.release import FINAL_PHASES
 from controller.reconcile.supervisor import Run, Supervisor
 from controller.release.executor import ReleaseRef
-from controller.release.runner import run_release
+from controller.release.runner import readings_interval, run_release
 from controller.wiring import Runtime
 
 
@@ -54,9 +54,11 @@ def supervisor(rt: Runtime) -> Supervisor:
                 sleep=run.wait,
                 wake=run.wake,
                 may_act=namespace_guard(rt, run),
+                readings_every=lambda: readings_interval(sup.active()),
             )
 
-    return Supervisor("Release", start, wanted=wanted, serves=lambda ns: serves(rt, ns), fetch=fetcher(rt, "releases"))
+    sup = Supervisor("Release", start, wanted=wanted, serves=lambda ns: serves(rt, ns), fetch=fetcher(rt, "releases"))
+    return sup
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "releases")

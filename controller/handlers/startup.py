@@ -242,18 +242,22 @@ def namespace_guard(rt: Runtime, run: Run) -> Callable[[], Awaitable[bool]]:
     """Asked before every side effect: False (and the loop stops) once the object's namespace is being deleted.
 
     Deleting a namespace marks it first and deletes its objects later: without this, a Release could still
-    roll back and push a revert in between."""
+    roll back and push a revert in between. Answered from the workload watch's copy of the namespace (its
+    deletion mark arrives as an event, and wakes the loops there), else read from the API server."""
+    watched = rt.cluster.watched
 
     async def may_act() -> bool:
         if not serves(rt, run.namespace):  # its shard moved to another replica (or our Lease lapsed)
             log.warning("%s/%s: not acting: namespace no longer served by this replica", run.namespace, run.name)
             run.stop(deleted=False)
             return False
-        try:
-            gone = await rt.objects.namespace_gone(run.namespace)
-        except StoplineError as exc:  # cannot tell: the action itself meets the same API trouble
-            log.warning("cannot read namespace %s: %s", run.namespace, exc)
-            return True
+        gone = watched.namespace_gone(run.namespace) if watched is not None else None  # from the watch
+        if gone is None:  # the watch cannot tell (not live, or the namespace is new to it): ask
+            try:
+                gone = await rt.objects.namespace_gone(run.namespace)
+            except StoplineError as exc:  # cannot tell: the action itself meets the same API trouble
+                log.warning("cannot read namespace %s: %s", run.namespace, exc)
+                return True
         if gone:
             run.stop(deleted=True)
         return not gone

@@ -98,6 +98,7 @@ def supervisor(rt: Runtime) -> Supervisor:
             prune=prune,
             waive=waive,
             on_persist_error=default_metrics().status_write_error,
+            on_persist=default_metrics().status_written,
             may_act=namespace_guard(rt, run),
             notify=notify,
         )

@@ -50,10 +50,12 @@ RESTORE_ATTEMPTS = 3
 """Tries of one restore when the API answers 409 Conflict (the object changed between read and write)."""
 DIAGNOSE_EVERY = 1.0
 """Seconds a workload's cause is reused before its ReplicaSets and pods are read again, at first."""
-DIAGNOSE_MAX = 10.0
+DIAGNOSE_MAX = 30.0
 """The longest a cause is reused: while the reads find nothing that cannot heal (a rollout that is slow but
 fine), the gap between them doubles from :data:`DIAGNOSE_EVERY` up to this; a cause that cannot heal is
-read again every :data:`DIAGNOSE_EVERY` (it decides when the push fails)."""
+read again every :data:`DIAGNOSE_EVERY` (it decides when the push fails). A cause that cannot heal shows in
+the first reads (an image that cannot be pulled, a missing Secret: seconds after the pod is created), and
+the workload's own conditions (quota, the progress deadline) are read every tick whatever the gap."""
 DIAGNOSE_AFTER = 1.0
 """Seconds a workload is not Available (this generation) before its ReplicaSets and pods are read: a rollout
 that finishes sooner costs no extra read. Its own conditions are read from the start."""
@@ -66,6 +68,20 @@ class _Diagnosis:
     at: float
     cause: Cause | None
     gap: float
+    progress: tuple[tuple[str, int], ...] = ()
+
+
+def _progress(obj: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The workload's rollout counters (``updatedReplicas``, ``readyReplicas``, ``numberReady`` ...): when they
+    moved since the last read, the rollout is advancing — its controller is creating and readying pods."""
+    status = obj.get("status") or {}
+    return tuple(
+        sorted(
+            (k, v)
+            for k, v in status.items()
+            if isinstance(v, int) and k not in ("observedGeneration", "collisionCount")
+        )
+    )
 
 
 def same_template(rs_template: Any, deployment_spec: Mapping[str, Any]) -> bool:
@@ -210,7 +226,8 @@ class Cluster:
         A workload that is not Available yet also gets its :class:`Cause` (``controller.kube.causes``):
         its own conditions, and — only when those name nothing that cannot heal, and once it has not been
         Available for :data:`DIAGNOSE_AFTER` — its ReplicaSets and pods, listed by its selector (at most
-        every :data:`DIAGNOSE_EVERY` seconds per workload).
+        every :data:`DIAGNOSE_EVERY` seconds per workload; ever less often while what is found can heal, and
+        not while its rollout counters advance between reads).
         """
         keys = list(names)
         objs = await asyncio.gather(*(self.workload(namespace, k) for k in keys))
@@ -262,6 +279,12 @@ class Cluster:
             return own
         if hit is not None and now - hit.at < hit.gap:
             return hit.cause
+        progress = _progress(obj)
+        if hit is not None and (hit.cause is None or hit.cause.heals) and progress != hit.progress:
+            # Advancing since the last read (its counters moved): not stuck, so its pods are not read again
+            # yet — the gap still doubles, and the first gap without progress reads them.
+            self._diagnosed[memo] = _Diagnosis(now, hit.cause, min(hit.gap * 2, DIAGNOSE_MAX), progress)
+            return hit.cause
         try:
             cause = self._read_cause(namespace, key, obj)
         except StoplineError as exc:
@@ -273,7 +296,7 @@ class Cluster:
         gap = DIAGNOSE_EVERY if hit is None or stuck else min(hit.gap * 2, DIAGNOSE_MAX)
         if len(self._diagnosed) > 4096:  # workloads deleted while not Available: forget the stale ones
             self._diagnosed = {k: v for k, v in self._diagnosed.items() if now - v.at < DIAGNOSE_MAX}
-        self._diagnosed[memo] = _Diagnosis(now, cause, gap)
+        self._diagnosed[memo] = _Diagnosis(now, cause, gap, progress)
         return cause
 
     def _read_cause(self, namespace: str, key: str, obj: Mapping[str, Any]) -> Cause | None:

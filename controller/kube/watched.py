@@ -28,6 +28,10 @@ from typing import Any
 from controller.release.assign import normal_key, object_key, split_key
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+NAMESPACE = "Namespace"
+#: What the watch feeds: the workload kinds, and the served namespaces themselves (whether one is being
+#: deleted — asked before every side effect — is answered from memory instead of a LIST each time).
+WATCHED_KINDS = (*WORKLOAD_KINDS, NAMESPACE)
 _DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
@@ -91,7 +95,9 @@ class _Written:
 def _where(body: Mapping[str, Any]) -> tuple[str, str] | None:
     meta = body.get("metadata") or {}
     kind, namespace, name = body.get("kind"), meta.get("namespace"), meta.get("name")
-    if kind not in WORKLOAD_KINDS or not namespace or not name:
+    if kind == NAMESPACE:
+        namespace = name  # a namespace is filed under itself
+    if kind not in WATCHED_KINDS or not namespace or not name:
         return None
     return str(namespace), object_key(str(kind), str(name))
 
@@ -208,6 +214,20 @@ class WorkloadCache:
                 return None
             self.hits += 1
             return obj
+
+    def namespace_gone(self, namespace: str) -> bool | None:
+        """Whether the namespace is being deleted (or was), from the watch; None when the watch cannot tell
+        (not live, or the namespace not seen yet — e.g. created a moment ago): read it fresh then."""
+        where = (namespace, object_key(NAMESPACE, namespace))
+        with self._lock:
+            if not self._usable(NAMESPACE):
+                return None
+            if where in self._gone:
+                return True
+            obj = self._objs.get(where)
+        if obj is None:
+            return None
+        return bool(obj["metadata"].get("deletionTimestamp")) or obj["status"].get("phase") == "Terminating"
 
     def forget_namespace(self, namespace: str) -> None:
         with self._lock:

@@ -1,5 +1,7 @@
 """stopline's own workload watch: one paged LIST and then a WATCH per workload kind, cluster-wide, of the
-objects stopline has applied (label ``stopline.dev/app``), keeping only what this replica serves.
+objects stopline has applied (label ``stopline.dev/app``), keeping only what this replica serves — and, the
+same way, of the namespaces themselves (all of them listed, only the served ones kept): whether a namespace
+is being deleted is then known from memory before each side effect (it was a LIST each time).
 
 Why not a kopf handler (as before): kopf takes one unpaged LIST of every Deployment in the cluster, runs a
 worker task per object and keeps a memory of each, on every replica — with 2,000 namespaces on 4 shards
@@ -37,7 +39,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.kube.watched import WORKLOAD_KINDS, WorkloadCache
+from controller.kube.watched import NAMESPACE, WATCHED_KINDS, WORKLOAD_KINDS, WorkloadCache
 from controller.release.assign import LABEL_APP
 
 log = logging.getLogger("stopline.watch")
@@ -53,7 +55,7 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 #: After the watch breaks, its copies (current until then) are still used this long while it retries.
 STALE_GRACE = 30.0
 
-PATHS = {kind: f"/apis/apps/v1/{kind.lower()}s" for kind in WORKLOAD_KINDS}
+PATHS = {kind: f"/apis/apps/v1/{kind.lower()}s" for kind in WORKLOAD_KINDS} | {NAMESPACE: "/api/v1/namespaces"}
 
 
 class Gone(Exception):
@@ -98,7 +100,7 @@ class WorkloadWatch:
         *,
         keeps: Callable[[str], bool],
         changed: Callable[[str], None],
-        kinds: Sequence[str] = WORKLOAD_KINDS,
+        kinds: Sequence[str] = WATCHED_KINDS,
         selector: str = LABEL_APP,
         page_size: int = PAGE_SIZE,
         watch_seconds: int = WATCH_SECONDS,
@@ -199,7 +201,9 @@ class WorkloadWatch:
                 delay = min(delay * 2, BACKOFF_MAX)
 
     def _request(self, kind: str, query: Mapping[str, str | int], *, stream: bool) -> Any:
-        params = [("labelSelector", self.selector), *((k, str(v)) for k, v in query.items())]
+        # Workloads: only those stopline applied. Namespaces: every one (which are served is decided here).
+        selector = [("labelSelector", self.selector)] if kind != NAMESPACE else []
+        params = [*selector, *((k, str(v)) for k, v in query.items())]
         request = self._api.param_serialize(
             method="GET",
             resource_path=PATHS[kind],
@@ -220,8 +224,9 @@ class WorkloadWatch:
             return resp.response  # urllib3, not read yet
         return json.loads(resp.read())
 
-    def _keep(self, body: Mapping[str, Any]) -> bool:
-        namespace = (body.get("metadata") or {}).get("namespace")
+    def _keep(self, kind: str, body: Mapping[str, Any]) -> bool:
+        meta = body.get("metadata") or {}
+        namespace = meta.get("name") if kind == NAMESPACE else meta.get("namespace")
         return bool(namespace) and self.keeps(str(namespace))
 
     def _list(self, kind: str) -> str:
@@ -235,7 +240,7 @@ class WorkloadWatch:
             page = self._request(kind, query, stream=False)
             for item in page.get("items") or []:
                 item.setdefault("kind", kind)  # LIST items carry no kind
-                if self._keep(item):
+                if self._keep(kind, item):
                     kept.append(item)
             meta = page.get("metadata") or {}
             token = str(meta.get("continue") or "")
@@ -267,7 +272,7 @@ class WorkloadWatch:
                         raise Gone(kind)
                     raise ApiException(status=body.get("code") or 500, reason=str(body.get("message") or "watch error"))
                 version = str((body.get("metadata") or {}).get("resourceVersion") or version)
-                if type_ == "BOOKMARK" or not self._keep(body):
+                if type_ == "BOOKMARK" or not self._keep(kind, body):
                     continue
                 body.setdefault("kind", kind)
                 where = self.cache.on_event(str(type_), body)

@@ -118,6 +118,7 @@ class Context:
     may_act: Callable[[], Awaitable[bool]] | None = None  # asked before every side effect (namespace deleted?)
     emit: Callable[[str, str, str], None] = lambda _t, _r, _m: None
     on_persist_error: Callable[[str], None] = lambda _k: None
+    on_persist: Callable[[str, str], None] = lambda _k, _w: None  # a status write of kind, and what led to it
     monotonic: Callable[[], float] = field(default_factory=lambda: asyncio.get_running_loop().time)
 
 
@@ -149,8 +150,11 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
     def _where(self) -> str:
         return f"{self.ctx.kind} {self.ctx.namespace}/{self.ctx.name}"
 
-    async def persist(self, *, force: bool = False) -> bool:
-        """Write the status if it changed; False when it could not be written (the loop goes on)."""
+    async def persist(self, why: str, *, force: bool = False) -> bool:
+        """Write the status if it changed; False when it could not be written (the loop goes on).
+
+        ``why`` — the action whose result is written (or ``InvalidSpec``, ``Observe``) — labels the write in
+        ``on_persist`` (``stopline_status_writes_total``): what a busy API server's status PATCHes are for."""
         if self.status == self.persisted:
             return True
         now = self.ctx.monotonic()
@@ -175,6 +179,7 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
                 exc,
             )
             return False
+        self.ctx.on_persist(self.ctx.kind, why)
         if self.persist_failures:
             log.warning("%s: status written again after %d failed attempt(s)", self._where(), self.persist_failures)
         self.persist_failures = 0
@@ -204,7 +209,7 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
                 message = f"invalid spec: {validation_message(exc)}"
                 before = self.status
                 self.status = k.invalid(self.status, message, ctx.clock(), generation)
-                await self.persist(force=True)
+                await self.persist("InvalidSpec", force=True)
                 if self.status != before:  # once per new problem, not once per loop start
                     self._emit([("Warning", "InvalidSpec", message)])
                 log.warning("%s: %s", self._where(), message)
@@ -216,7 +221,7 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
                 error = exc if isinstance(exc, StoplineError) else StoplineError(f"{type(exc).__name__}: {exc}")
                 log.warning("%s: cannot observe: %s", self._where(), error)
                 self.status = k.observe_failed(spec, self.status, error, ctx.clock())
-                await self.persist()
+                await self.persist("Observe")
                 await ctx.wait(min(PERSIST_BACKOFF_MAX, 1.0 + self.persist_failures))
                 continue
             if not self._running():
@@ -228,7 +233,7 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
                     log.info("%s: may not act here now (namespace being deleted, or served by another replica): "
                              "its loop stops, %s not done", self._where(), type(action).__name__)  # fmt: skip
                     break
-                await self.persist(force=True)
+                await self.persist(f"before:{type(action).__name__}", force=True)
                 if not self._running():
                     break  # deleted while the status was being written: start nothing
             outcome = await k.execute(spec, self.status, action, facts)
@@ -236,9 +241,9 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
             self.status = k.reduce(spec, before, action, outcome, facts)
             self._emit(k.events(before, self.status, action, outcome))
             if k.persist_now(self.status, self.persisted, action, since):
-                await self.persist()
+                await self.persist(type(action).__name__)
             if k.done(spec, self.status):
-                if await self.persist(force=not self.persist_failures) or self.gone:
+                if await self.persist("Done", force=not self.persist_failures) or self.gone:
                     return self.status
                 await ctx.wait(min(PERSIST_BACKOFF_MAX, self.persist_retry_at - ctx.monotonic()))
                 continue

@@ -373,6 +373,7 @@ async def run_track(
     prune: Callable[[TrackSpec, TrackStatus], Awaitable[None]] | None = None,
     waive: Callable[[str, str], Awaitable[None]] | None = None,
     on_persist_error: Callable[[str], None] = lambda _k: None,
+    on_persist: Callable[[str, str], None] = lambda _k, _a: None,
     may_act: Callable[[], Awaitable[bool]] | None = None,
     notify: TrackNotify | None = None,
 ) -> TrackStatus:
@@ -394,6 +395,7 @@ async def run_track(
         alive=lambda: not stopped(),
         emit=emit,
         on_persist_error=on_persist_error,
+        on_persist=on_persist,
         may_act=may_act,
     )
     try:

@@ -270,6 +270,9 @@ def test_deleting_the_namespace_mid_push_stops_everything(
     phases = [{"name": "canary", "deployments": ["web-canary"], "hold": "5m"}, {"name": "rest", "remaining": True}]
     rel = when.release(app, sha, phases=phases, gates=[gate("load", LOAD, ns, max=6)])
     then.release_in(rel, "Holding", "canary")
+    assert controller.metric("stopline_workload_watch_live", kind="Namespace") == 1
+    guard_lists = lambda: controller.metric("stopline_kube_requests_total", verb="LIST", resource="namespaces")  # noqa: E731
+    lists = guard_lists()
     kubectl("delete", "namespace", ns, "--wait=false")
     when.metric(LOAD, 9.0)
 
@@ -277,6 +280,7 @@ def test_deleting_the_namespace_mid_push_stops_everything(
         return f"a revert of {sha[:7]} was pushed after the namespace was deleted" if reverts_of(app, sha) else None
 
     never(acted, seconds=20)
+    assert guard_lists() == lists, "the deletion guard LISTed namespaces: it should know from the namespace watch"
     wait_for(
         lambda: kubectl("get", "namespace", ns, check=False).returncode != 0,
         timeout=120,

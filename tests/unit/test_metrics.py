@@ -382,20 +382,25 @@ class Git:
 
 
 class Prometheus:
-    """4.0 before the push; 7.2 from the second reading of the hold on."""
+    """4.0 before the push; 7.2 from the second reading of the hold on (4.0 throughout when ``flat``)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, flat: bool = False) -> None:
         self.clock = clock
+        self.flat = flat
         self.calls = 0
 
     async def query(self, url: str, query: str) -> Measurement:
         self.calls += 1
-        return Measurement(4.0 if self.calls <= 2 else 7.2, self.clock())
+        return Measurement(4.0 if self.calls <= 2 or self.flat else 7.2, self.clock())
 
 
-async def test_a_rolled_back_push_through_run_release() -> None:
+async def run_push(
+    phases: list[dict[str, Any]], gate: dict[str, Any], flat: bool = False
+) -> tuple[ReleaseStatus, ControllerMetrics, list[str]]:
+    """One Release through run_release against the fakes: the final status, the metrics, the status writes
+    in order (each as the phase the Release was in). ``flat``: Prometheus reads 4.0 throughout."""
     clock = Clock()
-    prometheus = Prometheus(clock)
+    prometheus = Prometheus(clock, flat)
     executor = Executor(
         cluster=Cluster(clock),
         git=Git(),
@@ -406,14 +411,16 @@ async def test_a_rolled_back_push_through_run_release() -> None:
     )
     spec = {
         "source": {"repo": "https://git.example.com/shop/app.git", "revision": REVISION},
-        "phases": [{"name": "canary", "deployments": ["web"], "hold": "60s"}],
-        "gates": [{"name": "load", "query": "avg(load)", "max": 6, "interval": "10s", "failureLimit": 1}],
+        "phases": phases,
+        "gates": [{"name": "load", "query": "avg(load)", "max": 6, **gate}],
     }
     body: dict[str, Any] = {"metadata": {"name": REF.name, "namespace": REF.namespace, "generation": 1}, "spec": spec}
     m = ControllerMetrics()
+    writes: list[str] = []
 
     async def patch_status(patch: dict[str, Any]) -> None:
         body["status"] = patch["status"]
+        writes.append(str(patch["status"].get("phase")))
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
@@ -421,6 +428,43 @@ async def test_a_rolled_back_push_through_run_release() -> None:
 
     with m.running(REF):
         final = await run_release(REF, lambda: body, patch_status, executor, hooks=m.hooks(), sleep=sleep)
+    return final, m, writes
+
+
+def status_writes(m: ControllerMetrics) -> dict[str, int]:
+    """Action → Release status writes counted by stopline_status_writes_total."""
+    out: dict[str, int] = {}
+    for family in m.registry.collect():
+        for sample in family.samples:
+            if sample.name == "stopline_status_writes_total" and sample.labels["kind"] == "Release":
+                out[sample.labels["action"]] = int(sample.value)
+    return out
+
+
+async def test_a_passing_push_writes_its_status_once_per_step_users_see() -> None:
+    phases = [{"name": "canary", "deployments": ["web"], "hold": "30s"}, {"name": "rest", "remaining": True}]
+    final, m, writes = await run_push(phases, {"interval": "10s"}, flat=True)
+    assert final.phase == "Succeeded", final.message
+    by_action = status_writes(m)
+    assert sum(by_action.values()) == len(writes)  # the metric counts every PATCH
+    # The baseline and the Available mark are written by the step after them (the apply's write first, the
+    # first gate reading's): two PATCHes fewer per phase, and no status value is lost.
+    assert "CaptureBaseline" not in by_action and "MarkAvailable" not in by_action, by_action
+    assert by_action == {
+        "Begin": 1,
+        "Snapshot": 1,  # "rest" has nothing left to snapshot (web went out in the canary)
+        "before:ApplyPhase": 2,  # with the baseline
+        "ApplyPhase": 2,
+        "EvaluateGates": 2,  # with the Available mark
+        "CompletePhase": 2,
+    }
+    assert writes == ["Progressing"] * 4 + ["Holding"] + ["Progressing"] * 3 + ["Holding", "Succeeded"]
+    assert final.gauges[0].pre_push == 4.0 and all(p.available_at is not None for p in final.phases)
+
+
+async def test_a_rolled_back_push_through_run_release() -> None:
+    phases = [{"name": "canary", "deployments": ["web"], "hold": "60s"}]
+    final, m, _writes = await run_push(phases, {"interval": "10s", "failureLimit": 1})
     assert final.phase == "RolledBack", final.message
     assert value(m, "stopline_releases_total", {"result": "RolledBack"}) == 1
     assert value(m, "stopline_rollbacks_total") == 1

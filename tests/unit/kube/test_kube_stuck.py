@@ -191,8 +191,8 @@ async def test_a_cause_that_cannot_heal_is_read_again_every_second_not_on_every_
 @pytest.mark.parametrize(
     ("pod_reason", "expected_gaps"),
     [
-        (None, [1.0, 2.0, 4.0, 8.0, DIAGNOSE_MAX, DIAGNOSE_MAX]),
-        ("ContainerCreating", [1.0, 2.0, 4.0, 8.0, DIAGNOSE_MAX, DIAGNOSE_MAX]),
+        (None, [1.0, 2.0, 4.0, 8.0, 16.0, DIAGNOSE_MAX, DIAGNOSE_MAX]),
+        ("ContainerCreating", [1.0, 2.0, 4.0, 8.0, 16.0, DIAGNOSE_MAX, DIAGNOSE_MAX]),
     ],
     ids=["nothing-found", "a-cause-that-heals"],
 )
@@ -214,6 +214,26 @@ async def test_a_slow_rollout_that_can_heal_is_read_ever_less_often(
             read_at.append(clock.t)
     gaps = [round(b - a, 2) for a, b in itertools.pairwise(read_at)]
     assert gaps == expected_gaps
+
+
+async def test_an_advancing_rollout_is_not_diagnosed_until_its_counters_stop_moving(
+    api: FakeApiClient, clock: Clock
+) -> None:
+    web = api.put(deployment("web"), "deployments")
+    seed_new_replicaset(api, "web")
+    c = cluster(api, clock)
+    await stuck_states(c, clock, ["Deployment/web"])  # the first read: ReplicaSets and pods
+    first = len(reads(api))
+    gap = DIAGNOSE_EVERY
+    for ready in (1, 2, 3):  # a pod more ready by every gap: the rollout advances, nothing is listed
+        web["status"] = {**web["status"], "readyReplicas": ready, "updatedReplicas": ready}
+        clock.t += gap
+        await c.states("shop", ["Deployment/web"])
+        gap *= 2
+    assert len(reads(api)) == first, reads(api)[first:]
+    clock.t += gap  # a whole gap with no counter moving: stalled, so its pods are read
+    await c.states("shop", ["Deployment/web"])
+    assert len(reads(api)) == first + 1 and reads(api)[-1].endswith("/pods"), reads(api)[first:]
 
 
 async def test_a_slow_rollout_that_turns_bad_is_read_every_second_again(api: FakeApiClient, clock: Clock) -> None:

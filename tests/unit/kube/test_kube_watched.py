@@ -118,3 +118,23 @@ def test_a_broken_watch_serves_its_copies_for_the_grace_then_reads_go_to_the_api
     assert (cache.get("shop", "web") or {})["metadata"]["generation"] == 2
     cache.failing("Deployment", grace=0)
     assert cache.get("shop", "web") is None
+
+
+def _ns(name: str, version: int, **meta: str) -> dict[str, Any]:
+    return {"kind": "Namespace", "metadata": {"name": name, "resourceVersion": str(version), **meta},
+            "status": {"phase": "Active"}}  # fmt: skip
+
+
+def test_namespace_deletion_is_told_only_while_the_namespace_watch_is_live_and_has_seen_it() -> None:
+    cache = WorkloadCache()
+    assert cache.namespace_gone("shop") is None  # no watch: the guard asks the API server
+    cache.replace("Namespace", [_ns("shop", 5)])
+    assert cache.namespace_gone("shop") is False
+    assert cache.namespace_gone("new") is None  # created after the LIST, its event not here yet: ask
+    cache.on_event("MODIFIED", _ns("shop", 6, deletionTimestamp="2026-12-01T00:00:00Z"))
+    assert cache.namespace_gone("shop") is True
+    cache.on_event("DELETED", _ns("shop", 7))
+    assert cache.namespace_gone("shop") is True
+    cache.lost("Namespace")
+    assert cache.namespace_gone("shop") is None  # the watch broke past its grace: ask again
+    assert len(cache) == 0

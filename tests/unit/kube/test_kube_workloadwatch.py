@@ -153,7 +153,7 @@ class Run:
             self.cache,
             keeps=lambda ns: ns in self.keep,
             changed=self.changed.append,
-            kinds=("Deployment",),
+            kinds=kwargs.pop("kinds", ("Deployment",)),
             on_live=lambda kind, live: self.live.append((kind, live)),
             on_error=lambda kind, reason: self.errors.append((kind, reason)),
             **kwargs,
@@ -271,3 +271,31 @@ def test_resync_serves_a_namespace_just_taken_over_without_waiting_for_the_strea
         assert time.monotonic() - started < 2, "a stream held open for 30 s was ended at once"
         fake.wait(lambda: len(fake.watch_requests()) == 2)
         assert run.errors == [] and ("Deployment", False) not in run.live
+
+
+def namespace(name: str, version: int = 1, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "uid": f"uid-{name}", "resourceVersion": str(version)}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    phase = "Terminating" if deleting else "Active"
+    return {"metadata": meta, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": phase}}
+
+
+def test_namespaces_are_watched_unselected_and_their_deletion_is_known_from_memory(
+    api: tuple[FakeApi, client.ApiClient],
+) -> None:
+    fake, api_client = api
+    fake.items = [namespace("mine"), namespace("theirs"), namespace("other")]
+    with Run(api_client, {"mine", "other"}, kinds=("Namespace",), watch_seconds=30) as run:
+        fake.wait(lambda: run.cache.live("Namespace") and bool(fake.watch_requests()))
+        assert {q["path"] for q in fake.requests} == {"/api/v1/namespaces"}
+        assert all("labelSelector" not in q for q in fake.requests)  # namespaces carry no stopline label
+        assert len(run.cache) == 2  # another shard's namespace is not kept
+        assert (run.cache.namespace_gone("mine"), run.cache.namespace_gone("theirs")) == (False, None)
+        fake.send("MODIFIED", {**namespace("mine", version=101, deleting=True), "kind": "Namespace"})
+        fake.wait(lambda: run.cache.namespace_gone("mine") is True)
+        assert run.changed == ["mine"]  # its loops are woken, so they stop at their next side effect
+        fake.send("DELETED", {**namespace("other", version=102), "kind": "Namespace"})
+        fake.wait(lambda: run.cache.namespace_gone("other") is True)
+        fake.send("ADDED", {**namespace("other", version=103), "kind": "Namespace"})  # created again
+        fake.wait(lambda: run.cache.namespace_gone("other") is False)

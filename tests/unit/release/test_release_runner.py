@@ -76,3 +76,34 @@ def test_no_status_write_between_a_tripping_reading_and_the_undo() -> None:
     assert about_to_undo(spec, failed, fail)
     undone = failed.model_copy(update={"undo": UndoStatus(at=at(2))})
     assert not about_to_undo(spec, undone, fail)
+
+
+def test_readings_only_writes_are_spread_over_more_time_the_more_releases_run() -> None:
+    from controller.release.runner import readings_interval
+
+    # at most 10 such PATCHes per second per replica; never more often than 5 s, never rarer than 60 s
+    assert [readings_interval(n) for n in (0, 1, 50, 100, 500, 2000)] == [5.0, 5.0, 5.0, 10.0, 50.0, 60.0]
+
+
+def test_a_readings_only_change_is_written_once_the_interval_for_the_load_has_passed() -> None:
+    from typing import cast
+
+    from controller.release.actions import EvaluateGates
+    from controller.release.executor import Executor, ReleaseRef
+    from controller.release.runner import Hooks, ReleaseKind
+
+    before = release_status("Holding", "canary", gauges=[row("load", "canary", pre=4.0)])
+    after = before.model_copy(deep=True)
+    after.gauges = [row("load", "canary", pre=4.0).model_copy(update={"post_push": 4.2, "readings": 3, "at": at(3)})]
+    kind = ReleaseKind(
+        ReleaseRef("shop", "web-1", "u1"),
+        cast(Executor, None),  # persist_now uses none of it
+        Hooks(),
+        tick=0.25,
+        wake=lambda: None,
+        monotonic=lambda: 0.0,
+        readings_every=lambda: 50.0,  # 500 Releases running here
+    )
+    reading = EvaluateGates("canary", ("load",))
+    assert not kind.persist_now(after, before, reading, since_persist=49.0)
+    assert kind.persist_now(after, before, reading, since_persist=50.0)
