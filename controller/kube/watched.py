@@ -120,6 +120,8 @@ class WorkloadCache:
         where = _where(body)
         if where is None:
             return None
+        if type_ == "DELETED" and body.get("kind") == NAMESPACE:
+            self.forget_namespace(where[0])  # everything in it went with it (the marks would only pile up)
         with self._lock:
             if type_ == "DELETED":
                 self._objs.pop(where, None)  # deleted, or no longer selected: read it fresh if needed
@@ -230,6 +232,7 @@ class WorkloadCache:
         return bool(obj["metadata"].get("deletionTimestamp")) or obj["status"].get("phase") == "Terminating"
 
     def forget_namespace(self, namespace: str) -> None:
+        """Drop every copy, write mark and tombstone in ``namespace`` (it was deleted)."""
         with self._lock:
             for where in [w for w in self._objs if w[0] == namespace]:
                 del self._objs[where]

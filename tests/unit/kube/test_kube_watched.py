@@ -58,9 +58,18 @@ def test_a_deletion_forgets_the_copy_so_it_is_read_fresh() -> None:
     cache.on_event("ADDED", deployment(1, 1))
     cache.on_event("DELETED", deployment(1, 1))
     assert cache.get("shop", "web") is None and len(cache) == 0
+
+
+def test_a_deleted_namespace_takes_its_copies_and_write_marks_with_it() -> None:
+    cache = live_cache()
+    cache.replace("Namespace", [_ns("shop", 1), _ns("other", 1)])
     cache.on_event("ADDED", deployment(1, 1))
-    cache.forget_namespace("shop")
-    assert len(cache) == 0 and cache.get("shop", "web") is None
+    cache.wrote("shop", "Deployment/web", deployment(2, 5), selected_by="stopline.dev/app")
+    cache.on_event("ADDED", {**deployment(1, 1), "metadata": {**deployment(1, 1)["metadata"], "namespace": "other"}})
+    assert len(cache) == 4
+    cache.on_event("DELETED", _ns("shop", 9))
+    assert cache.get("shop", "web") is None and cache.namespace_gone("shop") is True
+    assert len(cache._written) == 0 and cache.get("other", "web") is not None
 
 
 def test_copies_are_used_only_while_their_kind_is_live() -> None:

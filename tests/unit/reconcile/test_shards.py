@@ -274,37 +274,6 @@ async def test_a_replica_started_later_gets_its_fair_share_from_one_that_took_ev
     assert len(a.held()) == 2 and len(b.held()) == 2
 
 
-async def test_a_held_shard_is_renewed_before_the_slow_reads_of_the_round() -> None:
-    """On a saturated API server each call can take seconds: the renewal goes first, so the shard stays
-    valid while the round's reads are slow (renewed after them, it lapsed meanwhile and loops stopped)."""
-    world, clock = FakeLeases(1), Clock()
-    client = world.client("a")
-    order: list[str] = []
-    held_during_read: list[frozenset[int]] = []
-    read, write = client.read, client.write
-    m = Membership(client, "a", 1, clock)
-
-    async def slow_read() -> Sequence[LeaseView]:
-        order.append("read")
-        clock.tick(3)  # the reads take 3 s
-        held_during_read.append(m.held())
-        return await read()
-
-    async def logged_write(shard: int, me: str, now: datetime, duration: timedelta, *, take: bool) -> bool:
-        order.append(f"{'take' if take else 'renew'} {shard}")
-        return await write(shard, me, now, duration, take=take)
-
-    client.read, client.write = slow_read, logged_write  # type: ignore[method-assign]
-    await m.round()  # T0 (+3 s of reads): taken, valid until T0 + 8 s
-    assert order == ["read", "take 0"] and m.held() == {0}
-    order.clear()
-    clock.tick(4)  # the next round starts at T0 + 7 s; its reads end at T0 + 10 s
-    await m.round()
-    assert order == ["renew 0", "read"], "renewed first, and not again after the reads"
-    assert held_during_read[-1] == {0}, "the shard lapsed during the round's own reads"
-    assert m.held() == {0}
-
-
 def blocking_writer(client: FakeLeaseClient) -> Callable[[int, str, datetime, timedelta], bool]:
     def write(shard: int, me: str, now: datetime, duration: timedelta) -> bool:
         return asyncio.run(client.write(shard, me, now, duration, take=False))
