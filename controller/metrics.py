@@ -11,6 +11,7 @@ Fed by the release loop through :class:`controller.release.runner.Hooks` (see :m
 * ``stopline_detect_to_rollback_seconds``        first breaching reading → restore done (the DESIGN §6 target)
 * ``stopline_reconcile_errors_total{kind}``      failed actions and crashed loops, by resource kind
 * ``stopline_active_releases``                   Releases this controller is driving right now
+* ``stopline_status_writes_total{kind,action}``   status patches written, by what led to them
 * ``stopline_notifications_total{sink_type,event,result}``  notification attempts: sent, failed (retried), gaveup
 * ``stopline_notifications_pending``             outbox entries not delivered yet (Releases and Tracks)
 """
@@ -100,8 +101,8 @@ class ControllerMetrics:
         )
         self.watch_live = Gauge(
             "stopline_workload_watch_live",
-            "1 while the workload watch of a kind is listed and streaming (its rollout state is read from memory); "
-            "0 while it is down or re-listing after a failure (read from the API server instead).",
+            "1 while the watch of a kind (Deployment, StatefulSet, DaemonSet, Namespace) is listed and streaming "
+            "(read from memory); 0 while it is down or re-listing after a failure (read from the API server).",
             ["kind"],
             registry=r,
         )
