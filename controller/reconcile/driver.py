@@ -23,6 +23,7 @@ do each in their own way:
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -146,6 +147,16 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
         self.persist_failures = 0
         self.persist_retry_at = 0.0
         self.gone = False
+        self._spec_raw: Mapping[str, Any] = {}
+        self._spec: SpecT | None = None
+
+    def _spec_of(self, raw: Mapping[str, Any]) -> SpecT:
+        """The parsed spec, validated again only when it changed: parsing a Release's spec on every tick was
+        a third of a replica's CPU at 500 Releases (validators included)."""
+        if self._spec is None or raw != self._spec_raw:
+            spec = self.k.parse_spec(raw)
+            self._spec_raw, self._spec = copy.deepcopy(dict(raw)), spec
+        return self._spec
 
     def _where(self) -> str:
         return f"{self.ctx.kind} {self.ctx.namespace}/{self.ctx.name}"
@@ -204,7 +215,7 @@ class Driver(Generic[SpecT, StatusT, FactsT, ActionT, OutcomeT]):
             meta = body.get("metadata") or {}
             generation = meta.get("generation")
             try:
-                spec = k.parse_spec(body.get("spec") or {})
+                spec = self._spec_of(body.get("spec") or {})
             except ValidationError as exc:
                 message = f"invalid spec: {validation_message(exc)}"
                 before = self.status

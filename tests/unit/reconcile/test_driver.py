@@ -294,3 +294,26 @@ async def test_nothing_is_written_when_nothing_changed() -> None:
     w.body["status"] = {"done": 1, "message": "did 1", "observed_generation": 1}
     final = await drive(w)
     assert final.done == 1 and w.effects == 0 and w.patches == []
+
+
+async def test_the_spec_is_validated_again_only_when_it_changed() -> None:
+    w = World()
+    w.body["spec"] = {"target": 2}
+    parsed: list[dict[str, Any]] = []
+
+    class Counting(FakeKind):
+        def parse_spec(self, raw: Mapping[str, Any]) -> Spec:
+            parsed.append(dict(raw))
+            return super().parse_spec(raw)
+
+        async def observe(self, spec: Spec, status: Status, meta: Mapping[str, Any]) -> Facts:
+            if self.w.observes == 0:
+                self.w.body["spec"] = {"target": 3}  # a new body from the watch
+            elif self.w.observes == 1:
+                self.w.body["spec"]["target"] = 4  # the same dict changed in place
+            return await super().observe(spec, status, meta)
+
+    final = await Driver(Counting(w), w.context()).run()
+    # parsed: at the start, after each change; the rounds in between (observe → plan → act) reuse it
+    assert parsed == [{"target": 2}, {"target": 3}, {"target": 4}]
+    assert final.done == 4 and w.observes == 4
