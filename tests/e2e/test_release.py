@@ -27,10 +27,19 @@ def test_good_revision_goes_through_three_phases(
     wait_scraped()
     sha = app.commit("v2")
 
+    def writes(action: str) -> float:
+        return controller.metric("stopline_status_writes_total", kind="Release", action=action)
+
+    before = {a: writes(a) for a in ("Snapshot", "before:ApplyPhase", "CaptureBaseline", "MarkAvailable")}
     rel = when.release(app, sha, gates=[gate("load", LOAD, ns, max=6, maxIncreasePercent=25)], watch="2s")
     status = then.release_reaches(rel, "Succeeded", "RolledBack", "Failed", timeout=120)
 
     assert status["phase"] == "Succeeded", status.get("message")
+    grew = {a: writes(a) - n for a, n in before.items()}
+    # every phase's snapshot and the write ahead of its apply; the baseline and the Available mark are
+    # carried by those next writes, never a PATCH of their own
+    assert grew["Snapshot"] >= 3 and grew["before:ApplyPhase"] >= 3, grew
+    assert grew["CaptureBaseline"] == 0 and grew["MarkAvailable"] == 0, grew
     assert [p["name"] for p in status["phases"]] == ["canary", "chat", "rest"]
     assert [p["deployments"] for p in status["phases"]] == [["web-canary"], ["chat"], ["api", "web"]]
     assert all(p["state"] == "Passed" for p in status["phases"])
