@@ -8,6 +8,7 @@ from typing import Any, cast
 import kopf
 
 from controller.handlers.startup import fetcher, namespace_guard, runtime, serves
+from controller.kube.watched import WORKLOAD_KINDS
 from controller.metrics import default_metrics
 from controller.models.common import API_GROUP, API_VERSION
 from controller.models.release import FINAL_PHASES
@@ -26,6 +27,11 @@ def wanted(body: Mapping[str, Any]) -> bool:
     revert = status.get("revert") or {}
     outbox = (status.get("notifications") or {}).get("outbox") or []
     return revert.get("state") in ("Pending", "Error") or any(e.get("state") == "Pending" for e in outbox)
+
+
+#: The longest a rolling-out Release waits between looks at its workloads while the workload watch is live
+#: (a change wakes it at once; this is the safety net).
+WATCHED_TICK = 1.0
 
 
 def supervisor(rt: Runtime) -> Supervisor:
@@ -55,7 +61,17 @@ def supervisor(rt: Runtime) -> Supervisor:
                 wake=run.wake,
                 may_act=namespace_guard(rt, run),
                 readings_every=lambda: readings_interval(sup.active()),
+                rollout_tick=rollout_tick,
             )
+
+    def rollout_tick() -> float:
+        # While the workload watch is live, its events wake the loops of their namespace (and the state is
+        # read from the same watch): polling every tick then only burnt CPU — at 2,000 Releases on 4
+        # replicas, 500 loops each polling 4 times a second starved the API server they wait for.
+        watched, tick = rt.cluster.watched, rt.settings.release_tick_seconds
+        if watched is not None and all(watched.live(kind) for kind in WORKLOAD_KINDS):
+            return max(tick, WATCHED_TICK)
+        return tick
 
     sup = Supervisor("Release", start, wanted=wanted, serves=lambda ns: serves(rt, ns), fetch=fetcher(rt, "releases"))
     return sup

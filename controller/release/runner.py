@@ -140,9 +140,11 @@ class ReleaseKind:
         wake: Callable[[], None],
         monotonic: Callable[[], float],
         readings_every: Callable[[], float] = lambda: READINGS_PERSIST_SECONDS,
+        rollout_tick: Callable[[], float] | None = None,
     ) -> None:
         self.ref = ref
         self.readings_every = readings_every
+        self.rollout_tick = rollout_tick or (lambda: tick)
         self.executor = executor
         self.hooks = hooks
         self.tick = tick
@@ -242,7 +244,7 @@ class ReleaseKind:
 
     def sleep_for(self, spec: ReleaseSpec, status: ReleaseStatus, action: Action, facts: Facts) -> float | None:
         if isinstance(action, Wait):
-            return _sleep_for(action, status, facts.now, self.tick)
+            return _sleep_for(action, status, facts.now, self.tick, self.rollout_tick())
         err = status.action_error
         if err is not None and not err.permanent and err.at == facts.now:
             return min(2.0, self.tick * 8)  # a transient failure: try again shortly
@@ -300,14 +302,25 @@ async def run_release(
     wake: Callable[[], None] = lambda: None,
     may_act: Callable[[], Awaitable[bool]] | None = None,
     readings_every: Callable[[], float] = lambda: READINGS_PERSIST_SECONDS,
+    rollout_tick: Callable[[], float] | None = None,
 ) -> ReleaseStatus:
     """Drive one Release until it is settled (final, revert landed or given up by a human) or ``stopped``.
 
     ``readings_every()``: how often a status that changed only in its latest readings is written
-    (:func:`readings_interval` of the Releases running on this replica)."""
+    (:func:`readings_interval` of the Releases running on this replica). ``rollout_tick()``: the longest
+    wait while rolling out (``tick`` by default; longer while the workload watch's events wake the loop)."""
     hooks = hooks or Hooks()
     loop_time = asyncio.get_running_loop().time
-    kind = ReleaseKind(ref, executor, hooks, tick=tick, wake=wake, monotonic=loop_time, readings_every=readings_every)
+    kind = ReleaseKind(
+        ref,
+        executor,
+        hooks,
+        tick=tick,
+        wake=wake,
+        monotonic=loop_time,
+        readings_every=readings_every,
+        rollout_tick=rollout_tick,
+    )
     ctx = Context(
         kind="Release",
         namespace=ref.namespace,
@@ -329,10 +342,10 @@ async def run_release(
         executor.forget(ref)  # settled, stopped or gone: an attempt still in flight pushes nothing
 
 
-def _sleep_for(wait: Wait, status: ReleaseStatus, now: datetime, tick: float) -> float:
-    """Until the wait ends; capped at ``tick`` while watching the cluster, at 1 s otherwise (annotations)."""
-    watching_cluster = status.phase in ("Pending", "Progressing", "RollingBack")
-    cap = tick if watching_cluster else 1.0
+def _sleep_for(wait: Wait, status: ReleaseStatus, now: datetime, tick: float, rollout_tick: float) -> float:
+    """Until the wait ends; capped at ``rollout_tick`` while rolling out, ``tick`` while rolling back (restored
+    objects may leave the workload watch's selection: no event wakes the loop), 1 s otherwise (annotations)."""
+    cap = {"RollingBack": tick, "Pending": rollout_tick, "Progressing": rollout_tick}.get(status.phase or "", 1.0)
     if wait.until is None:
         return cap
     return max(0.0, min((wait.until - now).total_seconds(), cap))

@@ -107,3 +107,31 @@ def test_a_readings_only_change_is_written_once_the_interval_for_the_load_has_pa
     reading = EvaluateGates("canary", ("load",))
     assert not kind.persist_now(after, before, reading, since_persist=49.0)
     assert kind.persist_now(after, before, reading, since_persist=50.0)
+
+
+def test_a_rollout_waits_longer_between_looks_while_the_watch_wakes_it_and_a_rollback_does_not() -> None:
+    from typing import cast
+
+    from sim import make_spec
+
+    from controller.release.actions import Facts, Wait
+    from controller.release.executor import Executor, ReleaseRef
+    from controller.release.runner import Hooks, ReleaseKind
+
+    kind = ReleaseKind(
+        ReleaseRef("shop", "web-1", "u1"),
+        cast(Executor, None),
+        Hooks(),
+        tick=0.25,
+        wake=lambda: None,
+        monotonic=lambda: 0.0,
+        rollout_tick=lambda: 1.0,  # the workload watch is live
+    )
+    spec, facts, wait = make_spec(), Facts(now=at(0)), Wait(None, "rolling out")
+    waits = {
+        phase: kind.sleep_for(spec, release_status(phase, "canary"), wait, facts)
+        for phase in ("Progressing", "RollingBack", "Holding")
+    }
+    assert waits == {"Progressing": 1.0, "RollingBack": 0.25, "Holding": 1.0}
+    soon = Wait(at(0.4), "hold")
+    assert kind.sleep_for(spec, release_status("Progressing", "canary"), soon, facts) == 0.4  # a due time wins
