@@ -252,6 +252,9 @@ class BenchController:
     def start(self, timeout: float = 90) -> None:
         env = dict(os.environ)
         env.update(self.stack.env())
+        # As the image runs it (Dockerfile): two malloc arenas, not 8 per core — with 40 threads the default
+        # left a 500-Release start burst at 296 MiB RSS, 226 MiB with two (docs/benchmarks.md, run O).
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         env.update(
             {
                 "STOPLINE_PROMETHEUS_URL": self.prometheus_url,
