@@ -43,7 +43,7 @@ def supervisor(rt: Runtime) -> Supervisor:
         run.on_stop.append(lambda: rt.executor.forget(ref))
 
         async def patch_status(patch: dict[str, Any]) -> None:
-            await rt.objects.patch_status("releases", run.namespace, run.name, patch, uid=run.uid)
+            run.wrote(await rt.objects.patch_status("releases", run.namespace, run.name, patch, uid=run.uid))
 
         def emit(type_: str, reason: str, message: str) -> None:
             kopf.event(cast(kopf.Body, run.body), type=type_, reason=reason, message=message[:1000])

@@ -45,7 +45,7 @@ def supervisor(rt: Runtime) -> Supervisor:
         ref = TrackRef(namespace=namespace, name=name, uid=uid)
 
         async def patch_status(patch: dict[str, Any]) -> None:
-            await rt.objects.patch_status("tracks", namespace, name, patch, uid=uid)
+            run.wrote(await rt.objects.patch_status("tracks", namespace, name, patch, uid=uid))
 
         def emit(type_: str, reason: str, message: str) -> None:
             kopf.event(cast(kopf.Body, run.body), type=type_, reason=reason, message=message[:1000])

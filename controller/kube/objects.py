@@ -42,23 +42,26 @@ class Objects:
     # ---------------------------------------------------------------- custom objects
     def _patch_status(
         self, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
-    ) -> None:
+    ) -> str:
         if uid is not None:  # a UID in the patch is a precondition: never write onto a namesake
             patch = {**patch, "metadata": {"uid": uid}}
         try:
-            self._custom.patch_namespaced_custom_object_status(
+            out = self._custom.patch_namespaced_custom_object_status(
                 API_GROUP, API_VERSION, namespace, plural, name, patch, _content_type="application/merge-patch+json"
             )
         except ApiException as exc:
             if exc.status == 404 or (exc.status == 409 and "uid" in (exc.body or "").lower()):
                 raise ObjectGone(f"{plural}/{name} in {namespace} no longer exists") from exc
             raise api_error(f"patch {plural}/{name} status", exc) from exc
+        meta = out.get("metadata") if isinstance(out, dict) else None
+        return str((meta or {}).get("resourceVersion") or "")
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
-    ) -> None:
-        """JSON-merge-patch the status subresource; ObjectGone when the object (with that UID) is gone."""
-        await _call(self._patch_status, plural, namespace, name, patch, uid)
+    ) -> str:
+        """JSON-merge-patch the status subresource; the object's new resourceVersion. ObjectGone when the
+        object (with that UID) is gone."""
+        return await _call(self._patch_status, plural, namespace, name, patch, uid)
 
     def _patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         try:

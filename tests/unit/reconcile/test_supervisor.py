@@ -343,3 +343,24 @@ async def test_an_unreadable_taken_over_object_stays_parked_and_is_tried_again()
     await settle()
     assert loops.started == ["b"] and sup.parked() == 0
     await sup.shutdown(grace=1.0)
+
+
+async def test_a_late_event_older_than_what_an_ended_loop_wrote_does_not_start_it_again() -> None:
+    started: list[str] = []
+
+    async def finish(run: Run) -> None:  # one step: writes its final status (resourceVersion 12) and ends
+        started.append(str(run.body["metadata"]["resourceVersion"]))
+        run.wrote("12")
+
+    sup = Supervisor("Release", finish)
+    sup.on_event("ADDED", body(resourceVersion="10"))
+    await settle()
+    assert started == ["10"] and sup.active() == 0
+    sup.on_event("MODIFIED", body(resourceVersion="11"))  # the watch delivers an earlier write late
+    sup.on_event("MODIFIED", body(resourceVersion="12"))  # ... and the loop's own last write
+    await settle()
+    assert started == ["10"], "a stale event started the ended loop again (it would repeat its last step)"
+    sup.on_event("MODIFIED", body(resourceVersion="13"))  # a real change after the end (a new annotation)
+    await settle()
+    assert started == ["10", "13"]
+    await sup.shutdown(grace=1.0)
