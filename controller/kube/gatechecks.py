@@ -35,7 +35,7 @@ class GateChecks:
     async def pods(self, namespace: str, workloads: Iterable[str]) -> dict[str, list[dict[str, Any]] | None]:
         """The pods of each workload (Kind/name; bare name: Deployment) by its selector; None: no such workload."""
         keys = list(dict.fromkeys(workloads))
-        objs = await asyncio.gather(*(self.cluster.workload(namespace, k) for k in keys))
+        objs = await self.cluster.workloads(namespace, keys)
         found = await asyncio.gather(*(_call(self._pods_of, namespace, o) for o in objs if o is not None))
         it = iter(found)
         return {k: (next(it) if o is not None else None) for k, o in zip(keys, objs, strict=True)}

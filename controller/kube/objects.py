@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from controller.errors import ClusterError, InvalidSpec, ObjectGone
 from controller.kube.apierrors import api_error
+from controller.kube.watched import namespace_deleting
 from controller.models.common import API_GROUP, API_VERSION
 
 T = TypeVar("T")
@@ -126,13 +127,7 @@ class Objects:
         except ApiException as exc:
             raise api_error(f"read namespace {namespace}", exc) from exc
         items = json.loads(out.data).get("items") or []
-        if not items:
-            return True
-        ns = items[0]
-        return (
-            bool(ns.get("metadata", {}).get("deletionTimestamp"))
-            or (ns.get("status") or {}).get("phase") == "Terminating"
-        )
+        return not items or namespace_deleting(items[0])
 
     def _namespaces(self, label_selector: str) -> set[str]:
         try:

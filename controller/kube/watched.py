@@ -50,6 +50,14 @@ def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def namespace_deleting(ns: Mapping[str, Any]) -> bool:
+    """Whether a Namespace object is being deleted (marked, or already Terminating)."""
+    return (
+        bool((ns.get("metadata") or {}).get("deletionTimestamp"))
+        or (ns.get("status") or {}).get("phase") == "Terminating"
+    )
+
+
 def _version(body: Mapping[str, Any]) -> int | None:
     """The resourceVersion as a number (etcd's revision), None when it is not one."""
     try:
@@ -229,7 +237,7 @@ class WorkloadCache:
             obj = self._objs.get(where)
         if obj is None:
             return None
-        return bool(obj["metadata"].get("deletionTimestamp")) or obj["status"].get("phase") == "Terminating"
+        return namespace_deleting(obj)
 
     def forget_namespace(self, namespace: str) -> None:
         """Drop every copy, write mark and tombstone in ``namespace`` (it was deleted)."""
